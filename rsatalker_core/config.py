@@ -1,0 +1,238 @@
+"""Configuration dataclasses, loaded from YAML.
+
+Every field name here is used unchanged in ``config/*.yaml`` and, for the fields a node
+exposes, as the ROS 2 parameter name (nested fields are joined with ``.``, e.g.
+``streaming.lookahead_frames``). The dataclass defaults are the *embedded default*:
+``load_config(None)`` returns them, and ``config/default.yaml`` mirrors them (a test
+keeps the two in step).
+
+Example:
+    >>> cfg = load_config("config/default.yaml", overrides={"device": "cpu"})
+    >>> cfg.motion.d_model
+    128
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Type, TypeVar
+
+import yaml
+
+from rsatalker_core.errors import ConfigError
+
+#: Video frame rate of all motion in the system (DualTalk convention), Hz.
+FPS: int = 25
+#: Per-frame motion target: ``[exp 0:50 | jaw 50:53 | head 53:56]`` (DESIGN.md §2).
+MOTION_DIM: int = 56
+EXP_DIM: int = 50
+EXP_SLICE = slice(0, 50)
+JAW_SLICE = slice(50, 53)
+HEAD_SLICE = slice(53, 56)
+
+
+@dataclass
+class FlameConfig:
+    # Path to an official FLAME 2020 / 2023 / 2023 Open model (pkl or npz). Empty: use the
+    # procedural stand-in head (logged as such at every use).
+    model_path: str = ""
+    # Number of identity (shape) coefficients used, at most 300.
+    n_shape: int = 100
+    # Number of expression coefficients used, at most 100. The motion target uses 50.
+    n_expr: int = 50
+
+
+@dataclass
+class SpeechConfig:
+    # Backend: "whisper-tiny" (offline pretrained, default), "wav2vec2" (transformers,
+    # local directory or HF cache) or "logmel" (no weights, for fast tests).
+    encoder: str = "whisper-tiny"
+    # wav2vec2 only: a local directory, or a model id already in the Hugging Face cache.
+    model_path: str = ""
+    # Sample rate the encoder consumes, Hz. Input at any other rate is resampled.
+    sample_rate: int = 16000
+    # logmel only: number of mel bands.
+    n_mels: int = 80
+    # Keep the encoder frozen (the paper freezes it in every training stage).
+    freeze: bool = True
+
+
+@dataclass
+class SocialConfig:
+    # Width of each relationship embedding (blood/non-blood, equal/non-equal) and of q.
+    embed_dim: int = 64
+    # Hidden width of the motion socialnet and the Gaussian offsetnet (2-layer MLPs).
+    hidden_dim: int = 128
+    # Sinusoidal time-encoding width fed to the Gaussian offsetnet with q.
+    time_dim: int = 16
+    # Bound on each social position offset c, metres (tanh-scaled output).
+    max_offset: float = 0.003
+
+
+@dataclass
+class MotionConfig:
+    # Transformer width.
+    d_model: int = 128
+    # Attention heads in every attention block.
+    n_heads: int = 4
+    # Layers of the Transformer encoder over [f_A; a_B].
+    n_encoder_layers: int = 2
+    # Layers of the Transformer motion decoder.
+    n_decoder_layers: int = 2
+    # Feed-forward width inside Transformer layers.
+    ff_dim: int = 256
+    dropout: float = 0.1
+    # Longest sequence the positional encodings cover, frames (30 s at 25 fps).
+    max_frames: int = 750
+    # Checkpoint of trained motion weights. Empty: randomly initialised (seeded).
+    checkpoint: str = ""
+
+
+@dataclass
+class AvatarConfig:
+    # Gaussian avatar checkpoint. A bare file name resolves inside rsatalker_core/assets.
+    checkpoint: str = "default_avatar.pt"
+
+
+@dataclass
+class RenderConfig:
+    # "auto" (gsplat on CUDA, pure-PyTorch otherwise), "gsplat" or "torch".
+    backend: str = "auto"
+    # Output image size, pixels.
+    width: int = 256
+    height: int = 256
+    # Vertical field of view of the pinhole camera, degrees.
+    fov_deg: float = 20.0
+    # Camera distance from the head centre along +z, metres.
+    camera_distance: float = 0.75
+    # Background colour, RGB in [0, 1].
+    background: list = field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+
+@dataclass
+class StreamingConfig:
+    # Context window of past frames the generator sees at each step.
+    window_frames: int = 50
+    # Bounded lookahead: frames of future audio waited for before a frame is emitted
+    # (lookahead_frames / 25 s of algorithmic latency).
+    lookahead_frames: int = 4
+    # Frames generated per inference step (amortises encoder cost; adds up to
+    # (hop_frames - 1) / 25 s of latency).
+    hop_frames: int = 2
+    # Audio chunk length published by capture/player nodes, seconds.
+    chunk_seconds: float = 0.04
+
+
+@dataclass
+class RsatalkerConfig:
+    # "cpu", "cuda", "cuda:1", ... (never assumed; see rsatalker_core.device).
+    device: str = "cpu"
+    seed: int = 0
+    # One of siblings, parent_child, couple, superior_subordinate, or the axis form
+    # "blood,equal" / "non-blood,non-equal" (rsatalker_core.social.Relationship.parse).
+    relationship: str = "couple"
+    flame: FlameConfig = field(default_factory=FlameConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
+    social: SocialConfig = field(default_factory=SocialConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    avatar: AvatarConfig = field(default_factory=AvatarConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    streaming: StreamingConfig = field(default_factory=StreamingConfig)
+
+
+T = TypeVar("T")
+
+
+def from_dict(cls: Type[T], data: Optional[Dict[str, Any]], where: str = "") -> T:
+    """Build dataclass ``cls`` from a (nested) dict, rejecting unknown keys.
+
+    Raises:
+        ConfigError: on an unknown key or a value of the wrong type.
+    """
+    data = dict(data or {})
+    kwargs = {}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key '{where}{key}' (known: {', '.join(sorted(fields))})"
+            )
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{where}{key}' must be a mapping")
+            kwargs[key] = from_dict(type(default), value, f"{where}{key}.")
+        else:
+            kwargs[key] = _coerce(value, default, f"{where}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, name: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{name}' must be true/false, got {value!r}")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, (int, float, str, list)) and not isinstance(value, type(default)):
+        raise ConfigError(
+            f"config key '{name}' must be {type(default).__name__}, got {value!r}"
+        )
+    return value
+
+
+def to_dict(cfg: Any) -> Dict[str, Any]:
+    """Nested plain-dict view of a config dataclass (YAML-serialisable)."""
+    return dataclasses.asdict(cfg)
+
+
+def _set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+
+def load_config(
+    path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None
+) -> RsatalkerConfig:
+    """Load an :class:`RsatalkerConfig` from YAML, then apply dotted-key overrides.
+
+    Args:
+        path: YAML file, or ``None`` for the embedded default.
+        overrides: ``{"render.width": 128, "device": "cuda"}``; applied after the file.
+
+    Raises:
+        ConfigError: missing/unreadable file, malformed YAML or an unknown key.
+    """
+    data: Dict[str, Any] = {}
+    if path:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            with open(path, "r", encoding="utf-8") as fh:
+                data = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"malformed YAML in {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at top level")
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return from_dict(RsatalkerConfig, data)
+
+
+def package_root() -> str:
+    """Directory of the ``rsatalker_core`` package (assets resolve against it)."""
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+def resolve_asset(name: str) -> str:
+    """Resolve an asset path: absolute/relative existing paths win, else the package assets."""
+    if not name:
+        return name
+    if os.path.exists(name):
+        return name
+    return os.path.join(package_root(), "assets", name)

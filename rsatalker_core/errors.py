@@ -1,0 +1,33 @@
+"""Error types raised by rsatalker_core. Every message names the offending file or value."""
+
+
+class RsatalkerError(Exception):
+    """Base class of all rsatalker errors (the CLI prints these as one line)."""
+
+
+class ConfigError(RsatalkerError):
+    """A config file or value is missing, malformed or out of range."""
+
+
+class AudioError(RsatalkerError):
+    """An audio file is missing, not audio, truncated, or has an unusable sample rate."""
+
+
+class MotionFileError(RsatalkerError):
+    """A FLAME motion npz is missing, malformed, or lacks required keys."""
+
+
+class FlameModelError(RsatalkerError):
+    """A FLAME model file is missing or does not have the official array layout."""
+
+
+class RelationshipError(RsatalkerError, ValueError):
+    """An unknown relationship name."""
+
+
+class CheckpointError(RsatalkerError):
+    """A checkpoint is missing, corrupt, or does not match the configured model."""
+
+
+class SpeechEncoderError(RsatalkerError):
+    """A speech encoder's weights cannot be found offline, or its input is unusable."""
