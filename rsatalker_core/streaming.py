@@ -1,0 +1,252 @@
+"""Sliding-window live inference over incoming audio and partner motion.
+
+Audio arrives in chunks (any sample rate, resampled to the encoder's rate). Frame ``k``
+covers self-audio samples ``[k·S, (k+1)·S)`` with ``S = sample_rate / 25`` (640 at 16 kHz).
+Frame ``k`` is emitted once the self audio reaches the end of frame ``k + lookahead``:
+the algorithmic latency is bounded by ``(1 + lookahead_frames) / 25`` s plus compute.
+
+Each :meth:`StreamingMotionGenerator.step` encodes one window of at most
+``window_frames`` frames ending at the newest complete frame, runs the generator on it
+(full attention inside the window) and emits the frames not emitted before.
+
+Alignment across streams uses the message stamps: the partner's audio and motion are
+looked up at the *time* of the self-audio window, so the two microphones need not start
+together. Missing partner audio is silence; missing partner motion is the neutral pose.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from dataclasses import dataclass
+from typing import List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from rsatalker_core.audio import resample, validate_sample_rate
+from rsatalker_core.config import FPS, MOTION_DIM, RsatalkerConfig
+from rsatalker_core.errors import AudioError
+from rsatalker_core.motion_model import MotionModel
+from rsatalker_core.social import Relationship, relationship_tensors
+
+
+@dataclass
+class MotionFrame:
+    """One generated frame of the avatar.
+
+    Attributes:
+        index: frame number since the stream started (25 fps).
+        motion: ``[56]`` float32 ``[exp | jaw | head]`` (radians).
+        source_stamp_ns: time stamp of the self audio at the frame's first sample, ns.
+        relationship: canonical relationship name the frame was generated under.
+    """
+
+    index: int
+    motion: np.ndarray
+    source_stamp_ns: int
+    relationship: str
+
+
+class _AudioStream:
+    """Mono samples with absolute indexing and stamp anchors (sample index -> time)."""
+
+    def __init__(self, sample_rate: int):
+        self.sr = sample_rate
+        self.base = 0  # absolute index of samples[0]
+        self.samples = np.zeros(0, dtype=np.float32)
+        self.anchors: List[Tuple[int, int]] = []  # (absolute sample index, stamp ns)
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.samples)
+
+    def append(self, samples: np.ndarray, stamp_ns: int) -> None:
+        self.anchors.append((self.end, int(stamp_ns)))
+        self.samples = np.concatenate([self.samples, samples])
+
+    def stamp_at(self, index: int) -> Optional[int]:
+        """Time (ns) of absolute sample ``index``, extrapolated from the last anchor before it."""
+        if not self.anchors:
+            return None
+        i = max(0, bisect.bisect_right(self.anchors, (index, 1 << 62)) - 1)
+        a_idx, a_ns = self.anchors[i]
+        return a_ns + int(round((index - a_idx) * 1e9 / self.sr))
+
+    def index_at(self, stamp_ns: int) -> Optional[int]:
+        """Absolute sample index at time ``stamp_ns`` (inverse of :meth:`stamp_at`)."""
+        if not self.anchors:
+            return None
+        times = [a[1] for a in self.anchors]
+        i = max(0, bisect.bisect_right(times, stamp_ns) - 1)
+        a_idx, a_ns = self.anchors[i]
+        return a_idx + int(round((stamp_ns - a_ns) * self.sr / 1e9))
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        """Samples ``[start, start+length)``; zeros where nothing was received (silence)."""
+        out = np.zeros(length, dtype=np.float32)
+        lo, hi = max(start, self.base), min(start + length, self.end)
+        if hi > lo:
+            out[lo - start : hi - start] = self.samples[lo - self.base : hi - self.base]
+        return out
+
+    def trim(self, keep_from: int) -> None:
+        cut = min(max(0, keep_from - self.base), len(self.samples))
+        if cut:
+            self.samples = self.samples[cut:]
+            self.base += cut
+        # Keep the last anchor at or before the new base so stamps stay defined.
+        while len(self.anchors) > 1 and self.anchors[1][0] <= self.base:
+            self.anchors.pop(0)
+
+
+class StreamingMotionGenerator:
+    """Live sliding-window wrapper around :class:`MotionModel`. Thread-safe.
+
+    Args:
+        cfg: full config; ``streaming.window_frames``, ``streaming.lookahead_frames`` and
+            ``streaming.hop_frames`` shape the windows.
+        device: overrides ``cfg.device``.
+        model: an already-built :class:`MotionModel` to share.
+    """
+
+    def __init__(
+        self,
+        cfg: RsatalkerConfig,
+        device: Optional[Union[str, torch.device]] = None,
+        model: Optional[MotionModel] = None,
+    ):
+        self.cfg = cfg
+        self.model = model or MotionModel(cfg, device)
+        self.sample_rate = cfg.speech.sample_rate
+        self.spf = self.sample_rate // FPS
+        s = cfg.streaming
+        if s.window_frames <= s.lookahead_frames:
+            raise ValueError("streaming.window_frames must exceed streaming.lookahead_frames")
+        self.window_frames = min(s.window_frames, cfg.motion.max_frames)
+        self.lookahead = s.lookahead_frames
+        self.hop = max(1, s.hop_frames)
+        self._lock = threading.Lock()
+        self._relationship = Relationship.parse(cfg.relationship)
+        self.reset()
+
+    @property
+    def relationship(self) -> Relationship:
+        return self._relationship
+
+    def reset(self) -> None:
+        """Forget all buffered input; the next frame is frame 0."""
+        with getattr(self, "_lock", threading.Lock()):
+            self._streams = {r: _AudioStream(self.sample_rate) for r in ("self", "partner")}
+            self._partner_motion: List[Tuple[int, np.ndarray]] = []
+            self._next = 0
+
+    def set_relationship(self, rel: Union[str, Relationship]) -> None:
+        """Switch the relationship for frames generated from now on.
+
+        Raises:
+            RelationshipError: unknown name.
+        """
+        parsed = Relationship.parse(rel)
+        with self._lock:
+            self._relationship = parsed
+
+    def push_audio(self, role: str, samples: np.ndarray, sample_rate: int, stamp_ns: int) -> None:
+        """Append an audio chunk.
+
+        Args:
+            role: ``"self"`` (the avatar's speech) or ``"partner"``.
+            samples: ``[S]`` mono float32 in [-1, 1].
+            sample_rate: Hz; resampled to ``speech.sample_rate`` when different.
+            stamp_ns: capture time of the chunk's first sample, ns.
+
+        Raises:
+            AudioError: unknown role, bad sample rate, non-mono or non-finite samples.
+        """
+        if role not in ("self", "partner"):
+            raise AudioError(f"unknown audio role '{role}' (use 'self' or 'partner')")
+        validate_sample_rate(sample_rate)
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim != 1:
+            raise AudioError(f"audio chunk must be mono [S], got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise AudioError("audio chunk holds NaN or Inf samples")
+        if sample_rate != self.sample_rate:
+            x = resample(x, sample_rate, self.sample_rate).astype(np.float32)
+        with self._lock:
+            self._streams[role].append(x, stamp_ns)
+
+    def push_partner_motion(self, motion: np.ndarray, stamp_ns: int) -> None:
+        """Append one partner FLAME frame ``[56]`` stamped at ``stamp_ns``.
+
+        Raises:
+            ValueError: wrong shape or non-finite values.
+        """
+        m = np.asarray(motion, dtype=np.float32)
+        if m.shape != (MOTION_DIM,):
+            raise ValueError(f"partner motion must be [56], got {m.shape}")
+        if not np.isfinite(m).all():
+            raise ValueError("partner motion holds NaN or Inf values")
+        with self._lock:
+            self._partner_motion.append((int(stamp_ns), m))
+            self._partner_motion.sort(key=lambda x: x[0])
+            if len(self._partner_motion) > 4 * self.window_frames:
+                del self._partner_motion[: -4 * self.window_frames]
+
+    def _partner_motion_at(self, stamps: List[Optional[int]]) -> Optional[np.ndarray]:
+        if not self._partner_motion:
+            return None
+        times = [t for t, _ in self._partner_motion]
+        out = np.zeros((len(stamps), MOTION_DIM), dtype=np.float32)
+        for i, t in enumerate(stamps):
+            j = bisect.bisect_right(times, t) - 1 if t is not None else -1
+            if j >= 0:
+                out[i] = self._partner_motion[j][1]  # sample-and-hold; neutral before the first
+        return out
+
+    def step(self) -> List[MotionFrame]:
+        """Generate every frame whose lookahead audio has arrived (in hops of ``hop_frames``)."""
+        frames: List[MotionFrame] = []
+        with self._lock:
+            while True:
+                complete = self._streams["self"].end // self.spf
+                ready = complete - self.lookahead  # frames [next, ready) can be emitted
+                if ready - self._next < self.hop:
+                    break
+                emit_end = min(ready, self._next + self.window_frames - self.lookahead)
+                frames.extend(self._run_window(emit_end))
+        return frames
+
+    def _run_window(self, emit_end: int) -> List[MotionFrame]:
+        win_end = emit_end + self.lookahead
+        win_start = max(0, win_end - self.window_frames)
+        win_start = min(win_start, self._next)
+        n = win_end - win_start
+        selfs = self._streams["self"]
+        s0 = win_start * self.spf
+        self_audio = selfs.read(s0, n * self.spf)
+        t0 = selfs.stamp_at(s0)
+        partner = self._streams["partner"]
+        p0 = partner.index_at(t0) if t0 is not None else None
+        partner_audio = partner.read(p0, n * self.spf) if p0 is not None else np.zeros_like(self_audio)
+        frame_stamps = [selfs.stamp_at((win_start + i) * self.spf) for i in range(n)]
+        pm = self._partner_motion_at(frame_stamps)
+        model = self.model
+        with torch.no_grad():
+            fs = model.encode(self_audio, self.sample_rate, n)
+            fp = model.encode(partner_audio, self.sample_rate, n)
+            blood, equal = relationship_tensors([self._relationship], model.device)
+            pmt = None if pm is None else torch.as_tensor(pm, device=model.device)[None]
+            motion = model.generator(fs, fp, blood, equal, pmt)[0].float().cpu().numpy()
+        out = [
+            MotionFrame(k, motion[k - win_start].copy(), int(frame_stamps[k - win_start] or 0), self._relationship.name)
+            for k in range(self._next, emit_end)
+        ]
+        self._next = emit_end
+        keep = max(0, (self._next - self.window_frames) * self.spf)
+        selfs.trim(keep)
+        if t0 is not None:
+            p_keep = partner.index_at(selfs.stamp_at(keep))
+            if p_keep is not None:
+                partner.trim(p_keep)
+        return out
