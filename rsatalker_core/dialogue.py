@@ -1,7 +1,7 @@
 """Two-person dialogues arranged from real single-speaker recordings.
 
 No public two-person recording ships in a Debian package, but single-speaker recordings
-of different people do (codec2-examples: ``speech_orig_16k.wav``, ``vk2tpm_004.wav``). This
+of different people do (codec2-examples: ``speech_orig_16k.wav``, ``ve9qrp.wav``). This
 module cuts each recording into phrases at its pauses and interleaves the phrases into
 alternating turns, giving one track per speaker: while one speaks, the other's track is
 silent (with a short natural gap between turns, and an optional small overlap).
@@ -19,9 +19,11 @@ from rsatalker_core.audio import load_audio
 from rsatalker_core.errors import AudioError
 
 #: Real human speech from the Debian package codec2-examples (two different speakers).
+#: (``vk2tpm_004.wav`` from the same package is a modem signal with a flat envelope, not
+#: speech, so the second speaker is the amateur-radio recording ``ve9qrp.wav``.)
 DEBIAN_SPEECH = (
     "/usr/share/codec2/raw/speech_orig_16k.wav",
-    "/usr/share/codec2/wav/vk2tpm_004.wav",
+    "/usr/share/codec2/wav/ve9qrp.wav",
 )
 
 
@@ -37,15 +39,19 @@ class Turn:
 def split_phrases(
     wav: np.ndarray,  # [S]
     sample_rate: int,
-    min_pause: float = 0.25,
+    min_pause: float = 0.2,
     min_phrase: float = 0.6,
+    max_phrase: float = 4.0,
     threshold_db: float = -35.0,
 ) -> List[Tuple[int, int]]:
     """Cut speech at pauses.
 
-    A 20 ms frame is voiced when its RMS is above ``threshold_db`` relative to the loudest
-    frame; pauses of at least ``min_pause`` s separate phrases; phrases shorter than
-    ``min_phrase`` s are merged into their neighbour.
+    A 20 ms frame is voiced when its RMS level (dB re the loudest frame) exceeds both
+    ``threshold_db`` and an adaptive threshold 35% of the way from the noise floor (10th
+    percentile) to the speech level (95th percentile), so noisy radio recordings split too.
+    Pauses of at least ``min_pause`` s separate phrases; phrases shorter than ``min_phrase``
+    s are merged into their neighbour; phrases longer than ``max_phrase`` s are cut at
+    their quietest 20 ms frame.
 
     Returns:
         ``[(start_sample, end_sample), ...]`` in order.
@@ -56,7 +62,8 @@ def split_phrases(
         return []
     rms = np.sqrt(np.mean(wav[: n * hop].reshape(n, hop) ** 2, axis=1) + 1e-12)
     db = 20 * np.log10(rms / rms.max())
-    voiced = db > threshold_db
+    floor, level = np.percentile(db, [10, 95])
+    voiced = db > max(threshold_db, floor + 0.35 * (level - floor))
     phrases: List[List[int]] = []
     gap = int(round(min_pause / 0.02))
     i = 0
@@ -80,6 +87,16 @@ def split_phrases(
             merged[-1][1] = p[1]
         else:
             merged.append(p)
+    longest = int(round(max_phrase / 0.02))
+    cut: List[List[int]] = []
+    for a, b in merged:
+        while b - a > longest:
+            lo = a + longest // 3
+            m = lo + int(np.argmin(db[lo : a + longest]))
+            cut.append([a, m])
+            a = m
+        cut.append([a, b])
+    merged = cut
     pad = int(0.05 * sample_rate)
     return [(max(0, a * hop - pad), min(len(wav), b * hop + pad)) for a, b in merged]
 
@@ -133,7 +150,7 @@ def make_dialogue(
 def debian_dialogue(
     sample_rate: int = 16000, duration: float = 20.0, seed: int = 0, paths: Optional[Sequence[str]] = None
 ) -> Tuple[np.ndarray, np.ndarray, List[Turn]]:
-    """A dialogue of the two real Debian codec2-examples speakers (see :data:`DEBIAN_SPEECH`).
+    """A dialogue of the two two real speakers of Debian's codec2-examples (see :data:`DEBIAN_SPEECH`).
 
     Raises:
         AudioError: a recording is missing (install the Debian package codec2-examples).
