@@ -125,7 +125,7 @@ class StreamingConfig:
     lookahead_frames: int = 4
     # Frames generated per inference step (amortises encoder cost; adds up to
     # (hop_frames - 1) / 25 s of latency).
-    hop_frames: int = 2
+    hop_frames: int = 5
     # Audio chunk length published by capture/player nodes, seconds.
     chunk_seconds: float = 0.04
 
