@@ -130,7 +130,7 @@ def resample(wav: ArrayLike, sr_in: int, sr_out: int) -> ArrayLike:
     return resample_poly(x, up, down, axis=-1).astype(np.float32)
 
 
-def _check_not_truncated(path: str, handle: sf.SoundFile) -> None:
+def check_not_truncated(path: str, handle: sf.SoundFile) -> None:
     for declared, present in _DATA_SHORT.findall(handle.extra_info or ""):
         declared, present = int(declared), int(present)
         if declared > present and declared not in _STREAMED_SIZES:
@@ -164,7 +164,7 @@ def load_audio(path: Union[str, os.PathLike], target_sr: Optional[int] = 16000) 
         target_sr = validate_sample_rate(target_sr, "target sample rate")
     try:
         with sf.SoundFile(path) as handle:
-            _check_not_truncated(path, handle)
+            check_not_truncated(path, handle)
             sr = validate_sample_rate(handle.samplerate, f"sample rate of {path}")
             data = handle.read(dtype="float32", always_2d=True)  # [S, C]
     except sf.SoundFileError as exc:

@@ -131,6 +131,32 @@ class StreamingConfig:
 
 
 @dataclass
+class DataConfig:
+    # Dataset root holding train/ test/ ood/ (the DualTalk layout, DESIGN.md §2).
+    root: str = ""
+    # Sub-directory of root to read: "train", "test", "ood", or "" for clips directly in root.
+    split: str = "train"
+    # Window length, frames at 25 fps (100 = 4 s); 0 = one window per whole clip.
+    window_frames: int = 100
+    # Step between window starts, frames.
+    stride_frames: int = 50
+    # CSV/YAML clip -> relationship index (rsatalker_core.data.relationships); "" = none.
+    relationship_index: str = ""
+    # Clips without a label: "default" (use default_relationship) or "refuse" (error).
+    unlabelled: str = "default"
+    # Relationship of unlabelled clips under unlabelled = "default".
+    default_relationship: str = "couple"
+    # Directory of the speech feature cache; "" = compute features without caching.
+    feature_cache: str = ""
+    # Audio rate of the items, Hz (files at other rates are resampled).
+    sample_rate: int = 16000
+    # Largest accepted length difference between a clip's files, frames (see module doc).
+    length_tolerance_frames: int = 2
+    # Decoded clips kept in memory per worker (LRU).
+    clip_cache_size: int = 8
+
+
+@dataclass
 class RsatalkerConfig:
     # "cpu", "cuda", "cuda:1", ... (never assumed; see rsatalker_core.device).
     device: str = "cpu"
@@ -145,6 +171,7 @@ class RsatalkerConfig:
     avatar: AvatarConfig = field(default_factory=AvatarConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 T = TypeVar("T")

@@ -31,3 +31,8 @@ class CheckpointError(RsatalkerError):
 
 class SpeechEncoderError(RsatalkerError):
     """A speech encoder's weights cannot be found offline, or its input is unusable."""
+
+
+class DatasetError(RsatalkerError):
+    """A dataset directory or clip is unusable: missing split, missing speaker file, or
+    lengths that do not match between files."""

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Debian/Ubuntu packages rsatalker needs: a C++ toolchain and cmake to build msg/,
-# PortAudio for the microphone node, and real human speech recordings for the demo.
+# PortAudio for the microphone node, real human speech recordings for the demo, and
+# espeak-ng voices for the synthetic training corpus.
 # Installs only what is missing (so a second run is instant), with sudo when not root.
 set -euo pipefail
-PKGS=(cmake g++ make libportaudio2 libsndfile1 codec2-examples)
+PKGS=(cmake g++ make libportaudio2 libsndfile1 codec2-examples espeak-ng)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
