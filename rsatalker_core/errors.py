@@ -36,3 +36,7 @@ class SpeechEncoderError(RsatalkerError):
 class DatasetError(RsatalkerError):
     """A dataset directory or clip is unusable: missing split, missing speaker file, or
     lengths that do not match between files."""
+
+
+class MetricError(RsatalkerError, ValueError):
+    """Metric input is malformed: wrong shape, too few frames, NaN/Inf, bad key."""
