@@ -13,6 +13,7 @@ NODES = {
     "audio_player": "rsatalker_ros.nodes.audio_player:main",
     "motion_node": "rsatalker_ros.nodes.motion_node:main",
     "render_node": "rsatalker_ros.nodes.render_node:main",
+    "recorder": "rsatalker_ros.nodes.recorder:main",
     "bringup": "rsatalker_ros.bringup:main",
 }
 

@@ -4,7 +4,7 @@
 # espeak-ng voices for the synthetic training corpus.
 # Installs only what is missing (so a second run is instant), with sudo when not root.
 set -euo pipefail
-PKGS=(cmake g++ make libportaudio2 libsndfile1 codec2-examples espeak-ng)
+PKGS=(cmake g++ make python3-dev libportaudio2 libsndfile1 codec2-examples espeak-ng)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

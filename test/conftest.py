@@ -12,6 +12,8 @@ SMALL_CONFIG = REPO / "config" / "test_small.yaml"
 
 # Keep torch to the CI's two cores and away from oversubscription.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# ROS 2 discovery stays on this machine in every test.
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,113 @@
+"""Launch the live rsatalker graph: audio in -> motion_node -> render_node.
+
+    ros2 launch rsatalker rsatalker.launch.py                       # microphone
+    ros2 launch rsatalker rsatalker.launch.py input_source:=file \\
+        self_audio:=/data/b.wav partner_audio:=/data/a.wav relationship:=parent_child
+
+Arguments: relationship, device, input_source (mic | file), self_audio, partner_audio
+(played in either mode when given), config_file (rsatalker YAML with model/render sizes,
+default share/rsatalker/config/default.yaml), params_file (ROS parameters, default
+share/rsatalker/config/ros.yaml). Precedence: these arguments > params_file > config_file.
+Works with Humble and later (no EqualsSubstitution).
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+
+def _text(value):
+    """A string parameter that launch must not re-type as YAML (empty strings, 'on', '1e3')."""
+    return ParameterValue(value, value_type=str)
+
+
+def generate_launch_description():
+    share = FindPackageShare("rsatalker")
+    relationship = LaunchConfiguration("relationship")
+    device = LaunchConfiguration("device")
+    input_source = LaunchConfiguration("input_source")
+    self_audio = LaunchConfiguration("self_audio")
+    partner_audio = LaunchConfiguration("partner_audio")
+    config_file = LaunchConfiguration("config_file")
+    params_file = LaunchConfiguration("params_file")
+
+    arguments = [
+        DeclareLaunchArgument(
+            "relationship",
+            default_value="couple",
+            description="siblings, parent_child, couple or superior_subordinate (changeable live: "
+            "ros2 param set /motion_node relationship siblings)",
+        ),
+        DeclareLaunchArgument("device", default_value="cpu", description="torch device: cpu, cuda, cuda:N"),
+        DeclareLaunchArgument(
+            "input_source",
+            default_value="mic",
+            choices=["mic", "file"],
+            description="mic: capture the avatar's speaker; file: play self_audio",
+        ),
+        DeclareLaunchArgument("self_audio", default_value="", description="the avatar's speech (input_source:=file)"),
+        DeclareLaunchArgument("partner_audio", default_value="", description="the partner's speech file (optional)"),
+        DeclareLaunchArgument(
+            "config_file",
+            default_value=PathJoinSubstitution([share, "config", "default.yaml"]),
+            description="rsatalker config YAML (model, speech encoder, render size); "
+            "config/test_small.yaml is a fast CPU setting",
+        ),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=PathJoinSubstitution([share, "config", "ros.yaml"]),
+            description="ROS parameters of the nodes",
+        ),
+    ]
+    use_file = IfCondition(PythonExpression(["'", input_source, "' == 'file'"]))
+    use_mic = IfCondition(PythonExpression(["'", input_source, "' == 'mic'"]))
+    has_partner = IfCondition(PythonExpression(["'", partner_audio, "' != ''"]))
+
+    nodes = [
+        Node(
+            package="rsatalker",
+            executable="audio_capture",
+            name="audio_capture",
+            parameters=[params_file, {"config_file": _text(config_file), "role": "self"}],
+            condition=use_mic,
+            output="screen",
+        ),
+        Node(
+            package="rsatalker",
+            executable="audio_player",
+            name="audio_player_self",
+            parameters=[params_file, {"config_file": _text(config_file), "file": _text(self_audio), "role": "self"}],
+            condition=use_file,
+            output="screen",
+        ),
+        Node(
+            package="rsatalker",
+            executable="audio_player",
+            name="audio_player_partner",
+            parameters=[params_file, {"config_file": _text(config_file), "file": _text(partner_audio), "role": "partner"}],
+            condition=has_partner,
+            output="screen",
+        ),
+        Node(
+            package="rsatalker",
+            executable="motion_node",
+            name="motion_node",
+            parameters=[
+                params_file,
+                {"config_file": _text(config_file), "relationship": _text(relationship), "device": _text(device)},
+            ],
+            output="screen",
+        ),
+        Node(
+            package="rsatalker",
+            executable="render_node",
+            name="render_node",
+            parameters=[params_file, {"config_file": _text(config_file), "device": _text(device)}],
+            output="screen",
+        ),
+    ]
+    return LaunchDescription(arguments + nodes)

@@ -1,0 +1,208 @@
+"""The whole rsatalker graph in ONE process (manual composition), for machines without
+``ros2 launch``.
+
+Nodes: two audio players (``--input-source file``) or a microphone for the avatar's
+speaker plus an optional partner file (``--input-source mic``), the motion node, the
+render node (unless ``--no-render``) and a recorder, all on one
+:class:`~rclpy.executors.MultiThreadedExecutor`. Topics are the ordinary ones
+(:mod:`rsatalker_ros.topics`), so other processes can watch or feed the same graph.
+
+Example::
+
+    python -m rsatalker_ros.bringup --self-audio b.wav --partner-audio a.wav \\
+        --relationship parent_child --duration 8 --output-dir out/ \\
+        --config config/test_small.yaml
+
+writes ``out/motion.npz``, ``out/avatar.mp4`` (with the avatar's speech) and
+``out/summary.json``. ROS arguments may follow ``--ros-args`` (e.g. ``--params-file
+config/ros.yaml``); the command-line options above override them.
+
+With file input the run ends when both files have played and the pipeline has drained;
+with a microphone after ``--duration`` seconds (0: at Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import List, Optional
+
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.utilities import remove_ros_args
+
+from rsatalker_core.audio import load_audio
+from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.social import Relationship
+
+#: After the last audio chunk: how long the graph must stay idle before the run ends, and
+#: the most to wait for motion inference to drain, seconds.
+IDLE_SECONDS = 0.5
+DRAIN_TIMEOUT = 30.0
+#: File input: frames the motion node may queue for their 25 fps slot (10 s), so a
+#: recording stays complete when inference falls behind (the live default drops old ones).
+FILE_QUEUE_FRAMES = 250
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The bringup's command-line options."""
+    p = argparse.ArgumentParser(
+        prog="rsatalker_bringup",
+        description="Run the rsatalker graph (audio -> motion -> render -> recorder) in one process.",
+    )
+    p.add_argument("--self-audio", default="", help="the avatar's speech (file input)")
+    p.add_argument("--partner-audio", default="", help="the partner's speech (optional)")
+    p.add_argument("--input-source", choices=("file", "mic"), default=None,
+                   help="file: play --self-audio; mic: capture the avatar's speaker (default: file "
+                        "when --self-audio is given)")
+    p.add_argument("--relationship", default=None, help=f"one of {', '.join(Relationship.names())}")
+    p.add_argument("--device", default=None, help="torch device (cpu, cuda, cuda:1, ...)")
+    p.add_argument("--config", default="", help="rsatalker config YAML (e.g. config/test_small.yaml)")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="seconds to play/capture; 0 = whole file (file) or until Ctrl-C (mic)")
+    p.add_argument("--start", type=float, default=0.0, help="offset into the audio files, seconds")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed factor of the files")
+    p.add_argument("--output-dir", default="", help="write motion.npz, avatar.mp4, summary.json here")
+    p.add_argument("--no-render", action="store_true", help="motion only (no render node)")
+    return p
+
+
+def _common(args: argparse.Namespace) -> List[Parameter]:
+    out = []
+    if args.config:
+        out.append(Parameter("config_file", value=args.config))
+    if args.device:
+        out.append(Parameter("device", value=args.device))
+    return out
+
+
+def _player(role: str, path: str, args: argparse.Namespace):
+    from rsatalker_ros.nodes.audio_player import AudioPlayerNode
+
+    return AudioPlayerNode(
+        f"audio_player_{role}",
+        parameter_overrides=[
+            Parameter("file", value=path),
+            Parameter("role", value=role),
+            Parameter("start_seconds", value=float(args.start)),
+            Parameter("duration_seconds", value=float(args.duration)),
+            Parameter("rate", value=float(args.rate)),
+            Parameter("wait_for_subscribers", value=1),  # the motion node
+        ] + ([Parameter("config_file", value=args.config)] if args.config else []),
+    )
+
+
+def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
+    """Build the graph, run it, write the recordings. Returns the exit status."""
+    from rsatalker_ros.nodes.motion_node import MotionNode
+    from rsatalker_ros.nodes.recorder import RecorderNode
+
+    source = args.input_source or ("file" if args.self_audio else "mic")
+    if source == "file" and not args.self_audio:
+        print("rsatalker_bringup: --input-source file needs --self-audio", file=sys.stderr)
+        return 2
+    if args.relationship is not None:
+        try:
+            Relationship.parse(args.relationship)
+        except RsatalkerError as exc:
+            print(f"rsatalker_bringup: {exc}", file=sys.stderr)
+            return 2
+
+    rclpy.init(args=ros_args)
+    log = rclpy.logging.get_logger("rsatalker_bringup")
+    nodes = []
+    executor = MultiThreadedExecutor(num_threads=4)
+    players = []
+    recorder = None
+    try:
+        if source == "file":
+            players.append(_player("self", args.self_audio, args))
+        else:
+            from rsatalker_ros.nodes.audio_capture import AudioCaptureNode
+
+            nodes.append(AudioCaptureNode(parameter_overrides=[Parameter("role", value="self")]
+                                          + ([Parameter("config_file", value=args.config)] if args.config else [])))
+        if args.partner_audio:
+            players.append(_player("partner", args.partner_audio, args))
+        nodes += players
+        motion_params = _common(args)
+        if source == "file":
+            motion_params.append(Parameter("max_queue_frames", value=FILE_QUEUE_FRAMES))
+        if args.relationship is not None:
+            motion_params.append(Parameter("relationship", value=args.relationship))
+        motion = MotionNode(parameter_overrides=motion_params)
+        nodes.append(motion)
+        if not args.no_render:
+            from rsatalker_ros.nodes.render_node import RenderNode
+
+            nodes.append(RenderNode(parameter_overrides=_common(args)))
+        recorder = RecorderNode()
+        nodes.append(recorder)
+        for node in nodes:
+            executor.add_node(node)
+
+        log.info(f"graph up: {', '.join(n.get_name() for n in nodes)}")
+        t_start = time.monotonic()
+        done_at = idle_since = None
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=0.05)
+            now = time.monotonic()
+            if source == "file":
+                if done_at is None and all(p.finished for p in players):
+                    done_at = now
+                if done_at is not None:
+                    if not motion.idle():
+                        idle_since = None
+                    elif idle_since is None:
+                        idle_since = now
+                    if (idle_since is not None and now - idle_since > IDLE_SECONDS) or now - done_at > DRAIN_TIMEOUT:
+                        break
+            elif args.duration > 0 and now - t_start > args.duration:
+                break
+        return 0
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    except RsatalkerError as exc:
+        log.fatal(f"{type(exc).__name__}: {exc}")
+        return 1
+    finally:
+        # Let callbacks still running in the MultiThreadedExecutor's pool finish first:
+        # Executor.shutdown() (rclpy 7.1.6) neither waits for them nor survives them
+        # touching its guard condition afterwards.
+        pool = getattr(executor, "_executor", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
+        executor.shutdown()
+        if recorder is not None and args.output_dir:
+            audio, sr = None, None
+            if args.self_audio:
+                try:
+                    wav, sr = load_audio(args.self_audio)
+                    audio = wav[int(round(args.start * sr)):]
+                except RsatalkerError:
+                    audio, sr = None, None
+            try:
+                written = recorder.save(args.output_dir, audio=audio, sample_rate=sr)
+                summary = recorder.summary()
+                log.info(
+                    f"{summary['flame_messages']} FLAME frames at {summary['flame_fps']:.1f} fps, "
+                    f"{summary['images']} images; wrote {', '.join(written.values())}"
+                )
+            except RsatalkerError as exc:
+                log.error(f"could not write recordings: {exc}")
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point ``rsatalker_bringup`` (``python -m rsatalker_ros.bringup``)."""
+    argv = list(sys.argv if argv is None else [sys.argv[0]] + list(argv))
+    args = build_parser().parse_args(remove_ros_args(argv)[1:])
+    return run(args, ros_args=argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,356 @@
+"""Every conversion between rsatalker's ROS messages and numpy arrays (cv_bridge style).
+
+All functions validate what they convert and raise :class:`ConversionError` (naming the
+field and value) on NaN/Inf, wrong lengths, wrong encodings or bad sample rates, so nodes
+can log and drop a bad message with one ``except ConversionError``.
+
+Field types as rclpy delivers them (DESIGN.md §4): an unbounded ``float32[]`` arrives as
+``array.array('f')``, a fixed ``float32[3]`` as a numpy array, ``uint8[]`` as
+``array.array('B')``. The functions accept any of these, lists and numpy arrays.
+
+Motion layout (DESIGN.md §2, :mod:`rsatalker_core.config`): ``[exp 0:50 | jaw 50:53 |
+head 53:56]``, rotations as axis-angle vectors in radians.
+
+Time stamps are integers in nanoseconds (``stamp_ns``) on the numpy side and
+``builtin_interfaces/Time`` on the message side.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from rsatalker.msg import AudioChunk, FlameParams
+from rsatalker.msg import Relationship as RelationshipMsg
+from rsatalker_core.config import EXP_DIM, EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM
+from rsatalker_core.errors import RelationshipError, RsatalkerError
+from rsatalker_core.social import Relationship
+
+__all__ = [
+    "ConversionError",
+    "time_to_ns",
+    "ns_to_time",
+    "make_header",
+    "flame_params_to_array",
+    "array_to_flame_params",
+    "audio_chunk_to_array",
+    "array_to_audio_chunk",
+    "image_to_array",
+    "array_to_image",
+    "relationship_msg_to_relationship",
+    "relationship_to_msg",
+    "AUDIO_ROLES",
+    "MIN_SAMPLE_RATE",
+    "MAX_SAMPLE_RATE",
+]
+
+#: Roles an :class:`AudioChunk` may carry (``AudioChunk.ROLE_SELF`` / ``ROLE_PARTNER``).
+AUDIO_ROLES = ("self", "partner")
+#: Sample rates accepted on audio messages, Hz (telephone band to studio rates).
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 192000
+_MAX_UINT32 = 2**32 - 1
+_IMAGE_ENCODINGS = ("rgb8", "bgr8")
+
+
+class ConversionError(RsatalkerError, ValueError):
+    """A message or array cannot be converted: bad length, NaN/Inf, encoding or value."""
+
+
+# --------------------------------------------------------------------------- time
+
+
+def time_to_ns(stamp: Time) -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds since the clock's epoch."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_time(stamp_ns: int) -> Time:
+    """Integer nanoseconds -> ``builtin_interfaces/Time``.
+
+    Raises:
+        ConversionError: negative or beyond the int32 seconds range.
+    """
+    stamp_ns = int(stamp_ns)
+    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    if stamp_ns < 0 or sec > 2**31 - 1:
+        raise ConversionError(f"time stamp {stamp_ns} ns is outside [0, 2^31) s")
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def make_header(stamp_ns: Optional[int] = None, frame_id: str = "") -> Header:
+    """``std_msgs/Header`` with the given stamp (ns; ``None`` leaves it zero) and frame id."""
+    header = Header(frame_id=str(frame_id))
+    if stamp_ns is not None:
+        header.stamp = ns_to_time(stamp_ns)
+    return header
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _vector(values, name: str, length: Optional[int] = None) -> np.ndarray:
+    """Finite float32 ``[N]`` from an array.array / numpy array / sequence."""
+    try:
+        arr = np.asarray(values, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise ConversionError(f"{name}: not a numeric sequence ({exc})") from exc
+    if arr.ndim != 1:
+        raise ConversionError(f"{name}: expected a 1-D sequence, got shape {arr.shape}")
+    if length is not None and arr.shape[0] != length:
+        raise ConversionError(f"{name}: expected {length} values, got {arr.shape[0]}")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ConversionError(f"{name}: holds {bad} NaN/Inf value(s)")
+    return arr
+
+
+def _float32_array(values: np.ndarray) -> array.array:
+    """numpy float32 ``[N]`` -> ``array.array('f')`` (the type rclpy stores float32[] in)."""
+    out = array.array("f")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+    return out
+
+
+# --------------------------------------------------------------------------- FLAME
+
+
+def flame_params_to_array(msg: FlameParams) -> np.ndarray:
+    """``rsatalker/FlameParams`` -> motion ``[56]`` float32 ``[exp 50 | jaw 3 | head 3]``.
+
+    ``eye_pose`` is not part of the model's motion vector and is ignored here.
+
+    Raises:
+        ConversionError: ``expression`` does not hold exactly 50 values, a pose does not
+            hold 3, or any value is NaN/Inf.
+    """
+    motion = np.empty(MOTION_DIM, dtype=np.float32)
+    motion[EXP_SLICE] = _vector(msg.expression, "FlameParams.expression", EXP_DIM)
+    motion[JAW_SLICE] = _vector(msg.jaw_pose, "FlameParams.jaw_pose", 3)
+    motion[HEAD_SLICE] = _vector(msg.head_pose, "FlameParams.head_pose", 3)
+    return motion
+
+
+def array_to_flame_params(
+    motion: np.ndarray,  # [56]
+    stamp_ns: Optional[int] = None,
+    frame_id: str = "",
+    frame_index: int = 0,
+    relationship: str = "",
+    source_stamp_ns: Optional[int] = None,
+    eye_pose: Optional[np.ndarray] = None,  # [6]
+) -> FlameParams:
+    """Motion ``[56]`` ``[exp | jaw | head]`` (radians) -> ``rsatalker/FlameParams``.
+
+    Args:
+        motion: ``[56]`` float motion vector.
+        stamp_ns: header stamp, ns: the frame's media time (see FlameParams.msg).
+        frame_id: header frame id (the avatar's name).
+        frame_index: frame number since the stream started (25 fps), ``[0, 2^32)``.
+        relationship: canonical relationship name the frame was generated under.
+        source_stamp_ns: stamp of the self-audio chunk that completed the frame, ns.
+        eye_pose: ``[6]`` left/right eye axis-angle, radians; zeros when omitted.
+
+    Raises:
+        ConversionError: wrong shape, NaN/Inf, or an out-of-range index or stamp.
+    """
+    m = _vector(motion, "motion", MOTION_DIM)
+    if not 0 <= int(frame_index) <= _MAX_UINT32:
+        raise ConversionError(f"frame_index {frame_index} is outside [0, 2^32)")
+    msg = FlameParams()
+    msg.header = make_header(stamp_ns, frame_id)
+    msg.expression = _float32_array(m[EXP_SLICE])
+    msg.jaw_pose = m[JAW_SLICE].copy()
+    msg.head_pose = m[HEAD_SLICE].copy()
+    if eye_pose is not None:
+        msg.eye_pose = _vector(eye_pose, "eye_pose", 6)
+    msg.frame_index = int(frame_index)
+    msg.relationship = str(relationship)
+    if source_stamp_ns is not None:
+        msg.source_stamp = ns_to_time(source_stamp_ns)
+    return msg
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def _check_sample_rate(sample_rate, where: str) -> int:
+    try:
+        sr = int(sample_rate)
+    except (TypeError, ValueError) as exc:
+        raise ConversionError(f"{where}: sample_rate {sample_rate!r} is not an integer") from exc
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE:
+        raise ConversionError(
+            f"{where}: sample_rate {sample_rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz"
+        )
+    return sr
+
+
+def audio_chunk_to_array(msg: AudioChunk) -> Tuple[np.ndarray, int]:
+    """``rsatalker/AudioChunk`` -> ``(samples [S] float32, sample_rate Hz)``.
+
+    Raises:
+        ConversionError: no samples, NaN/Inf samples, or a sample rate outside
+            ``[MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]``.
+    """
+    sr = _check_sample_rate(msg.sample_rate, "AudioChunk")
+    samples = _vector(msg.samples, "AudioChunk.samples")
+    if samples.size == 0:
+        raise ConversionError("AudioChunk.samples is empty")
+    return samples, sr
+
+
+def array_to_audio_chunk(
+    samples: np.ndarray,  # [S]
+    sample_rate: int,
+    stamp_ns: Optional[int] = None,
+    role: str = "self",
+    frame_id: str = "",
+) -> AudioChunk:
+    """Mono samples ``[S]`` in [-1, 1] -> ``rsatalker/AudioChunk``.
+
+    Args:
+        samples: ``[S]`` float mono samples (S >= 1).
+        sample_rate: Hz.
+        stamp_ns: capture time of the first sample, ns.
+        role: ``"self"`` or ``"partner"``.
+        frame_id: source name (microphone or file).
+
+    Raises:
+        ConversionError: not 1-D, empty, NaN/Inf, bad sample rate or unknown role.
+    """
+    sr = _check_sample_rate(sample_rate, "audio")
+    x = _vector(samples, "audio samples")
+    if x.size == 0:
+        raise ConversionError("audio samples are empty")
+    if role not in AUDIO_ROLES:
+        raise ConversionError(f"audio role '{role}' is not one of {', '.join(AUDIO_ROLES)}")
+    msg = AudioChunk()
+    msg.header = make_header(stamp_ns, frame_id)
+    msg.role = role
+    msg.sample_rate = sr
+    msg.samples = _float32_array(x)
+    return msg
+
+
+# --------------------------------------------------------------------------- images
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """``sensor_msgs/Image`` (``rgb8`` or ``bgr8``) -> RGB ``[H, W, 3]`` uint8.
+
+    Row padding (``step > 3 * width``) is removed; ``bgr8`` is reordered to RGB.
+
+    Raises:
+        ConversionError: another encoding, big-endian flag on a multi-byte encoding, a
+            ``step`` smaller than a row, or a ``data`` length that does not match.
+    """
+    if msg.encoding not in _IMAGE_ENCODINGS:
+        raise ConversionError(
+            f"Image encoding '{msg.encoding}' is not supported (use {' or '.join(_IMAGE_ENCODINGS)})"
+        )
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h == 0 or w == 0:
+        raise ConversionError(f"Image is empty ({w}x{h})")
+    if step < 3 * w:
+        raise ConversionError(f"Image step {step} is smaller than a row of {w} rgb pixels ({3 * w})")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size != step * h:
+        raise ConversionError(f"Image data holds {data.size} bytes, expected step*height = {step * h}")
+    img = data.reshape(h, step)[:, : 3 * w].reshape(h, w, 3)
+    if msg.encoding == "bgr8":
+        img = img[..., ::-1]
+    return np.ascontiguousarray(img)
+
+
+def array_to_image(
+    image: np.ndarray,  # [H, W, 3] uint8 RGB
+    stamp_ns: Optional[int] = None,
+    frame_id: str = "",
+    encoding: str = "rgb8",
+) -> Image:
+    """RGB ``[H, W, 3]`` uint8 -> ``sensor_msgs/Image`` (``rgb8``, or ``bgr8`` reordered).
+
+    Raises:
+        ConversionError: not ``[H, W, 3]`` uint8, empty, or an unsupported encoding.
+    """
+    if encoding not in _IMAGE_ENCODINGS:
+        raise ConversionError(f"encoding '{encoding}' is not supported (use {' or '.join(_IMAGE_ENCODINGS)})")
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        raise ConversionError(f"image must be uint8, got {img.dtype}")
+    if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] == 0 or img.shape[1] == 0:
+        raise ConversionError(f"image must be [H, W, 3], got shape {img.shape}")
+    if encoding == "bgr8":
+        img = img[..., ::-1]
+    h, w = img.shape[:2]
+    msg = Image()
+    msg.header = make_header(stamp_ns, frame_id)
+    msg.height, msg.width = h, w
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = 3 * w
+    msg.data = np.ascontiguousarray(img).tobytes()
+    return msg
+
+
+# --------------------------------------------------------------------------- relationship
+
+
+def relationship_msg_to_relationship(msg: RelationshipMsg) -> Relationship:
+    """``rsatalker/Relationship`` -> :class:`rsatalker_core.social.Relationship`.
+
+    A non-empty ``name`` decides (canonical name or axis form); otherwise the
+    ``blood``/``equal`` flags do (see Relationship.msg).
+
+    Raises:
+        ConversionError: ``name`` is not a known relationship.
+    """
+    name = msg.name.strip()
+    if not name:
+        return Relationship(blood=bool(msg.blood), equal=bool(msg.equal))
+    try:
+        return Relationship.parse(name)
+    except RelationshipError as exc:
+        raise ConversionError(f"Relationship.name: {exc}") from exc
+
+
+def relationship_to_msg(
+    rel: Union[str, Relationship], stamp_ns: Optional[int] = None
+) -> RelationshipMsg:
+    """A relationship (name, axis form or :class:`Relationship`) -> ``rsatalker/Relationship``
+    with the canonical name and both flags filled.
+
+    Raises:
+        ConversionError: unknown relationship.
+    """
+    try:
+        parsed = Relationship.parse(rel)
+    except RelationshipError as exc:
+        raise ConversionError(str(exc)) from exc
+    msg = RelationshipMsg()
+    msg.header = make_header(stamp_ns)
+    msg.name = parsed.name
+    msg.blood = parsed.blood
+    msg.equal = parsed.equal
+    return msg
+
+
+def _check_constants() -> None:
+    """The message constants and the core's names must agree (checked at import)."""
+    consts: Sequence[str] = (
+        RelationshipMsg.SIBLINGS,
+        RelationshipMsg.PARENT_CHILD,
+        RelationshipMsg.COUPLE,
+        RelationshipMsg.SUPERIOR_SUBORDINATE,
+    )
+    if list(consts) != Relationship.names() or (AudioChunk.ROLE_SELF, AudioChunk.ROLE_PARTNER) != AUDIO_ROLES:
+        raise ImportError("rsatalker messages are out of date: rebuild them (scripts/build_msgs.sh)")
+
+
+_check_constants()

@@ -1,0 +1,298 @@
+"""Motion node: both speakers' audio (+ the partner's FLAME motion) -> the avatar's FLAME
+parameters at 25 fps, conditioned on a live-changeable social relationship.
+
+Subscribes (see :mod:`rsatalker_ros.topics`):
+    ``audio/self``, ``audio/partner`` (AudioChunk, best effort), ``partner/flame_params``
+    (FlameParams, optional), ``relationship`` (Relationship).
+Publishes:
+    ``avatar/flame_params`` (FlameParams, reliable) at 25 fps.
+
+Threads and pacing. Subscription callbacks only convert and validate messages and append
+them, in arrival order, to an inbox. One worker thread takes them one at a time, feeds
+:class:`~rsatalker_core.streaming.StreamingMotionGenerator` and calls ``step()`` after each
+self-audio chunk, so the generator's windows depend only on the sequence of chunks, not on
+thread timing; inference never blocks the executor. When more than 1 s of input is waiting
+(inference slower than real time), it pushes the whole backlog and generates once, in
+larger windows, to catch up. Ready frames go to an output queue
+that a 50 Hz timer drains at 25 fps against a monotonic clock (catching up missed ticks, so
+the long-run rate is exactly 25 fps while input keeps up). Frames that arrive a little
+late (up to ``LATE_TOLERANCE_FRAMES``, e.g. a batch of ``streaming.hop_frames``) are caught
+up; after a longer gap (input paused) the schedule restarts at the next ready frame. If more than ``max_queue_frames`` frames wait, the oldest
+are dropped so latency stays bounded.
+
+Stamps. ``header.stamp`` = the frame's media time (capture time of the self audio at the
+frame's first sample); ``source_stamp`` = stamp of the self-audio chunk whose arrival
+completed the frame. Bad messages (NaN/Inf, bad sample rate, wrong lengths) are logged
+(throttled) and dropped; the node keeps running.
+
+Parameters: ``config_file`` and the config fields ``device``, ``seed``, ``relationship``
+(live), ``speech.*``, ``social.*``, ``motion.*``, ``streaming.window_frames``,
+``streaming.lookahead_frames``, ``streaming.hop_frames``; plus ``max_queue_frames`` and
+``frame_id``.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from typing import Any, Deque, List, Optional, Tuple
+
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from rsatalker.msg import AudioChunk, FlameParams
+from rsatalker.msg import Relationship as RelationshipMsg
+from rsatalker_core.config import FPS
+from rsatalker_core.errors import AudioError, ConfigError, RsatalkerError
+from rsatalker_core.social import Relationship
+from rsatalker_core.streaming import MotionFrame, StreamingMotionGenerator
+from rsatalker_ros import topics
+from rsatalker_ros.conversions import (
+    ConversionError,
+    array_to_flame_params,
+    audio_chunk_to_array,
+    flame_params_to_array,
+    relationship_msg_to_relationship,
+    time_to_ns,
+)
+from rsatalker_ros.nodes.common import run_node
+from rsatalker_ros.params import ParameterSet, ParamSpec
+
+NODE_NAME = "motion_node"
+CONFIG_PREFIXES = [
+    "device",
+    "seed",
+    "relationship",
+    "speech",
+    "social",
+    "motion",
+    "streaming.window_frames",
+    "streaming.lookahead_frames",
+    "streaming.hop_frames",
+]
+EXTRA_PARAMS = {
+    "max_queue_frames": (
+        25,
+        ParamSpec("most frames waiting for their 25 fps slot; older ones are dropped", int_range=(1, 10000)),
+    ),
+    "frame_id": ("avatar", ParamSpec("header frame_id of the published FLAME parameters")),
+}
+_STOP = object()
+#: Frames a late batch may fall behind the 25 fps schedule and still be caught up (sent as
+#: soon as it arrives, keeping the long-run rate at exactly 25 fps); a longer gap (input
+#: paused) restarts the schedule.
+LATE_TOLERANCE_FRAMES = 6
+
+
+class MotionNode(Node):
+    """See the module docstring. ``kwargs`` go to :class:`rclpy.node.Node`
+    (e.g. ``parameter_overrides``).
+
+    Raises:
+        ConfigError: a bad config file or parameter value.
+        RsatalkerError: the model cannot be built (checkpoint, speech encoder, device).
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any):
+        super().__init__(node_name, **kwargs)
+        self._gen: Optional[StreamingMotionGenerator] = None
+        self.params = ParameterSet(self, CONFIG_PREFIXES, EXTRA_PARAMS, on_change=self._on_param)
+        cfg = self.params.declare()
+        try:
+            self._gen = StreamingMotionGenerator(cfg)
+        except ValueError as exc:  # inconsistent streaming settings
+            if isinstance(exc, RsatalkerError):
+                raise
+            raise ConfigError(f"{node_name}: {exc}") from exc
+        self._frame_id = self.params.value("frame_id")
+        self._max_queue = int(self.params.value("max_queue_frames"))
+        self.get_logger().info(
+            f"motion generator ready: speech encoder {cfg.speech.encoder}, device {self._gen.model.device}, "
+            f"relationship {self._gen.relationship.name}, lookahead {cfg.streaming.lookahead_frames} frames"
+        )
+
+        self._inbox: "queue.Queue[Any]" = queue.Queue()
+        self._busy = False
+        self._out: Deque[Tuple[MotionFrame, int]] = collections.deque()
+        self._out_lock = threading.Lock()
+        self._t0: Optional[float] = None
+        self._sent_since_t0 = 0
+        self._last_self_stamp_ns = 0
+        self.frames_published = 0
+        self.frames_dropped = 0
+        self.messages_rejected = 0
+
+        self._pub = self.create_publisher(FlameParams, topics.AVATAR_FLAME, topics.FLAME_QOS)
+        self.create_subscription(
+            AudioChunk, topics.AUDIO_SELF, lambda m: self._on_audio(m, "self"), topics.AUDIO_QOS
+        )
+        self.create_subscription(
+            AudioChunk, topics.AUDIO_PARTNER, lambda m: self._on_audio(m, "partner"), topics.AUDIO_QOS
+        )
+        self.create_subscription(FlameParams, topics.PARTNER_FLAME, self._on_partner_flame, topics.FLAME_QOS)
+        self.create_subscription(
+            RelationshipMsg, topics.RELATIONSHIP, self._on_relationship, topics.RELATIONSHIP_SUB_QOS
+        )
+        self._worker = threading.Thread(target=self._work, name="rsatalker-motion", daemon=True)
+        self._worker.start()
+        self._timer = self.create_timer(1.0 / (2 * FPS), self._tick)
+
+    # ------------------------------------------------------------------ inputs
+
+    def _reject(self, what: str, exc: Exception) -> None:
+        self.messages_rejected += 1
+        self.get_logger().warning(f"dropped {what}: {exc}", throttle_duration_sec=2.0)
+
+    def _on_audio(self, msg: AudioChunk, role: str) -> None:
+        try:
+            samples, sr = audio_chunk_to_array(msg)
+        except ConversionError as exc:
+            self._reject(f"{role} audio chunk", exc)
+            return
+        self._inbox.put(("audio", role, samples, sr, time_to_ns(msg.header.stamp)))
+
+    def _on_partner_flame(self, msg: FlameParams) -> None:
+        try:
+            motion = flame_params_to_array(msg)
+        except ConversionError as exc:
+            self._reject("partner FLAME parameters", exc)
+            return
+        self._inbox.put(("motion", motion, time_to_ns(msg.header.stamp)))
+
+    def _on_relationship(self, msg: RelationshipMsg) -> None:
+        try:
+            rel = relationship_msg_to_relationship(msg)
+        except ConversionError as exc:
+            self._reject("relationship message", exc)
+            return
+        result = self.set_parameters([Parameter("relationship", value=rel.name)])[0]
+        if not result.successful:
+            self.get_logger().warning(f"relationship '{rel.name}' refused: {result.reason}")
+
+    def _on_param(self, name: str, value: Any) -> None:
+        if name == "relationship" and self._gen is not None:
+            self._gen.set_relationship(value)
+            self.get_logger().info(f"relationship -> {Relationship.parse(value).name}")
+
+    # ------------------------------------------------------------------ inference
+
+    def _work(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is _STOP:
+                return
+            self._busy = True
+            backlog = self._inbox.qsize()
+            catch_up = backlog > 2 * FPS
+            if catch_up:
+                self.get_logger().warning(
+                    f"inference is behind real time: {backlog} input messages waiting; catching up in "
+                    "larger windows (try a faster device, speech.encoder logmel or a larger "
+                    "streaming.hop_frames)",
+                    throttle_duration_sec=5.0,
+                )
+            self._feed(item, step=not catch_up)
+            if catch_up:  # push everything waiting, then generate once
+                for _ in range(backlog):
+                    nxt = self._inbox.get()
+                    if nxt is _STOP:
+                        return
+                    self._feed(nxt, step=False)
+                self._step()
+            self._busy = False
+
+    def _feed(self, item: Any, step: bool) -> None:
+        """Push one inbox item into the generator; step after a self-audio chunk if ``step``."""
+        try:
+            if item[0] == "audio":
+                _, role, samples, sr, stamp_ns = item
+                self._gen.push_audio(role, samples, sr, stamp_ns)
+                if role == "self":
+                    self._last_self_stamp_ns = stamp_ns
+                    if step:
+                        self._step()
+            else:
+                _, motion, stamp_ns = item
+                self._gen.push_partner_motion(motion, stamp_ns)
+        except (AudioError, ValueError) as exc:
+            self._reject("input", exc)
+
+    def _step(self) -> None:
+        """Generate every ready frame and queue it for paced publication."""
+        try:
+            frames = self._gen.step()
+        except Exception as exc:  # keep the node alive; a model failure is logged
+            self.get_logger().error(f"motion generation failed: {type(exc).__name__}: {exc}")
+            return
+        if frames:
+            with self._out_lock:
+                self._out.extend((f, self._last_self_stamp_ns) for f in frames)
+
+    # ------------------------------------------------------------------ paced output
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        to_send: List[Tuple[MotionFrame, int]] = []
+        with self._out_lock:
+            if not self._out:
+                late = (now - self._t0) * FPS - self._sent_since_t0 if self._t0 is not None else 0.0
+                if late > LATE_TOLERANCE_FRAMES:
+                    self._t0 = None  # input paused: restart the schedule at the next frame
+                return
+            overflow = len(self._out) - self._max_queue
+            if overflow > 0:
+                for _ in range(overflow):
+                    self._out.popleft()
+                self.frames_dropped += overflow
+                self.get_logger().warning(
+                    f"output queue over {self._max_queue} frames: dropped {overflow} old frame(s) "
+                    "(inference or input running faster than real time)",
+                    throttle_duration_sec=5.0,
+                )
+            if self._t0 is None:
+                self._t0, self._sent_since_t0 = now, 0
+            due = int((now - self._t0) * FPS) + 1 - self._sent_since_t0
+            for _ in range(min(due, len(self._out))):
+                to_send.append(self._out.popleft())
+            self._sent_since_t0 += len(to_send)
+        for frame, source_ns in to_send:
+            self._publish(frame, source_ns)
+
+    def _publish(self, frame: MotionFrame, source_ns: int) -> None:
+        try:
+            msg = array_to_flame_params(
+                frame.motion,
+                stamp_ns=frame.source_stamp_ns,
+                frame_id=self._frame_id,
+                frame_index=frame.index,
+                relationship=frame.relationship,
+                source_stamp_ns=source_ns,
+            )
+        except ConversionError as exc:  # NaN from the model: never publish it
+            self._reject(f"generated frame {frame.index}", exc)
+            return
+        self._pub.publish(msg)
+        self.frames_published += 1
+
+    def idle(self) -> bool:
+        """True when no input waits for inference and no frame waits for publication."""
+        with self._out_lock:
+            return self._inbox.empty() and not self._out and not self._busy
+
+    def destroy_node(self) -> None:
+        """Stop the inference thread, then destroy the node."""
+        if getattr(self, "_worker", None) is not None and self._worker.is_alive():
+            self._inbox.put(_STOP)
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """``ros2 run rsatalker motion_node [--ros-args -p relationship:=siblings ...]``."""
+    return run_node(MotionNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

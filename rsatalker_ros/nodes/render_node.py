@@ -1,0 +1,110 @@
+"""Render node: the avatar's FLAME parameters -> RGB images (sensor_msgs/Image, rgb8).
+
+Subscribes ``avatar/flame_params`` (FlameParams, reliable), publishes ``avatar/image``
+(best effort). Rendering (:class:`rsatalker_core.pipeline.AvatarRenderer`: FLAME ->
+bound Gaussians -> rasterizer) runs in a worker thread. The subscription only keeps the
+NEWEST message: when rendering is slower than 25 fps (CPU rendering is), frames that
+arrived meanwhile are skipped and the most recent one is rendered next, so the image
+stream lags by at most one render time. The image ``header.stamp`` is the FLAME message's
+stamp (the frame's media time), carried through for latency measurement and alignment.
+
+Parameters: ``config_file``, ``device``, ``flame.*``, ``avatar.*``, ``render.*``, plus
+``frame_id`` (the camera frame of the images).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, List, Optional
+
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from rsatalker.msg import FlameParams
+from rsatalker_ros import topics
+from rsatalker_ros.conversions import ConversionError, array_to_image, flame_params_to_array, time_to_ns
+from rsatalker_ros.nodes.common import run_node
+from rsatalker_ros.params import ParameterSet, ParamSpec
+
+NODE_NAME = "render_node"
+CONFIG_PREFIXES = ["device", "flame", "avatar", "render"]
+EXTRA_PARAMS = {
+    "frame_id": ("avatar_camera", ParamSpec("header frame_id of the published images")),
+}
+
+
+class RenderNode(Node):
+    """See the module docstring. ``kwargs`` go to :class:`rclpy.node.Node`.
+
+    Raises:
+        ConfigError: a bad config file or parameter value.
+        RsatalkerError: the FLAME model or avatar checkpoint cannot be loaded.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any):
+        super().__init__(node_name, **kwargs)
+        self.params = ParameterSet(self, CONFIG_PREFIXES, EXTRA_PARAMS)
+        cfg = self.params.declare()
+        from rsatalker_core.pipeline import AvatarRenderer  # heavy: FLAME + Gaussians
+
+        self.renderer = AvatarRenderer(cfg)
+        self._frame_id = self.params.value("frame_id")
+        self._latest: Optional[FlameParams] = None
+        self._cond = threading.Condition()
+        self._stop = False
+        self.frames_rendered = 0
+        self.frames_skipped = 0
+        self._pub = self.create_publisher(Image, topics.AVATAR_IMAGE, topics.IMAGE_QOS)
+        self.create_subscription(FlameParams, topics.AVATAR_FLAME, self._on_flame, topics.FLAME_QOS)
+        self._worker = threading.Thread(target=self._work, name="rsatalker-render", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"rendering {cfg.render.width}x{cfg.render.height} on {self.renderer.device} "
+            f"(backend {cfg.render.backend}) from {topics.AVATAR_FLAME}"
+        )
+
+    def _on_flame(self, msg: FlameParams) -> None:
+        with self._cond:
+            if self._latest is not None:
+                self.frames_skipped += 1
+            self._latest = msg
+            self._cond.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._latest is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                msg, self._latest = self._latest, None
+            try:
+                motion = flame_params_to_array(msg)
+            except ConversionError as exc:
+                self.get_logger().warning(f"dropped FLAME parameters: {exc}", throttle_duration_sec=2.0)
+                continue
+            try:
+                rgb = self.renderer.render(motion)
+            except Exception as exc:  # keep running; the next frame may render
+                self.get_logger().error(f"render failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+                continue
+            self._pub.publish(array_to_image(rgb, time_to_ns(msg.header.stamp), self._frame_id))
+            self.frames_rendered += 1
+
+    def destroy_node(self) -> None:
+        """Stop the render thread, then destroy the node."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if getattr(self, "_worker", None) is not None:
+            self._worker.join(timeout=10.0)
+        super().destroy_node()
+
+
+def main(args: Optional[List[str]] = None) -> int:
+    """``ros2 run rsatalker render_node --ros-args -p render.width:=128``."""
+    return run_node(RenderNode, NODE_NAME, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

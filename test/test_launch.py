@@ -1,0 +1,180 @@
+"""launch/rsatalker.launch.py, checked without `launch` (not installable here): the file is
+parsed with `ast`, and everything it names is checked against the package.
+
+* every executable is installed by CMakeLists.txt and is a setup.py entry point, and its
+  module has a main();
+* every launch argument is declared and used, and every LaunchConfiguration is declared;
+* the parameter file exists, is installed, and each of its node sections names a node of
+  the launch file whose executable declares every key; declaring the file's values on real
+  rclpy nodes succeeds (types, ranges and choices all accepted);
+* the per-node parameter dicts in the launch file name only declared parameters.
+"""
+
+import ast
+import importlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH = REPO / "launch" / "rsatalker.launch.py"
+ROS_YAML = REPO / "config" / "ros.yaml"
+
+
+def _call_name(node):
+    f = node.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+
+
+def _const(node):
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+@pytest.fixture(scope="module")
+def launch_tree():
+    return ast.parse(LAUNCH.read_text(), filename=str(LAUNCH))
+
+
+@pytest.fixture(scope="module")
+def launch_nodes(launch_tree):
+    """[{executable, name, package, dict_keys, parameters_ast}] for each Node(...) call."""
+    out = []
+    for call in ast.walk(launch_tree):
+        if isinstance(call, ast.Call) and _call_name(call) == "Node":
+            kw = {k.arg: k.value for k in call.keywords}
+            keys = []
+            params = kw.get("parameters")
+            if isinstance(params, ast.List):
+                for item in params.elts:
+                    if isinstance(item, ast.Dict):
+                        keys += [_const(k) for k in item.keys]
+            out.append({
+                "package": _const(kw.get("package")),
+                "executable": _const(kw.get("executable")),
+                "name": _const(kw.get("name")),
+                "dict_keys": keys,
+                "parameters": params,
+            })
+    return out
+
+
+def _cmake_nodes():
+    text = (REPO / "CMakeLists.txt").read_text()
+    block = re.search(r"set\(RSATALKER_NODES(.*?)\)", text, re.S).group(1)
+    return dict(re.findall(r'"([A-Za-z0-9_]+)=([A-Za-z0-9_.]+)"', block))
+
+
+def _setup_nodes():
+    tree = ast.parse((REPO / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "NODES" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError("setup.py defines no NODES dict")
+
+
+def _declared_params(executable):
+    from rsatalker_ros.nodes import EXECUTABLES
+    from rsatalker_ros.params import parameter_names
+
+    mod = importlib.import_module(EXECUTABLES[executable])
+    return mod, set(parameter_names(mod.CONFIG_PREFIXES, mod.EXTRA_PARAMS))
+
+
+def test_launch_file_is_valid_python_with_generate_function(launch_tree):
+    names = [f.name for f in launch_tree.body if isinstance(f, ast.FunctionDef)]
+    assert "generate_launch_description" in names
+
+
+def test_every_executable_is_installed_and_an_entry_point(launch_nodes):
+    pytest.importorskip("rclpy")
+    from rsatalker_ros.nodes import EXECUTABLES
+
+    cmake, setup = _cmake_nodes(), _setup_nodes()
+    assert launch_nodes, "launch file starts no Node"
+    for n in launch_nodes:
+        exe = n["executable"]
+        assert n["package"] == "rsatalker"
+        assert exe in cmake, f"{exe} is not installed by CMakeLists.txt (RSATALKER_NODES)"
+        assert exe in setup, f"{exe} is not a setup.py entry point (NODES)"
+        assert setup[exe] == f"{cmake[exe]}:main", f"{exe}: setup.py and CMakeLists.txt disagree"
+        assert EXECUTABLES[exe] == cmake[exe]
+        mod = importlib.import_module(cmake[exe])
+        assert callable(getattr(mod, "main", None)), f"{cmake[exe]} has no main()"
+    # every installed script resolves to a module with main()
+    for exe, module in cmake.items():
+        assert callable(getattr(importlib.import_module(module), "main", None)), module
+
+
+def test_every_launch_argument_declared_and_used(launch_tree):
+    declared, used = set(), set()
+    for call in ast.walk(launch_tree):
+        if isinstance(call, ast.Call):
+            if _call_name(call) == "DeclareLaunchArgument":
+                declared.add(_const(call.args[0]))
+            elif _call_name(call) == "LaunchConfiguration":
+                used.add(_const(call.args[0]))
+    required = {"relationship", "device", "input_source", "self_audio", "partner_audio", "params_file"}
+    assert required <= declared
+    assert declared == used, f"declared but unused: {declared - used}; used but undeclared: {used - declared}"
+
+
+def test_parameter_files_exist_and_are_installed(launch_tree):
+    # defaults like PathJoinSubstitution([share, "config", "ros.yaml"]), share = FindPackageShare("rsatalker")
+    shares = [c for c in ast.walk(launch_tree) if isinstance(c, ast.Call) and _call_name(c) == "FindPackageShare"]
+    assert shares and all(_const(c.args[0]) == "rsatalker" for c in shares)
+    files = []
+    for call in ast.walk(launch_tree):
+        if isinstance(call, ast.Call) and _call_name(call) == "PathJoinSubstitution":
+            files.append([_const(e) for e in call.args[0].elts[1:]])
+    assert ["config", "ros.yaml"] in files and ["config", "default.yaml"] in files
+    for parts in files:
+        assert (REPO.joinpath(*parts)).is_file(), parts
+    cmake = (REPO / "CMakeLists.txt").read_text()
+    assert re.search(r"install\(DIRECTORY launch config DESTINATION share/\$\{PROJECT_NAME\}\)", cmake)
+    assert "config/*.yaml" in (REPO / "setup.py").read_text()
+
+
+def test_parameter_file_keys_are_declared_by_their_nodes(launch_nodes):
+    pytest.importorskip("rclpy")
+    data = yaml.safe_load(ROS_YAML.read_text())
+    by_name = {n["name"]: n for n in launch_nodes}
+    for section, body in data.items():
+        assert section in by_name, f"ros.yaml section '{section}' configures no node of the launch file"
+        keys = set(body["ros__parameters"])
+        _, declared = _declared_params(by_name[section]["executable"])
+        assert keys <= declared, f"{section}: undeclared parameters {keys - declared}"
+    for n in launch_nodes:
+        _, declared = _declared_params(n["executable"])
+        assert set(n["dict_keys"]) <= declared, f"{n['name']}: undeclared {set(n['dict_keys']) - declared}"
+
+
+def test_parameter_file_values_declare_on_real_nodes(launch_nodes):
+    """Load ros.yaml through rclpy's own parser and declare every node's parameters."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.node import Node
+
+    from rsatalker_ros.params import ParameterSet
+    from rsatalker_ros.testing import free_domain_id, localhost_env
+
+    data = yaml.safe_load(ROS_YAML.read_text())
+    exe_of = {n["name"]: n["executable"] for n in launch_nodes}
+    os.environ.update(localhost_env())
+    ctx = rclpy.Context()
+    rclpy.init(args=["test", "--ros-args", "--params-file", str(ROS_YAML)], context=ctx,
+               domain_id=free_domain_id())
+    try:
+        for section, body in data.items():
+            mod, _ = _declared_params(exe_of[section])
+            node = Node(section, context=ctx)
+            try:
+                pset = ParameterSet(node, mod.CONFIG_PREFIXES, mod.EXTRA_PARAMS)
+                pset.declare()
+                for key, value in body["ros__parameters"].items():
+                    assert pset.value(key) == value, f"{section}.{key}"
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.shutdown(context=ctx)
