@@ -40,3 +40,7 @@ class DatasetError(RsatalkerError):
 
 class MetricError(RsatalkerError, ValueError):
     """Metric input is malformed: wrong shape, too few frames, NaN/Inf, bad key."""
+
+
+class RenderError(RsatalkerError, ValueError):
+    """Rendering input is unusable: mismatched shapes/devices, bad image size or backend."""
