@@ -94,7 +94,7 @@ class SpeakerListenerMotionGenerator(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, MOTION_DIM)
         # Small output at initialisation: an untrained model stays near the neutral face.
-        nn.init.normal_(self.head.weight, std=0.02)
+        nn.init.normal_(self.head.weight, std=0.005)
         nn.init.zeros_(self.head.bias)
         self.register_buffer("motion_mean", torch.zeros(MOTION_DIM))
         self.register_buffer("motion_std", torch.ones(MOTION_DIM))
