@@ -16,6 +16,7 @@ import time
 from typing import List, Optional
 
 from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.training.cli import add_train_parser
 
 log = logging.getLogger("rsatalker")
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
+    add_train_parser(sub)
     return parser
 
 

@@ -157,6 +157,51 @@ class DataConfig:
 
 
 @dataclass
+class TrainConfig:
+    # Output directory of a training run: checkpoints/last.pt (the resumable state), tb/
+    # (TensorBoard), log.jsonl (every logged step and validation) and the stage's final
+    # weights (stage 1: motion_stage1.pt, a MotionModel checkpoint for motion.checkpoint).
+    out_dir: str = "runs/stage1"
+    # Total optimiser steps of the run (a resumed run continues up to this step).
+    max_steps: int = 20000
+    # Windows per batch.
+    batch_size: int = 8
+    # DataLoader worker processes; 0 loads batches in the training process.
+    num_workers: int = 0
+    # AdamW learning rate and decoupled weight decay.
+    lr: float = 0.0001
+    weight_decay: float = 0.0
+    # Learning-rate schedule after the warm-up: "constant", or "cosine" (decays to
+    # lr * min_lr_ratio at max_steps).
+    lr_schedule: str = "constant"
+    # Linear learning-rate warm-up from 0, steps.
+    warmup_steps: int = 0
+    # Floor of the cosine schedule, as a fraction of lr.
+    min_lr_ratio: float = 0.0
+    # Clip the global gradient norm to this value; 0 = no clipping.
+    grad_clip: float = 1.0
+    # Steps between records of the training loss (TensorBoard, log.jsonl, progress bar).
+    log_every: int = 10
+    # Steps between validations (and one at the end); 0 = never validate.
+    val_every: int = 1000
+    # Split of data.root to validate on: "test", "ood", "train", or "" (clips in root).
+    val_split: str = "test"
+    # Validation samples (clip x avatar speaker) used, the first ones in order; 0 = all.
+    val_max_samples: int = 0
+    # Steps between checkpoints (checkpoints/last.pt, replaced atomically); 0 = only at
+    # the end and on Ctrl-C / SIGTERM.
+    checkpoint_every: int = 500
+    # Stage 1: weight of DualTalk's velocity term (MSE of frame-to-frame differences)
+    # added to L_mesh; 0 = off.
+    velocity_weight: float = 0.0
+    # torch.use_deterministic_algorithms: bit-exact resume on CUDA as well (slower). CPU
+    # runs are deterministic without it.
+    deterministic: bool = False
+    # Show a tqdm progress bar.
+    progress: bool = True
+
+
+@dataclass
 class RsatalkerConfig:
     # "cpu", "cuda", "cuda:1", ... (never assumed; see rsatalker_core.device).
     device: str = "cpu"
@@ -172,6 +217,7 @@ class RsatalkerConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 T = TypeVar("T")

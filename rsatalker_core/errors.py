@@ -44,3 +44,7 @@ class MetricError(RsatalkerError, ValueError):
 
 class RenderError(RsatalkerError, ValueError):
     """Rendering input is unusable: mismatched shapes/devices, bad image size or backend."""
+
+
+class TrainingError(RsatalkerError):
+    """Training cannot continue: non-finite loss, or an unusable training state."""
