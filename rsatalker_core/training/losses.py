@@ -1,0 +1,168 @@
+"""Renderer losses of RSATalker (§3.4; DESIGN.md §1, stages 2 and 3).
+
+Stage 2 (renderer) minimises ``L_image + lambda_pos L_pos + lambda_offset L_offset`` and
+stage 3 (joint) ``L_mesh + 0.5 L_image + 0.01 L_pos + 0.01 L_offset``, with
+
+* ``L_image = 0.8 L1 + 0.2 D-SSIM`` (:func:`image_loss`), D-SSIM = (1 - SSIM) / 2 with the
+  project's one SSIM (:mod:`rsatalker_core.metrics.image`);
+* ``L_pos = ||max(mu_c, eps)||_2`` (:func:`position_loss`) on the face-local Gaussian means;
+* ``L_offset = ||max(c, eps)||_2`` (:func:`offset_loss`) on the social offsets, ``eps = 1``.
+
+Reading of the two regularisers. DESIGN.md §1 writes them as in the paper, following
+GaussianAvatars (Qian et al., CVPR 2024, §3.3 "position loss with a threshold
+eps_position = 1 that tolerates small errors"): the loss is the norm of each vector,
+clamped from below at ``eps``. Taken element-wise, ``max(x, eps)`` would leave large
+*negative* coordinates unpenalised, which is not the intent, so both are implemented as the
+hinge on the Euclidean norm, averaged over the vectors:
+
+    ``L = mean_i max(||x_i||_2 - eps, 0)``
+
+This has the same gradient as ``mean_i max(||x_i||_2, eps)`` (the constant ``eps`` is
+subtracted so that a loss of 0 means "every vector lies inside the tolerance ball"). It
+is zero and gradient-free for ``||x_i|| <= eps`` and grows linearly outside.
+
+Units. ``mu_c`` is in units of the triangle size ``k`` (``mu = k R mu_c + T + c``,
+DESIGN.md §5), so ``eps = 1`` lets a Gaussian drift one triangle size from its triangle's
+centroid before it is pulled back. ``c`` is in metres; with ``eps = 1`` m and offsets bounded
+by ``SocialConfig.max_offset`` (a tanh bound of centimetres) the offset term is a
+safety net that is inactive in normal training, exactly as the paper's ``eps = 1`` implies.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+from torch import Tensor
+
+from rsatalker_core.errors import TrainingError
+from rsatalker_core.metrics.image import bhwc_to_bchw, dssim, l1
+
+__all__ = [
+    "L1_WEIGHT",
+    "DSSIM_WEIGHT",
+    "POSITION_EPS",
+    "OFFSET_EPS",
+    "image_loss",
+    "image_loss_terms",
+    "position_loss",
+    "offset_loss",
+]
+
+#: Weights of L1 and D-SSIM in ``L_image`` (RSATalker §3.4, DESIGN.md §1).
+L1_WEIGHT: float = 0.8
+DSSIM_WEIGHT: float = 0.2
+#: Tolerance ``eps`` of ``L_pos`` (units of triangle size ``k``) and of ``L_offset``
+#: (metres); the paper sets ``eps = 1`` (DESIGN.md §1).
+POSITION_EPS: float = 1.0
+OFFSET_EPS: float = 1.0
+
+
+def image_loss_terms(pred: Tensor, target: Tensor) -> Dict[str, Tensor]:
+    """``L_image`` and its two terms (for logging).
+
+    Args:
+        pred: rendered images in [0, 1], renderer layout ``[B, H, W, 3]`` or ``[B, 3, H, W]``
+            or one ``[H, W, 3]`` image; H, W >= 11 (the SSIM window).
+        target: ground-truth images, the same shape.
+
+    Returns:
+        ``{"l1", "dssim", "image"}`` scalar tensors, ``image = 0.8 l1 + 0.2 dssim``,
+        differentiable with respect to ``pred``.
+
+    Raises:
+        MetricError: shapes differ, or images smaller than 11x11.
+    """
+    if pred.ndim == 4 and pred.shape[-1] == 3 and pred.shape[1] != 3:
+        pred, target = bhwc_to_bchw(pred), bhwc_to_bchw(target)
+    t_l1 = l1(pred, target)
+    t_ds = dssim(pred, target)
+    return {"l1": t_l1, "dssim": t_ds, "image": L1_WEIGHT * t_l1 + DSSIM_WEIGHT * t_ds}
+
+
+def image_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Photometric loss ``L_image = 0.8 L1 + 0.2 D-SSIM`` (RSATalker §3.4, DESIGN.md §1).
+
+    Args:
+        pred: rendered images in [0, 1]; ``[B, H, W, 3]`` (renderer layout), ``[B, 3, H, W]``
+            or ``[H, W, 3]``; H, W >= 11.
+        target: ground truth, same shape and layout.
+
+    Returns:
+        Scalar tensor (mean over the batch), differentiable.
+
+    Raises:
+        MetricError: shapes differ, or images smaller than 11x11.
+
+    Example:
+        >>> x = torch.rand(1, 32, 32, 3)
+        >>> float(image_loss(x, x))
+        0.0
+    """
+    return image_loss_terms(pred, target)["image"]
+
+
+def _hinge_norm(x: Tensor, eps: float, mask: Optional[Tensor], name: str) -> Tensor:
+    if x.ndim < 1 or x.shape[-1] != 3:
+        raise TrainingError(f"{name}: expected vectors [..., 3], got {list(x.shape)}")
+    if eps < 0:
+        raise TrainingError(f"{name}: eps must be >= 0, got {eps}")
+    per = (x.norm(dim=-1) - eps).clamp_min(0.0)  # [...]
+    if mask is not None:
+        mask = torch.as_tensor(mask, device=x.device).bool()
+        if mask.shape != per.shape:
+            raise TrainingError(f"{name}: mask shape {list(mask.shape)} does not fit {list(per.shape)}")
+        per = per[mask]
+    if per.numel() == 0:
+        return x.sum() * 0.0
+    return per.mean()
+
+
+def position_loss(
+    means_local: Tensor,  # [N, 3]
+    eps: float = POSITION_EPS,
+    mask: Optional[Tensor] = None,  # [N] bool
+) -> Tensor:
+    """Position regulariser ``L_pos = ||max(mu_c, eps)||_2`` (RSATalker §3.4; GaussianAvatars §3.3).
+
+    Implemented as ``mean_i max(||mu_c,i||_2 - eps, 0)`` (see the module docstring for
+    why the norm is clamped rather than each coordinate): it keeps every Gaussian near
+    its triangle, within ``eps`` triangle sizes of the centroid.
+
+    Args:
+        means_local: face-local Gaussian means ``mu_c`` (``GaussianAvatar.means_local``),
+            in units of the triangle size ``k``. [N, 3] (or any [..., 3])
+        eps: tolerance, triangle sizes (paper: 1).
+        mask: optional Gaussians to include (e.g. those visible in the frame), the shape
+            of ``means_local`` without its last axis. [N] bool
+
+    Returns:
+        Scalar tensor >= 0 (0 when every ``||mu_c|| <= eps`` or nothing is selected).
+
+    Raises:
+        TrainingError: not ``[..., 3]`` vectors, negative ``eps``, or a mask that does not fit.
+    """
+    return _hinge_norm(means_local, eps, mask, "position_loss")
+
+
+def offset_loss(
+    offsets: Tensor,  # [B, F, 3] or [B, T, F, 3]
+    eps: float = OFFSET_EPS,
+) -> Tensor:
+    """Social offset regulariser ``L_offset = ||max(c, eps)||_2`` with ``eps = 1`` (RSATalker §3.4).
+
+    Implemented as ``mean max(||c||_2 - eps, 0)`` over all anchors and frames (module
+    docstring): it penalises only offsets longer than ``eps``.
+
+    Args:
+        offsets: per-anchor social position corrections ``c`` from the Gaussian offsetnet
+            (:meth:`SociallyAwareModule.gaussian_offsets`), metres. [B, F, 3] or [B, T, F, 3]
+        eps: tolerance, metres (paper: 1).
+
+    Returns:
+        Scalar tensor >= 0.
+
+    Raises:
+        TrainingError: not ``[..., 3]`` vectors or negative ``eps``.
+    """
+    return _hinge_norm(offsets, eps, None, "offset_loss")
