@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor of the files")
     p.add_argument("--output-dir", default="", help="write motion.npz, avatar.mp4, summary.json here")
     p.add_argument("--no-render", action="store_true", help="motion only (no render node)")
+    p.add_argument("--render-max-fps", type=float, default=4.0,
+                   help="bound on the render node's image rate, Hz (0 = unbounded). In one process "
+                        "on a CPU, unbounded rendering starves the motion node (default: 4)")
     return p
 
 
@@ -137,7 +140,8 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
         if not args.no_render:
             from rsatalker_ros.nodes.render_node import RenderNode
 
-            nodes.append(RenderNode(parameter_overrides=_common(args)))
+            nodes.append(RenderNode(parameter_overrides=_common(args)
+                                    + [Parameter("max_fps", value=float(args.render_max_fps))]))
         recorder = RecorderNode()
         nodes.append(recorder)
         for node in nodes:

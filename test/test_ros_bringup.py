@@ -49,8 +49,11 @@ def test_bringup_file_input_writes_recordings(dualtalk_sample, tmp_path):
     # favours complete recordings over pace)
     assert summary["flame_fps"] > 0
     assert summary["images"] >= 2
+    # Stamps are carried through: latency is positive and bounded by the clip length (a wrong
+    # or missing stamp gives a negative value or decades). Its size on a given machine is a
+    # benchmark figure (benchmarks/), not a test threshold.
     lat = summary["latency_after_source_stamp_ms"]
-    assert 0.0 <= lat["p50"] < 1000.0, lat
+    assert 0.0 < lat["p50"] <= lat["p95"] < seconds * 1000.0 + 5000.0, lat
 
     motion = load_motion_npz(str(out / "motion.npz"))
     assert motion.shape == (expected, 56) and np.isfinite(motion).all()

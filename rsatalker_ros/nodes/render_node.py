@@ -9,12 +9,13 @@ stream lags by at most one render time. The image ``header.stamp`` is the FLAME 
 stamp (the frame's media time), carried through for latency measurement and alignment.
 
 Parameters: ``config_file``, ``device``, ``flame.*``, ``avatar.*``, ``render.*``, plus
-``frame_id`` (the camera frame of the images).
+``frame_id`` (the camera frame of the images) and ``max_fps`` (a bound on the image rate).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, List, Optional
 
 from rclpy.node import Node
@@ -30,6 +31,10 @@ NODE_NAME = "render_node"
 CONFIG_PREFIXES = ["device", "flame", "avatar", "render"]
 EXTRA_PARAMS = {
     "frame_id": ("avatar_camera", ParamSpec("header frame_id of the published images")),
+    "max_fps": (0.0, ParamSpec(
+        "upper bound on rendered images per second, Hz; 0 = as fast as possible. On a CPU shared "
+        "with the motion node (composed bringup), a bound keeps rendering from starving inference",
+        float_range=(0.0, 1000.0))),
 }
 
 
@@ -53,6 +58,7 @@ class RenderNode(Node):
         self._cond = threading.Condition()
         self._stop = False
         self.frames_rendered = 0
+        self._last_render = 0.0
         self.frames_skipped = 0
         self._pub = self.create_publisher(Image, topics.AVATAR_IMAGE, topics.IMAGE_QOS)
         self.create_subscription(FlameParams, topics.AVATAR_FLAME, self._on_flame, topics.FLAME_QOS)
@@ -72,6 +78,11 @@ class RenderNode(Node):
 
     def _work(self) -> None:
         while True:
+            max_fps = float(self.params.value("max_fps"))
+            if max_fps > 0:  # sleep first, so the newest frame is the one rendered
+                wait = self._last_render + 1.0 / max_fps - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
             with self._cond:
                 while self._latest is None and not self._stop:
                     self._cond.wait()
@@ -83,6 +94,7 @@ class RenderNode(Node):
             except ConversionError as exc:
                 self.get_logger().warning(f"dropped FLAME parameters: {exc}", throttle_duration_sec=2.0)
                 continue
+            self._last_render = time.monotonic()
             try:
                 rgb = self.renderer.render(motion)
             except Exception as exc:  # keep running; the next frame may render
