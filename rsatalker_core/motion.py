@@ -23,11 +23,15 @@ Choices the paper leaves open, made here and documented:
   FLAME motion, all zeros: expression 0, jaw closed, head frontal.
 * The output is de-normalised with buffers ``motion_mean`` / ``motion_std`` ``[56]``
   (identity until training sets them from data).
+* Ablation switch (evaluation only): inside ``with generator.social_bypassed():`` the
+  social feature is ``s = 0``, so the social cross-attention queries with ``PE(t)`` alone
+  and the relationship has no effect ("w/o socially-aware module", ``rsatalker evaluate``).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor, nn
@@ -96,11 +100,30 @@ class SpeakerListenerMotionGenerator(nn.Module):
         # Small output at initialisation: an untrained model stays near the neutral face.
         nn.init.normal_(self.head.weight, std=0.005)
         nn.init.zeros_(self.head.bias)
+        # Ablation switch; see social_bypassed(). Not a parameter or buffer.
+        self.use_social = True
         self.register_buffer("motion_mean", torch.zeros(MOTION_DIM))
         self.register_buffer("motion_std", torch.ones(MOTION_DIM))
         self.register_buffer("time_enc", sinusoidal_encoding(
             torch.arange(cfg.max_frames, dtype=torch.float32), d, max_period=float(cfg.max_frames)
         ), persistent=False)
+
+    @contextmanager
+    def social_bypassed(self) -> Iterator["SpeakerListenerMotionGenerator"]:
+        """Ablation "without the socially-aware module", for evaluation.
+
+        Inside the block :meth:`forward` skips the social query path: the social feature
+        ``s`` (motion socialnet of the relationship query) is replaced by zeros, so the
+        social cross-attention queries the encoded features with the time encoding alone
+        and the output no longer depends on ``blood`` / ``equal``. The weights are
+        untouched; the previous state is restored on exit, also after an exception.
+        """
+        previous = self.use_social
+        self.use_social = False
+        try:
+            yield self
+        finally:
+            self.use_social = previous
 
     def _time(self, T: int, offset: int = 0) -> Tensor:
         if offset + T > self.time_enc.shape[0]:
@@ -153,7 +176,10 @@ class SpeakerListenerMotionGenerator(nn.Module):
         m_A = self.motion_encoder(m_norm) + pe
         f_A = self.partner_cross_attn(a_A, m_A)  # [B, T, D]
         e = self.encoder(self.fuse(torch.cat([f_A, a_B], dim=-1)) + pe)  # [B, T, D]
-        s = self.social.social_feature(self.social.query(blood, equal))  # [B, D]
+        if self.use_social:
+            s = self.social.social_feature(self.social.query(blood, equal))  # [B, D]
+        else:  # ablation: social_bypassed()
+            s = e.new_zeros(B, e.shape[-1])
         z = self.social_cross_attn(s[:, None, :] + pe, e)  # [B, T, D]
         h = self.decoder(z, e)
         out = self.head(self.out_norm(h))  # [B, T, 56]
