@@ -8,16 +8,31 @@ Arguments: relationship, device, input_source (mic | file), self_audio, partner_
 (played in either mode when given), config_file (rsatalker YAML with model/render sizes,
 default share/rsatalker/config/default.yaml), params_file (ROS parameters, default
 share/rsatalker/config/ros.yaml). Precedence: these arguments > params_file > config_file.
+record (default false) and bag_path: with record:=true, ``ros2 bag record -s mcap`` records the
+session topics (avatar FLAME parameters and images, self and partner audio, partner FLAME
+parameters, relationship) into bag_path (empty: rosbag2's own timestamped name); evaluate it
+with ``rsatalker evaluate-bag <bag_path>``.
 Works with Humble and later (no EqualsSubstitution).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, ExecuteProcess
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+#: What ``record:=true`` records (absolute names; rsatalker_ros.topics, SESSION_TOPICS of
+#: rsatalker_core.evaluation.bag_types).
+SESSION_TOPICS = [
+    "/avatar/flame_params",
+    "/avatar/image",
+    "/audio/self",
+    "/audio/partner",
+    "/partner/flame_params",
+    "/relationship",
+]
 
 
 def _text(value):
@@ -34,6 +49,8 @@ def generate_launch_description():
     partner_audio = LaunchConfiguration("partner_audio")
     config_file = LaunchConfiguration("config_file")
     params_file = LaunchConfiguration("params_file")
+    record = LaunchConfiguration("record")
+    bag_path = LaunchConfiguration("bag_path")
 
     arguments = [
         DeclareLaunchArgument(
@@ -62,10 +79,23 @@ def generate_launch_description():
             default_value=PathJoinSubstitution([share, "config", "ros.yaml"]),
             description="ROS parameters of the nodes",
         ),
+        DeclareLaunchArgument(
+            "record",
+            default_value="false",
+            choices=["true", "false"],
+            description="record the session topics with `ros2 bag record -s mcap` (rosbag2 needed)",
+        ),
+        DeclareLaunchArgument(
+            "bag_path",
+            default_value="",
+            description="directory of the recorded bag (must not exist); empty = rosbag2's timestamped name",
+        ),
     ]
     use_file = IfCondition(PythonExpression(["'", input_source, "' == 'file'"]))
     use_mic = IfCondition(PythonExpression(["'", input_source, "' == 'mic'"]))
     has_partner = IfCondition(PythonExpression(["'", partner_audio, "' != ''"]))
+    record_named = IfCondition(PythonExpression(["'", record, "' == 'true' and '", bag_path, "' != ''"]))
+    record_default = IfCondition(PythonExpression(["'", record, "' == 'true' and '", bag_path, "' == ''"]))
 
     nodes = [
         Node(
@@ -110,4 +140,16 @@ def generate_launch_description():
             output="screen",
         ),
     ]
-    return LaunchDescription(arguments + nodes)
+    recorders = [
+        ExecuteProcess(
+            cmd=["ros2", "bag", "record", "-s", "mcap", "-o", bag_path] + SESSION_TOPICS,
+            condition=record_named,
+            output="screen",
+        ),
+        ExecuteProcess(
+            cmd=["ros2", "bag", "record", "-s", "mcap"] + SESSION_TOPICS,
+            condition=record_default,
+            output="screen",
+        ),
+    ]
+    return LaunchDescription(arguments + nodes + recorders)

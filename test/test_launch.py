@@ -178,3 +178,79 @@ def test_parameter_file_values_declare_on_real_nodes(launch_nodes):
                 node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def _record_processes(launch_tree):
+    """[(cmd elements as constants or ('arg', name)), condition AST] of each ExecuteProcess."""
+    consts = {}
+    for node in launch_tree.body:  # module-level lists such as SESSION_TOPICS
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.List):
+            consts[node.targets[0].id] = [_const(e) for e in node.value.elts]
+    args = {}  # local variable -> launch argument name
+    for node in ast.walk(launch_tree):
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                and _call_name(node.value) == "LaunchConfiguration"):
+            args[node.targets[0].id] = _const(node.value.args[0])
+
+    def flatten(expr):
+        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+            return flatten(expr.left) + flatten(expr.right)
+        if isinstance(expr, ast.Name) and expr.id in consts:
+            return list(consts[expr.id])
+        assert isinstance(expr, ast.List), ast.dump(expr)
+        return [_const(e) if isinstance(e, ast.Constant) else ("arg", args[e.id]) for e in expr.elts]
+
+    out = []
+    for call in ast.walk(launch_tree):
+        if isinstance(call, ast.Call) and _call_name(call) == "ExecuteProcess":
+            kw = {k.arg: k.value for k in call.keywords}
+            out.append((flatten(kw["cmd"]), kw.get("condition")))
+    return out
+
+
+def test_record_argument_runs_ros2_bag_record_with_the_session_topics(launch_tree):
+    from rsatalker_core.evaluation.bag_types import SESSION_TOPICS
+
+    defaults = {}
+    for call in ast.walk(launch_tree):
+        if isinstance(call, ast.Call) and _call_name(call) == "DeclareLaunchArgument":
+            kw = {k.arg: k.value for k in call.keywords}
+            defaults[_const(call.args[0])] = _const(kw.get("default_value"))
+    assert defaults["record"] == "false" and defaults["bag_path"] == ""
+
+    procs = _record_processes(launch_tree)
+    assert procs, "no ExecuteProcess for record:=true"
+    expected_topics = {"/" + t for t in SESSION_TOPICS}
+    named = [cmd for cmd, _ in procs if "-o" in cmd]
+    assert len(named) == 1 and named[0][named[0].index("-o") + 1] == ("arg", "bag_path")
+    conditions = []
+    for cmd, condition in procs:
+        assert cmd[:3] == ["ros2", "bag", "record"]
+        assert cmd[cmd.index("-s") + 1] == "mcap"
+        assert {c for c in cmd if isinstance(c, str) and c.startswith("/")} == expected_topics
+        # each runs only with record:=true: IfCondition(PythonExpression([... record ...]))
+        assert isinstance(condition, ast.Name)
+        assign = next(n for n in ast.walk(launch_tree) if isinstance(n, ast.Assign)
+                      and getattr(n.targets[0], "id", None) == condition.id)
+        assert _call_name(assign.value) == "IfCondition"
+        expr = assign.value.args[0]
+        assert _call_name(expr) == "PythonExpression"
+        conditions.append((cmd, expr.args[0].elts))
+    # evaluate the conditions as launch would, for each record / bag_path combination
+    for record in ("true", "false"):
+        for path in ("", "out/session"):
+            values = {"record": record, "bag_path": path}
+            running = [cmd for cmd, parts in conditions
+                       if eval("".join(_const(e) if isinstance(e, ast.Constant) else values[e.id] for e in parts))]
+            if record == "false":
+                assert running == [], (record, path)
+            else:
+                assert len(running) == 1, (record, path)
+                assert ("-o" in running[0]) == bool(path)
+    # the launch file's topics are the nodes' topics
+    pytest.importorskip("rclpy")
+    from rsatalker_ros import topics
+
+    ros_topics = {topics.AVATAR_FLAME, topics.AVATAR_IMAGE, topics.AUDIO_SELF, topics.AUDIO_PARTNER,
+                  topics.PARTNER_FLAME, topics.RELATIONSHIP}
+    assert ros_topics == set(SESSION_TOPICS)

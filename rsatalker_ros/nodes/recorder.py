@@ -1,4 +1,5 @@
-"""Recorder node: collects the avatar's FLAME parameters and images, writes npz + mp4.
+"""Recorder node: collects the avatar's FLAME parameters and images, writes npz + mp4, and
+(with ``bag_path``) records the session's topics to a rosbag2 bag (MCAP or sqlite3).
 
 Subscribes ``avatar/flame_params`` and ``avatar/image``. On :meth:`RecorderNode.save`
 (called by the bringup, and by ``destroy_node`` when ``output_dir`` is set) it writes:
@@ -12,6 +13,15 @@ Subscribes ``avatar/flame_params`` and ``avatar/image``. On :meth:`RecorderNode.
   last rendered image, so the video keeps real time and stays in sync with the audio;
 * ``summary.json`` — counts, the received FLAME rate (fps) and latency statistics
   (receive time minus ``source_stamp`` / ``header.stamp``, milliseconds).
+
+Bag recording (``bag_path`` non-empty; like ``ros2 bag record -s mcap -o <bag_path>``, for
+machines without rosbag2): every topic in ``bag_topics`` (default: avatar FLAME parameters
+and images, self and partner audio, partner FLAME parameters, relationship) is subscribed
+with ``raw=True`` and the serialized CDR bytes are written unchanged (header stamps intact)
+with their receive time, through :class:`rsatalker_ros.bag_recorder.BagWriter`. The bag
+carries every message definition, so rosbag2 tools and ``rsatalker evaluate-bag`` read it.
+A bag that cannot be created or written is logged and the node keeps running; the bag is
+finished in :meth:`RecorderNode.destroy_node` (also on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -24,11 +34,16 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
-from rsatalker.msg import FlameParams
+from rsatalker.msg import AudioChunk, FlameParams
+from rsatalker.msg import Relationship as RelationshipMsg
 from rsatalker_core.config import FPS
+from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.evaluation.bag_types import SESSION_TOPICS
 from rsatalker_ros import topics
+from rsatalker_ros.bag_recorder import STORAGES, BagWriter
 from rsatalker_ros.conversions import ConversionError, flame_params_to_array, image_to_array, time_to_ns
 from rsatalker_ros.nodes.common import run_node
 from rsatalker_ros.params import ParamSpec, ParameterSet
@@ -37,6 +52,23 @@ NODE_NAME = "recorder"
 CONFIG_PREFIXES: List[str] = []
 EXTRA_PARAMS = {
     "output_dir": ("", ParamSpec("directory for motion.npz, avatar.mp4, summary.json; empty = keep in memory")),
+    "bag_path": ("", ParamSpec("rosbag2 directory to record the session topics into (must not exist); "
+                               "empty = no bag")),
+    "bag_storage": ("mcap", ParamSpec("rosbag2 storage plugin of the bag", choices=STORAGES)),
+    "bag_topics": (list(SESSION_TOPICS), ParamSpec("topics recorded into the bag (relative names, of: "
+                                                   + ", ".join(SESSION_TOPICS) + ")")),
+}
+
+#: Relative topic -> (message class, subscription QoS) of everything the recorder can take.
+#: Best-effort subscriptions for best-effort publishers; reliable FLAME, so no frame is lost;
+#: a volatile relationship subscription matches latched and volatile publishers alike.
+TOPIC_SPECS = {
+    topics.AVATAR_FLAME: (FlameParams, topics.FLAME_QOS),
+    topics.AVATAR_IMAGE: (Image, topics.IMAGE_QOS),
+    topics.AUDIO_SELF: (AudioChunk, topics.AUDIO_QOS),
+    topics.AUDIO_PARTNER: (AudioChunk, topics.AUDIO_QOS),
+    topics.PARTNER_FLAME: (FlameParams, topics.FLAME_QOS),
+    topics.RELATIONSHIP: (RelationshipMsg, topics.RELATIONSHIP_SUB_QOS),
 }
 
 
@@ -57,11 +89,74 @@ class RecorderNode(Node):
         self.latency_source_ms: List[float] = []
         self.latency_media_ms: List[float] = []
         self.saved = False
-        self.create_subscription(FlameParams, topics.AVATAR_FLAME, self._on_flame, topics.FLAME_QOS)
-        self.create_subscription(Image, topics.AVATAR_IMAGE, self._on_image, topics.IMAGE_QOS)
+        self.bag: Optional[BagWriter] = self._open_bag()
+        bag_topics = set(self._bag_topics) if self.bag is not None else set()
+        handlers = {topics.AVATAR_FLAME: self._on_flame, topics.AVATAR_IMAGE: self._on_image}
+        for name, (msg_type, qos) in TOPIC_SPECS.items():
+            if name not in bag_topics and name not in handlers:
+                continue
+            if name in bag_topics:  # raw: the bytes go to the bag, the handler deserializes
+                sub = self.create_subscription(msg_type, name, lambda data, info: None, qos, raw=True)
+                sub.callback = self._raw_callback(sub.topic_name, msg_type, handlers.get(name))
+                try:
+                    self.bag.add_topic(sub.topic_name, SESSION_TOPICS[name])
+                except RsatalkerError as exc:
+                    self.get_logger().error(f"not recording {sub.topic_name}: {exc}")
+            else:
+                self.create_subscription(msg_type, name, handlers[name], qos)
 
-    def _on_flame(self, msg: FlameParams) -> None:
-        now_ns = self.get_clock().now().nanoseconds
+    # ------------------------------------------------------------------ bag
+
+    def _open_bag(self) -> Optional[BagWriter]:
+        path = self.params.value("bag_path")
+        self._bag_topics: List[str] = []
+        if not path:
+            return None
+        for name in self.params.value("bag_topics"):
+            if name.lstrip("/") in SESSION_TOPICS:
+                self._bag_topics.append(name.lstrip("/"))
+            else:
+                self.get_logger().error(f"bag_topics: '{name}' is not one of {', '.join(SESSION_TOPICS)}; not recorded")
+        try:
+            bag = BagWriter(path, self.params.value("bag_storage"), on_error=self._bag_error)
+        except RsatalkerError as exc:
+            self.get_logger().error(f"not recording a bag: {exc}")
+            return None
+        self.get_logger().info(f"recording {', '.join(self._bag_topics)} to {path} ({bag.storage})")
+        return bag
+
+    def _bag_error(self, message: str) -> None:
+        self.get_logger().error(message, throttle_duration_sec=2.0)
+
+    def _receive_ns(self, info: Any) -> int:
+        """The middleware's receive time when the node clock is system time, else now (ns)."""
+        if isinstance(info, dict) and not self.get_clock().ros_time_is_active:
+            t = int(info.get("received_timestamp", 0) or 0)
+            if t > 0:
+                return t
+        return self.get_clock().now().nanoseconds
+
+    def _raw_callback(self, topic: str, msg_type: type, handler):
+        def callback(data: bytes, info: Any) -> None:  # two arguments: rclpy passes the message info
+            now_ns = self._receive_ns(info)
+            bag = self.bag
+            if bag is not None:
+                bag.write(topic, now_ns, data)
+            if handler is not None:
+                try:
+                    msg = deserialize_message(data, msg_type)
+                except Exception as exc:  # malformed CDR: log, keep running
+                    self.get_logger().warning(f"dropped undecodable {topic} message: {exc}", throttle_duration_sec=2.0)
+                    return
+                handler(msg, now_ns)
+
+        return callback
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_flame(self, msg: FlameParams, now_ns: Optional[int] = None) -> None:
+        if now_ns is None:
+            now_ns = self.get_clock().now().nanoseconds
         try:
             m = flame_params_to_array(msg)
         except ConversionError as exc:
@@ -79,7 +174,7 @@ class RecorderNode(Node):
             if stamp > 0:
                 self.latency_media_ms.append((now_ns - stamp) * 1e-6)
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, now_ns: Optional[int] = None) -> None:
         try:
             img = image_to_array(msg)
         except ConversionError as exc:
@@ -188,13 +283,30 @@ class RecorderNode(Node):
         self.get_logger().info(f"wrote {', '.join(written.values())}")
         return written
 
+    def close_bag(self) -> None:
+        """Finish the bag (MCAP index and summary, metadata.yaml) so it is readable."""
+        bag, self.bag = self.bag, None
+        if bag is None:
+            return
+        try:
+            bag.close()
+            counts = ", ".join(f"{n} {t}" for t, n in bag.counts.items())
+            self.get_logger().info(f"wrote bag {bag.path}: {counts}" + (f"; {bag.errors} write errors" if bag.errors else ""))
+        except RsatalkerError as exc:
+            self.get_logger().error(str(exc))
+
     def destroy_node(self) -> None:
-        """Write the outputs (when ``output_dir`` is set and not yet saved), then destroy."""
+        """Write the outputs (when ``output_dir`` is set and not yet saved), finish the bag,
+        then destroy."""
         if self.output_dir and not self.saved:
             try:
                 self.save()
             except Exception as exc:  # never lose the shutdown over a write error
                 self.get_logger().error(f"could not write recordings: {type(exc).__name__}: {exc}")
+        # the subscriptions go first, so no callback writes while the bag is finished
+        for sub in list(self.subscriptions):
+            self.destroy_subscription(sub)
+        self.close_bag()
         super().destroy_node()
 
 

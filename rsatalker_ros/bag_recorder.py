@@ -1,0 +1,128 @@
+"""Writing serialized (CDR) ROS 2 messages to a rosbag2 recording with ``rosbags``.
+
+:class:`BagWriter` is what the recorder node uses for ``ros2 bag record``-compatible output
+on machines without rosbag2: it takes the raw bytes a ``raw=True`` subscription delivers,
+so header stamps and every field stay exactly as published, and writes them with their
+receive time (ns). Each topic's connection carries its message definition and RIHS01 type
+hash (rsatalker's own types parsed from the package's ``msg/`` files, the rest from rosbags'
+Jazzy typestore), so ``ros2 bag info/play``, Foxglove and ``rsatalker evaluate-bag`` read it.
+
+The writer is thread-safe (callbacks of a MultiThreadedExecutor may write concurrently) and
+never raises from :meth:`BagWriter.write`: I/O errors are counted and reported through the
+``on_error`` callback, and :meth:`BagWriter.close` finishes the file (MCAP summary and
+index, ``metadata.yaml``) so the recording is readable after a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.evaluation.bag_types import msgdef, session_typestore
+
+#: rosbag2 storage plugins the writer supports (``ros2 bag record -s``).
+STORAGES = ("mcap", "sqlite3")
+
+
+class BagError(RsatalkerError):
+    """A recording cannot be opened or written (path exists, bad storage, I/O error)."""
+
+
+class BagWriter:
+    """A rosbag2 recording (directory with ``metadata.yaml`` and one ``.mcap``/``.db3`` file).
+
+    Args:
+        path: the bag directory to create; must not exist (like ``ros2 bag record -o``).
+        storage: ``"mcap"`` (default) or ``"sqlite3"``.
+        on_error: called with a message for each failed write (for throttled logging).
+
+    Raises:
+        BagError: ``path`` exists, the storage is unknown, the directory cannot be created,
+            or the message definitions are not found.
+    """
+
+    def __init__(self, path: str, storage: str = "mcap", on_error: Optional[Callable[[str], None]] = None):
+        from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+
+        if storage not in STORAGES:
+            raise BagError(f"bag storage '{storage}' is not one of {', '.join(STORAGES)}")
+        self.path = Path(path)
+        if self.path.exists():
+            raise BagError(f"{self.path}: exists already; a recording is never overwritten")
+        self.storage = storage
+        self.on_error = on_error
+        self.typestore = session_typestore()
+        self._lock = threading.Lock()
+        self._connections: Dict[str, object] = {}
+        self.counts: Dict[str, int] = {}
+        self.errors = 0
+        plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        try:
+            self._writer.open()
+        except (WriterError, OSError) as exc:
+            raise BagError(f"{self.path}: cannot create the recording ({exc})") from exc
+        self._open = True
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """Register ``topic`` (absolute name, e.g. ``/avatar/flame_params``) of ``msgtype``
+        (``pkg/msg/Type``) with its definition and type hash.
+
+        Raises:
+            BagError: the type is unknown to the typestore, or the topic was added already.
+        """
+        with self._lock:
+            if topic in self._connections:
+                raise BagError(f"topic {topic} is recorded already")
+            try:
+                text, rihs01 = msgdef(self.typestore, msgtype)
+                self._connections[topic] = self._writer.add_connection(topic, msgtype, msgdef=text, rihs01=rihs01)
+            except Exception as exc:  # rosbags' TypesysError / WriterError
+                raise BagError(f"cannot record {topic} as {msgtype}: {exc}") from exc
+            self.counts[topic] = 0
+
+    def write(self, topic: str, stamp_ns: int, data: bytes) -> bool:
+        """Append one serialized message received at ``stamp_ns`` (ns). Returns success.
+
+        Never raises: a closed bag, an unknown topic or an I/O error returns ``False`` and is
+        reported through ``on_error``.
+        """
+        with self._lock:
+            if not self._open:
+                return False
+            conn = self._connections.get(topic)
+            if conn is None:
+                return self._fail(f"topic {topic} is not recorded")
+            try:
+                self._writer.write(conn, int(stamp_ns), bytes(data))
+            except Exception as exc:  # OSError (disk full), WriterError
+                return self._fail(f"{self.path}: write of {topic} failed: {type(exc).__name__}: {exc}")
+            self.counts[topic] += 1
+            return True
+
+    def _fail(self, message: str) -> bool:
+        self.errors += 1
+        if self.on_error is not None:
+            self.on_error(message)
+        return False
+
+    def close(self) -> None:
+        """Finish the recording (index, summary, ``metadata.yaml``). Idempotent.
+
+        Raises:
+            BagError: the file could not be finished (the partial file is left as it is).
+        """
+        with self._lock:
+            if not self._open:
+                return
+            self._open = False
+            try:
+                self._writer.close()
+            except Exception as exc:
+                raise BagError(f"{self.path}: could not finish the recording: {exc}") from exc
