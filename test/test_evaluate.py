@@ -45,12 +45,22 @@ def _num(cell):
 
 
 @pytest.fixture(scope="module")
-def real_eval(tmp_path_factory, dualtalk_sample):
+def real_eval(tmp_path_factory, dualtalk_sample, small_cfg):
+    """The real sample split, evaluated with a checkpoint whose motion_mean is 0.1."""
+    from rsatalker_core.motion_model import MotionModel
+
     root = tmp_path_factory.mktemp("real")
     _split(root / "data", dualtalk_sample)
+    model = MotionModel(small_cfg)
+    model.generator.motion_mean.fill_(0.1)
+    model.save(str(root / "motion.pt"))
     out = root / "out"
-    assert _run(root / "data", out) == 0
+    assert _run(root / "data", out, "--checkpoint", str(root / "motion.pt")) == 0
     return out
+
+
+def real_eval_clip(out):
+    return next((out.parent / "data" / "test").glob("*_speaker2.npz")).name[: -len("_speaker2.npz")]
 
 
 def test_real_sample_table(real_eval):
@@ -82,7 +92,13 @@ def test_real_sample_table(real_eval):
     assert _num(model[LABELS["MSE-JAW"]]) == pytest.approx(raw["MSE-JAW"] * 1e3)
     assert _num(model[LABELS["MSE-EXP"]]) == pytest.approx(raw["MSE-EXP"] * 10)
     assert _num(model[LABELS["FD-EXP"]]) == pytest.approx(raw["FD-EXP"])
-    assert metrics["info"]["mean_pose_source"] == "model motion_mean"  # no train/ split here
+    # no train/ split here: the mean pose is the checkpoint's motion_mean (0.1 everywhere)
+    assert metrics["info"]["mean_pose_source"] == "model motion_mean"
+    assert metrics["info"]["checkpoint"].endswith("motion.pt")
+    assert [(m["clip"], m["self_speaker"]) for m in metrics["samples"]] == [(real_eval_clip(real_eval), 2)]
+    with np.load(real_eval.parent / "data" / "test" / f"{real_eval_clip(real_eval)}_speaker2.npz") as z:
+        gt_pose = z["pose"].astype(np.float64)
+    assert metrics["rows"]["mean_pose"]["MSE-POSE"] == pytest.approx(np.mean((gt_pose[:, :3] - 0.1) ** 2), rel=1e-5)
 
     md = (real_eval / "table.md").read_text()
     lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
@@ -111,7 +127,7 @@ def test_real_sample_plots_and_report(real_eval):
         assert (real_eval / link).is_file(), link
     for p in pngs:
         assert f"plots/{p.name}" in links
-    assert "untrained" in report and ROWS["mirror"] in report
+    assert "motion.pt" in report and ROWS["mirror"] in report
 
 
 def test_mirroring_with_partner_and_train_mean(tmp_path, dualtalk_sample):
