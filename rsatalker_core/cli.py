@@ -17,6 +17,7 @@ from typing import List, Optional
 
 from rsatalker_core.errors import RsatalkerError
 from rsatalker_core.training.cli import add_train_parser
+from rsatalker_core.evaluation.bag_cli import add_evaluate_bag_parser
 from rsatalker_core.evaluation.cli import add_evaluate_parser
 
 log = logging.getLogger("rsatalker")
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_generate(sub)
     add_train_parser(sub)
+    add_evaluate_bag_parser(sub)
     add_evaluate_parser(sub)
     return parser
 

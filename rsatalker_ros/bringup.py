@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-max-fps", type=float, default=4.0,
                    help="bound on the render node's image rate, Hz (0 = unbounded). In one process "
                         "on a CPU, unbounded rendering starves the motion node (default: 4)")
+    p.add_argument("--bag", default="",
+                   help="also record the session topics to this rosbag2 directory (MCAP; must not exist), "
+                        "as `ros2 bag record -s mcap -o PATH` would; read it with `rsatalker evaluate-bag PATH`")
     return p
 
 
@@ -142,7 +145,7 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
 
             nodes.append(RenderNode(parameter_overrides=_common(args)
                                     + [Parameter("max_fps", value=float(args.render_max_fps))]))
-        recorder = RecorderNode()
+        recorder = RecorderNode(parameter_overrides=[Parameter("bag_path", value=args.bag)] if args.bag else None)
         nodes.append(recorder)
         for node in nodes:
             executor.add_node(node)
