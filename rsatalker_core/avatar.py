@@ -164,6 +164,8 @@ class GaussianAvatar(nn.Module):
         self.num_triangles = int(num_triangles)
         #: Metadata read from the checkpoint (empty for a new avatar).
         self.meta: Dict[str, Any] = {}
+        #: ``load_state_dict`` adopts the state's number of Gaussians (densified training).
+        self.resize_on_load = False
         self.register_buffer("binding", binding.long().clone())
         self.means_local = nn.Parameter(torch.zeros(n, 3))
         self.log_scales = nn.Parameter(torch.full((n, 3), math.log(0.5)))
@@ -262,6 +264,29 @@ class GaussianAvatar(nn.Module):
         for name in _PARAM_SHAPES:
             p = getattr(self, name)
             setattr(self, name, nn.Parameter(torch.cat([p.data, p.data[parents]]), requires_grad=p.requires_grad))
+
+    @torch.no_grad()
+    def resize_(self, num_gaussians: int) -> None:
+        """Give every per-Gaussian tensor ``num_gaussians`` rows, keeping the Parameter
+        objects (so an optimiser built on them stays valid); the values are undefined
+        until loaded. Used to load a training checkpoint whose densification changed N."""
+        n = int(num_gaussians)
+        self.binding = self.binding.new_zeros(n)
+        for name, shape in _PARAM_SHAPES.items():
+            p = getattr(self, name)
+            p.data = p.data.new_zeros((n,) + shape)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):
+        # Training with densification (rsatalker_core.training.densify) changes N: when
+        # ``resize_on_load`` is set, adopt the checkpoint's N before the usual shape checks.
+        key = prefix + "binding"
+        if getattr(self, "resize_on_load", False) and key in state_dict:
+            n = int(state_dict[key].shape[0])
+            if n != self.num_gaussians:
+                self.resize_(n)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)
 
     # ------------------------------------------------------------------ deformation
     def forward(

@@ -157,6 +157,58 @@ class DataConfig:
 
 
 @dataclass
+class DensifyConfig:
+    # Adaptive density control of the bound Gaussians in stage 2
+    # (rsatalker_core.training.densify.BindingStrategy); false keeps the set fixed.
+    enabled: bool = True
+    # Gaussians whose mean |dL/d mu_c| (local position, per triangle size) exceeds this grow.
+    grow_grad: float = 0.0002
+    # Growing Gaussians with local scale max exp(s_c) <= this (triangle sizes k) are
+    # cloned, larger ones split in two.
+    grow_scale_local: float = 0.3
+    # Prune Gaussians below this opacity or above this local scale (triangle sizes k);
+    # a triangle never loses its last Gaussian.
+    prune_opa: float = 0.005
+    prune_scale_local: float = 3.0
+    # Refine every refine_every steps in (refine_start_iter, refine_stop_iter].
+    refine_start_iter: int = 500
+    refine_stop_iter: int = 15000
+    refine_every: int = 100
+    # Steps between opacity resets; 0 = never.
+    reset_every: int = 3000
+    # No growth beyond this many Gaussians; 0 = unbounded.
+    max_gaussians: int = 100000
+
+
+@dataclass
+class Stage2Config:
+    # Avatar to start from: "" = avatar.checkpoint (the default avatar); "anchors" = one
+    # anchor Gaussian per FLAME triangle on the neutral mesh (the paper's start).
+    init_avatar: str = ""
+    # Loss weights: L = L_image + lambda_pos L_pos + lambda_offset L_offset (RSATalker §3.4;
+    # the paper's joint-stage values).
+    lambda_pos: float = 0.01
+    lambda_offset: float = 0.01
+    # Tolerances of L_pos (triangle sizes k) and L_offset (metres); the paper's eps = 1.
+    pos_eps: float = 1.0
+    offset_eps: float = 1.0
+    # Adam learning rates of the Gaussian attributes (GaussianAvatars' values): local
+    # means (triangle sizes), log-scales, rotations, opacity logits, colour logits.
+    lr_means: float = 0.005
+    lr_scales: float = 0.017
+    lr_quats: float = 0.001
+    lr_opacity: float = 0.05
+    lr_colors: float = 0.0025
+    # Train the socially-aware module's Gaussian offsetnet (at train.lr) with the avatar.
+    train_offsetnet: bool = True
+    # Validation images (prediction | target) written to TensorBoard.
+    val_images: int = 2
+    # Video files next to each npz: <clip>_speaker{1,2}.<video_ext>.
+    video_ext: str = "mp4"
+    densify: DensifyConfig = field(default_factory=DensifyConfig)
+
+
+@dataclass
 class TrainConfig:
     # Output directory of a training run: checkpoints/last.pt (the resumable state), tb/
     # (TensorBoard), log.jsonl (every logged step and validation) and the stage's final
@@ -199,6 +251,8 @@ class TrainConfig:
     deterministic: bool = False
     # Show a tqdm progress bar.
     progress: bool = True
+    # Stage 2 (renderer) settings.
+    stage2: Stage2Config = field(default_factory=Stage2Config)
 
 
 @dataclass

@@ -25,7 +25,7 @@ def test_image_loss_gradient_moves_prediction_towards_target():
     target = torch.rand(1, 16, 16, 3, generator=torch.Generator().manual_seed(1))
     pred = torch.full_like(target, 0.5, requires_grad=True)
     opt = torch.optim.SGD([pred], lr=5.0)
-    first = float(image_loss(pred, target))
+    first = float(image_loss(pred, target).detach())
     for _ in range(20):
         opt.zero_grad()
         image_loss(pred, target).backward()
