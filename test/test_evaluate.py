@@ -143,8 +143,10 @@ def test_mirroring_with_partner_and_train_mean(tmp_path, dualtalk_sample):
     pose = np.tile(np.array([0.1, 0.0, 0.0, 0.2, 0.0, 0.0], np.float32), (T, 1))  # [head | jaw]
     np.savez(train / dualtalk_sample["speaker2_npz"].name, exp=exp, pose=pose)
 
+    for name in ("speaker1_wav", "speaker2_wav", "speaker2_npz"):  # a second clip, left out
+        os.symlink(dualtalk_sample[name], test / ("zz_" + dualtalk_sample[name].name))
     out = tmp_path / "out"
-    assert _run(data, out, "--curves", "1") == 0
+    assert _run(data, out, "--curves", "1", "--max-clips", "1") == 0
     rows = _read_csv(out / "table.csv")
     for name in NAMES:
         assert (rows[name]["samples"], rows[name]["with partner"]) == ("2", "2")
@@ -223,4 +225,9 @@ def test_bad_input(tmp_path, dualtalk_sample, capsys):
 
     assert _run(bad, out, "--checkpoint", str(tmp_path / "nope.pt")) == 2
     assert "checkpoint not found" in _error_line(capsys)
+    assert _run(bad, out, "--max-clips", "0") == 2
+    assert "--max-clips" in _error_line(capsys)
+    (tmp_path / "file").write_text("x")
+    assert _run(bad, tmp_path / "file") == 2
+    assert "not a directory" in _error_line(capsys)
     assert not out.exists()  # nothing written on bad input

@@ -41,7 +41,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         RsatalkerError: bad data, config or checkpoint (printed as one ``error:`` line).
     """
     from rsatalker_core.config import load_config
-    from rsatalker_core.errors import DatasetError
+    from rsatalker_core.errors import CheckpointError, ConfigError, DatasetError
     from rsatalker_core.evaluation.report import write_report
     from rsatalker_core.evaluation.runner import evaluate_split, open_split
     from rsatalker_core.motion_model import MotionModel
@@ -51,17 +51,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     if args.checkpoint:
         if not os.path.isfile(args.checkpoint):
-            from rsatalker_core.errors import CheckpointError
-
             raise CheckpointError(f"motion checkpoint not found: {args.checkpoint}")
         overrides["motion.checkpoint"] = args.checkpoint
     if not os.path.isdir(args.data):
         raise DatasetError(f"data directory not found: {args.data}")
+    out = args.out or os.path.join("out", f"evaluate_{args.split}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out {out} exists and is not a directory")
     cfg = load_config(args.config, overrides)
     open_split(cfg, args.data, args.split, args.max_clips)  # fail on bad data before loading the model
     model = MotionModel(cfg)
     result = evaluate_split(model, args.data, args.split, args.max_clips, keep_motion=max(0, args.curves))
-    out = args.out or os.path.join("out", f"evaluate_{args.split}")
     paths = write_report(result, out, curves=max(0, args.curves))
     info = result.info
     print(
