@@ -332,3 +332,29 @@ def test_recorder_node_bag_sqlite3_and_bad_path(tmp_path):
     assert np.allclose(s.flame_motion, np.stack([_motion(k) for k in range(5)]))
     assert [n for _, n in s.relationship_msgs] == ["superior_subordinate"]
     assert (s.flame_receive_ns >= s.flame_source_ns).all()
+
+
+def test_typestore_matches_rosidl_and_reports_missing_definitions(tmp_path, monkeypatch):
+    import sys
+
+    from rsatalker_core.errors import RsatalkerError
+    from rsatalker_core.evaluation import bag_types
+
+    ts = session_typestore()
+    built = Path(sys.prefix) / "share" / "rsatalker" / "msg"  # scripts/build_msgs.sh (rosidl) output
+    checked = 0
+    for name in bag_types.REQUIRED_TYPES:
+        desc = built / f"{name.split('/')[-1]}.json"
+        if desc.is_file():  # rosidl's type description: the RIHS01 hash rclpy and rosbag2 use
+            hashes = {h["type_name"]: h["hash_string"] for h in json.loads(desc.read_text())["type_hashes"]}
+            assert ts.hash_rihs01(name) == hashes[name]
+            checked += 1
+    if not checked:
+        pytest.skip("rosidl type descriptions not built (scripts/build_msgs.sh)")
+
+    (tmp_path / "FlameParams.msg").write_text("float32[] expression\n")
+    with pytest.raises(RsatalkerError, match="lacks the definitions of rsatalker/msg/AudioChunk"):
+        bag_types.custom_msg_types(tmp_path)
+    monkeypatch.setattr(bag_types, "_candidates", lambda: [tmp_path / "nowhere"])
+    with pytest.raises(RsatalkerError, match="nowhere"):
+        bag_types.find_msg_dir()

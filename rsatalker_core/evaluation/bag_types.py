@@ -23,12 +23,15 @@ The names mirror :mod:`rsatalker_ros.topics` (a test checks that they agree).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from rsatalker_core.errors import RsatalkerError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "PACKAGE",
@@ -51,6 +54,8 @@ SESSION_TOPICS: Dict[str, str] = {
     "partner/flame_params": "rsatalker/msg/FlameParams",
     "relationship": "rsatalker/msg/Relationship",
 }
+#: rsatalker's own types the session topics use (the package may define more).
+REQUIRED_TYPES = sorted({t for t in SESSION_TOPICS.values() if t.startswith(PACKAGE + "/")})
 #: Environment variable that overrides where the ``.msg`` files are looked for.
 MSG_DIR_ENV = "RSATALKER_MSG_DIR"
 
@@ -104,12 +109,16 @@ def custom_msg_types(msg_dir: Optional[Path] = None) -> Dict[str, object]:
     msg_dir = Path(msg_dir) if msg_dir is not None else find_msg_dir()
     types: Dict[str, object] = {}
     for path in sorted(msg_dir.glob("*.msg")):
+        name = f"{PACKAGE}/msg/{path.stem}"
         try:
-            types.update(get_types_from_msg(path.read_text(encoding="utf-8"), f"{PACKAGE}/msg/{path.stem}"))
+            types.update(get_types_from_msg(path.read_text(encoding="utf-8"), name))
         except Exception as exc:  # rosbags' TypesysError and parser errors
-            raise RsatalkerError(f"{path}: not a valid ROS 2 message definition ({exc})") from exc
-    if not types:
-        raise RsatalkerError(f"{msg_dir}: holds no .msg files")
+            if name in REQUIRED_TYPES:
+                raise RsatalkerError(f"{path}: not a valid ROS 2 message definition ({exc})") from exc
+            log.warning("%s: not parsed, skipped (%s)", path, exc)  # a type no session topic uses
+    missing = [t for t in REQUIRED_TYPES if t not in types]
+    if missing:
+        raise RsatalkerError(f"{msg_dir}: lacks the definitions of {', '.join(missing)}")
     return types
 
 
