@@ -74,10 +74,11 @@ def video_num_frames(path: str) -> int:
     return n
 
 
-def read_video_frames(path: str, num_frames: int, width: int, height: int) -> np.ndarray:
-    """Decode the first ``num_frames`` frames as RGB uint8 ``[T, height, width, 3]``.
+def read_video_frames(path: str, num_frames: int, width: int, height: int, start: int = 0) -> np.ndarray:
+    """Decode frames ``start .. start + num_frames - 1`` as RGB uint8 ``[T, height, width, 3]``.
 
-    Frames are resized with ``INTER_AREA`` (``INTER_LINEAR`` when enlarging).
+    Frames are resized with ``INTER_AREA`` (``INTER_LINEAR`` when enlarging). ``start > 0``
+    seeks first (``CAP_PROP_POS_FRAMES``; FFmpeg decodes from the preceding key frame).
 
     Raises:
         DatasetError: unreadable file, a frame aspect ratio other than ``width:height``
@@ -88,11 +89,13 @@ def read_video_frames(path: str, num_frames: int, width: int, height: int) -> np
         raise DatasetError(f"{path}: OpenCV cannot open this video (corrupt or unsupported codec)")
     out = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     try:
+        if start > 0 and not cap.set(cv2.CAP_PROP_POS_FRAMES, float(start)):
+            raise DatasetError(f"{path}: cannot seek to frame {start}")
         for i in range(num_frames):
             ok, bgr = cap.read()
             if not ok or bgr is None:
                 raise DatasetError(
-                    f"{path}: truncated video: decoded {i} frames, the motion needs {num_frames}"
+                    f"{path}: truncated video: decoded {start + i} frames, the motion needs {start + num_frames}"
                 )
             h, w = bgr.shape[:2]
             if abs(w / h - width / height) > 0.01 * (width / height):
@@ -177,7 +180,9 @@ class TripletDataset(Dataset):
         width, height: frame size the items carry (the render size), pixels.
         video_ext: video file extension (``"mp4"``).
         encoder: optional frozen speech encoder (as :class:`DualTalkDataset`; stage 3).
-        video_cache_size: decoded videos kept in memory (uint8 at the render size).
+        video_cache_size: decoded videos kept in memory (uint8 at the render size). Windows
+            shorter than a quarter of their video are read by seeking, without decoding
+            (or caching) the whole video, so shuffled single-frame items stay cheap.
 
     Items: every key of :class:`DualTalkDataset` items plus ``frames [T, H, W, 3]``
     float32 in [0, 1], ``cam [T, 3]`` (zeros when absent) and ``cam_valid`` bool tensor
@@ -267,7 +272,11 @@ class TripletDataset(Dataset):
         w = self.windows[i]
         ci, spk, start, length = self.base.windows[w]
         item = self.base[w]
-        frames = self._video((ci, spk))[start : start + length]
+        key = (ci, spk)
+        if key in self._frames or 4 * length > self.video_frames[key]:
+            frames = self._video(key)[start : start + length]
+        else:  # a short window of a long video: seek instead of decoding (and caching) it all
+            frames = read_video_frames(self.videos[key], length, self.width, self.height, start)
         item["frames"] = torch.from_numpy(frames.astype(np.float32) / 255.0)
         cam = self.cams[(ci, spk)]
         if cam is None:

@@ -4,7 +4,9 @@
   checkpoints, exact resume, Ctrl-C / SIGTERM handling) and the :class:`Stage` interface.
 * :mod:`.stage1` — :class:`MotionStage`: the speaker–listener motion generator with
   ``L_mesh`` (the speech encoder frozen).
-* Stages 2 (renderer) and 3 (joint) are not implemented yet: :func:`build_stage` says so.
+* :mod:`.stage2` — :class:`RendererStage`: the Gaussian avatar (and the Gaussian offsetnet)
+  with ``L_image + L_pos + L_offset`` and densification (:mod:`.densify`, :mod:`.losses`).
+* Stage 3 (joint) is not implemented yet: :func:`build_stage` says so.
 * :mod:`.cli` — the ``rsatalker train`` subcommand.
 
 Example:
@@ -36,7 +38,7 @@ from rsatalker_core.training.trainer import (
 
 #: Training stages of the paper: number -> what it trains.
 STAGES = {1: "motion generator", 2: "renderer", 3: "joint"}
-IMPLEMENTED_STAGES = (1,)
+IMPLEMENTED_STAGES = (1, 2)
 
 
 def build_stage(
@@ -54,6 +56,10 @@ def build_stage(
             f"training stage {stage} ({STAGES[stage]}) is not implemented yet; "
             f"implemented: {', '.join(str(s) for s in IMPLEMENTED_STAGES)}"
         )
+    if stage == 2:
+        from rsatalker_core.training.stage2 import RendererStage
+
+        return RendererStage(cfg, device)
     from rsatalker_core.training.stage1 import MotionStage
 
     return MotionStage(cfg, device)

@@ -6,8 +6,9 @@
 ``--resume`` continues ``<train.out_dir>/checkpoints/last.pt`` (or ``--resume PATH``)
 exactly where it stopped. Ctrl-C or SIGTERM finishes the current step, saves that
 checkpoint and exits with status ``128 + signal`` (130 / 143). A completed stage-1 run
-prints the path of its MotionModel weights (``motion.checkpoint``). Stages 2 and 3 are not
-implemented yet and exit with an error.
+prints the path of its MotionModel weights (``motion.checkpoint``), a completed stage-2 run
+that of its trained avatar (``avatar.checkpoint``; config/train_stage2.yaml). Stage 3 is not
+implemented yet and exits with an error.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _parse_sets(items: Optional[List[str]]) -> Dict[str, Any]:
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``train`` subcommand on ``subparsers`` (the ``rsatalker`` CLI)."""
     p = subparsers.add_parser(
-        "train", help="train one stage (1 = motion generator; 2, 3 not implemented yet)",
+        "train", help="train one stage (1 = motion generator; 2 = renderer; 3 not implemented yet)",
         description="Run one training stage from a YAML config (see config/train_stage1.yaml).",
     )
     p.add_argument("--stage", type=int, choices=(1, 2, 3), required=True,
@@ -85,7 +86,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"done: step {result.step}, loss {loss}, {result.steps_per_s:.1f} steps/s"
         + (f"; validation: {val}" if val else "")
-        + (f"\nweights: {result.final_weights} (set motion.checkpoint to use them)" if result.final_weights else ""),
+        + (f"\nweights: {result.final_weights} (set {'avatar' if args.stage == 2 else 'motion'}.checkpoint to use them)"
+           if result.final_weights else ""),
         flush=True,
     )
     return 0
