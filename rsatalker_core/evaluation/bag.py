@@ -139,8 +139,13 @@ def read_session(path: str, load_images: bool = True) -> Session:
     flame: List[Tuple[int, int, int, int, np.ndarray, str]] = []
     images: List[Tuple[int, int, Optional[np.ndarray]]] = []
     bad_images = 0
+    try:  # only needed for bags without embedded definitions
+        default_types = session_typestore()
+    except RsatalkerError as exc:
+        log.info("no default typestore (%s); relying on the bag's own definitions", exc)
+        default_types = None
     try:
-        reader = AnyReader([p], default_typestore=session_typestore())
+        reader = AnyReader([p], default_typestore=default_types)
         with reader:
             s.topics = {c.topic: int(c.msgcount) for c in reader.connections}
             flame_conns = [c for c in reader.connections
