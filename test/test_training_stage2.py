@@ -22,7 +22,7 @@ import torch
 from rsatalker_core.avatar import GaussianAvatar
 from rsatalker_core.cli import main
 from rsatalker_core.config import load_config
-from rsatalker_core.data.triplets import TripletDataset
+from rsatalker_core.data.triplets import TripletDataset, weak_perspective_camera
 from rsatalker_core.errors import DatasetError
 from rsatalker_core.flame import FlameModel
 from rsatalker_core.metrics.image import psnr
@@ -252,3 +252,18 @@ def test_cli_trains_stage_2_on_videos(tmp_path, capsys):
     assert avatar.meta["trained"]["stage"] == 2 and avatar.meta["trained"]["step"] == 3
     val = [r["val"] for r in read_log(out) if "val" in r]
     assert val and 0 < val[-1]["PSNR"] < 100 and "SSIM" in val[-1]
+
+
+def test_weak_perspective_camera_matches_the_dualtalk_projection():
+    """u = (s (X + tx) + 1) W / 2, v = (-s (Y + ty) + 1) H / 2 (DECA), to within depth / distance."""
+    cam = torch.tensor([[9.0, 0.01, -0.03], [7.5, -0.02, 0.0]])
+    view, K = weak_perspective_camera(cam, 64, 48)
+    assert view.shape == (2, 4, 4) and K.shape == (2, 3, 3)
+    assert torch.allclose(torch.linalg.det(view[:, :3, :3]), torch.ones(2))
+    X = torch.tensor([[0.05, 0.08, 0.02], [-0.07, -0.04, -0.05], [0.0, 0.0, 0.0]])
+    for i in range(2):
+        pc = X @ view[i, :3, :3].T + view[i, :3, 3]
+        uv = (pc @ K[i].T)[:, :2] / pc[:, 2:3]
+        s, tx, ty = cam[i]
+        expect = torch.stack([(s * (X[:, 0] + tx) + 1) * 32, (-s * (X[:, 1] + ty) + 1) * 24], -1)
+        assert torch.allclose(uv, expect, atol=0.15), (uv, expect)  # < 0.15 px: 0.05 m depth at 20 m
