@@ -26,6 +26,16 @@ from rsatalker_core.evaluation.bag_types import msgdef, session_typestore
 STORAGES = ("mcap", "sqlite3")
 
 
+def _qos(reliable: bool, depth: int):
+    """rosbags' ``Qos`` record: keep-last ``depth``, volatile, default deadline/lifespan."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(0, 0)
+    return Qos(QosHistory.KEEP_LAST, int(depth),
+               QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
+               QosDurability.VOLATILE, zero, zero, QosLiveliness.AUTOMATIC, zero, False)
+
+
 class BagError(RsatalkerError):
     """A recording cannot be opened or written (path exists, bad storage, I/O error)."""
 
@@ -70,9 +80,12 @@ class BagWriter:
     def is_open(self) -> bool:
         return self._open
 
-    def add_topic(self, topic: str, msgtype: str) -> None:
+    def add_topic(self, topic: str, msgtype: str, reliable: bool = True, depth: int = 10) -> None:
         """Register ``topic`` (absolute name, e.g. ``/avatar/flame_params``) of ``msgtype``
         (``pkg/msg/Type``) with its definition and type hash.
+
+        ``reliable`` and ``depth`` are stored as the topic's offered QoS (keep-last, volatile),
+        which ``ros2 bag play`` republishes with (best effort for audio and images).
 
         Raises:
             BagError: the type is unknown to the typestore, or the topic was added already.
@@ -82,7 +95,8 @@ class BagWriter:
                 raise BagError(f"topic {topic} is recorded already")
             try:
                 text, rihs01 = msgdef(self.typestore, msgtype)
-                self._connections[topic] = self._writer.add_connection(topic, msgtype, msgdef=text, rihs01=rihs01)
+                self._connections[topic] = self._writer.add_connection(
+                    topic, msgtype, msgdef=text, rihs01=rihs01, offered_qos_profiles=[_qos(reliable, depth)])
             except Exception as exc:  # rosbags' TypesysError / WriterError
                 raise BagError(f"cannot record {topic} as {msgtype}: {exc}") from exc
             self.counts[topic] = 0

@@ -334,6 +334,14 @@ def test_recorder_node_bag_sqlite3_and_bad_path(tmp_path):
     assert np.allclose(s.flame_motion, np.stack([_motion(k) for k in range(5)]))
     assert [n for _, n in s.relationship_msgs] == ["superior_subordinate"]
     assert (s.flame_receive_ns >= s.flame_source_ns).all()
+    # the topics' QoS is in the bag for ros2 bag play: reliable FLAME, best-effort audio
+    from rosbags.interfaces import QosReliability
+    from rosbags.rosbag2 import Reader
+
+    with Reader(tmp_path / "b") as reader:
+        qos = {c.topic: c.ext.offered_qos_profiles[0].reliability for c in reader.connections}
+    assert qos["/avatar/flame_params"] == QosReliability.RELIABLE
+    assert qos["/audio/self"] == qos["/avatar/image"] == QosReliability.BEST_EFFORT
 
 
 def test_typestore_matches_rosidl_and_reports_missing_definitions(tmp_path, monkeypatch):

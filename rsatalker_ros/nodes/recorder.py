@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 from rclpy.node import Node
+from rclpy.qos import ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
@@ -99,7 +100,8 @@ class RecorderNode(Node):
                 sub = self.create_subscription(msg_type, name, lambda data, info: None, qos, raw=True)
                 sub.callback = self._raw_callback(sub.topic_name, msg_type, handlers.get(name))
                 try:
-                    self.bag.add_topic(sub.topic_name, SESSION_TOPICS[name])
+                    self.bag.add_topic(sub.topic_name, SESSION_TOPICS[name],
+                                       reliable=qos.reliability == ReliabilityPolicy.RELIABLE, depth=qos.depth)
                 except RsatalkerError as exc:
                     self.get_logger().error(f"not recording {sub.topic_name}: {exc}")
             else:
