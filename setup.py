@@ -14,6 +14,7 @@ NODES = {
     "motion_node": "rsatalker_ros.nodes.motion_node:main",
     "render_node": "rsatalker_ros.nodes.render_node:main",
     "recorder": "rsatalker_ros.nodes.recorder:main",
+    "training_node": "rsatalker_ros.nodes.training_node:main",
     "bringup": "rsatalker_ros.bringup:main",
 }
 

@@ -27,6 +27,7 @@ from std_msgs.msg import Header
 
 from rsatalker.msg import AudioChunk, FlameParams
 from rsatalker.msg import Relationship as RelationshipMsg
+from rsatalker.msg import TrainingProgress
 from rsatalker_core.config import EXP_DIM, EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM
 from rsatalker_core.errors import RelationshipError, RsatalkerError
 from rsatalker_core.social import Relationship
@@ -44,6 +45,9 @@ __all__ = [
     "array_to_image",
     "relationship_msg_to_relationship",
     "relationship_to_msg",
+    "training_progress_to_msg",
+    "training_progress_to_dict",
+    "TRAINING_STATES",
     "AUDIO_ROLES",
     "MIN_SAMPLE_RATE",
     "MAX_SAMPLE_RATE",
@@ -56,6 +60,8 @@ MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 192000
 _MAX_UINT32 = 2**32 - 1
 _IMAGE_ENCODINGS = ("rgb8", "bgr8")
+#: States a :class:`TrainingProgress` may carry (its ``STATE_*`` constants).
+TRAINING_STATES = ("idle", "running", "finished", "cancelled", "failed")
 
 
 class ConversionError(RsatalkerError, ValueError):
@@ -341,6 +347,88 @@ def relationship_to_msg(
     return msg
 
 
+# --------------------------------------------------------------------------- training
+
+
+def training_progress_to_msg(
+    stage: int,
+    step: int,
+    max_steps: int,
+    state: str,
+    loss: float = float("nan"),
+    eta_s: float = float("nan"),
+    checkpoint: str = "",
+    final_weights: str = "",
+    message: str = "",
+    stamp_ns: Optional[int] = None,
+) -> TrainingProgress:
+    """A training run's progress -> ``rsatalker/TrainingProgress``.
+
+    Args:
+        stage: training stage number (1 motion generator, 2 renderer, 3 joint; any value
+            in [0, 255] is carried, so a refused request can be reported).
+        step, max_steps: optimiser steps done and the run's target, in [0, 2^32).
+        state: one of :data:`TRAINING_STATES`.
+        loss: the latest step's training loss; NaN (the default) while none exists.
+        eta_s: estimated seconds to ``max_steps``; NaN while unknown. Never negative.
+        checkpoint, final_weights: file paths ('' when there is none).
+        message: why a run failed ('' otherwise).
+        stamp_ns: header stamp, ns (``None`` leaves it zero).
+
+    Raises:
+        ConversionError: an unknown state, an out-of-range integer, an infinite loss or
+            a negative / infinite ETA.
+    """
+    if state not in TRAINING_STATES:
+        raise ConversionError(f"TrainingProgress.state: '{state}' is not one of {', '.join(TRAINING_STATES)}")
+    if not 0 <= int(stage) <= 255:
+        raise ConversionError(f"TrainingProgress.stage: {stage} is outside [0, 255]")
+    for name, v in (("step", step), ("max_steps", max_steps)):
+        if not 0 <= int(v) <= _MAX_UINT32:
+            raise ConversionError(f"TrainingProgress.{name}: {v} is outside [0, 2^32)")
+    loss, eta_s = float(loss), float(eta_s)
+    if np.isinf(loss):
+        raise ConversionError(f"TrainingProgress.loss: {loss} (NaN stands for 'no loss yet'; Inf is refused)")
+    if np.isinf(eta_s) or eta_s < 0:
+        raise ConversionError(f"TrainingProgress.eta_s: {eta_s} s (must be >= 0, or NaN when unknown)")
+    msg = TrainingProgress()
+    msg.header = make_header(stamp_ns)
+    msg.stage = int(stage)
+    msg.step = int(step)
+    msg.max_steps = int(max_steps)
+    msg.loss = loss
+    msg.eta_s = eta_s
+    msg.state = state
+    msg.checkpoint = str(checkpoint)
+    msg.final_weights = str(final_weights)
+    msg.message = str(message)
+    return msg
+
+
+def training_progress_to_dict(msg: TrainingProgress) -> dict:
+    """``rsatalker/TrainingProgress`` -> ``{"stage", "step", "max_steps", "loss", "eta_s",
+    "state", "checkpoint", "final_weights", "message", "stamp_ns"}`` (loss / eta_s as
+    floats, NaN when unknown).
+
+    Raises:
+        ConversionError: an unknown ``state``.
+    """
+    if msg.state not in TRAINING_STATES:
+        raise ConversionError(f"TrainingProgress.state: '{msg.state}' is not one of {', '.join(TRAINING_STATES)}")
+    return {
+        "stage": int(msg.stage),
+        "step": int(msg.step),
+        "max_steps": int(msg.max_steps),
+        "loss": float(msg.loss),
+        "eta_s": float(msg.eta_s),
+        "state": msg.state,
+        "checkpoint": msg.checkpoint,
+        "final_weights": msg.final_weights,
+        "message": msg.message,
+        "stamp_ns": time_to_ns(msg.header.stamp),
+    }
+
+
 def _check_constants() -> None:
     """The message constants and the core's names must agree (checked at import)."""
     consts: Sequence[str] = (
@@ -349,7 +437,10 @@ def _check_constants() -> None:
         RelationshipMsg.COUPLE,
         RelationshipMsg.SUPERIOR_SUBORDINATE,
     )
-    if list(consts) != Relationship.names() or (AudioChunk.ROLE_SELF, AudioChunk.ROLE_PARTNER) != AUDIO_ROLES:
+    states = (TrainingProgress.STATE_IDLE, TrainingProgress.STATE_RUNNING, TrainingProgress.STATE_FINISHED,
+              TrainingProgress.STATE_CANCELLED, TrainingProgress.STATE_FAILED)
+    if (list(consts) != Relationship.names() or (AudioChunk.ROLE_SELF, AudioChunk.ROLE_PARTNER) != AUDIO_ROLES
+            or states != TRAINING_STATES):
         raise ImportError("rsatalker messages are out of date: rebuild them (scripts/build_msgs.sh)")
 
 

@@ -11,6 +11,7 @@ topic                      type                          QoS
 ``avatar/flame_params``    rsatalker/FlameParams         reliable
 ``relationship``           rsatalker/Relationship        reliable
 ``avatar/image``           sensor_msgs/Image (rgb8)      sensor data (best effort)
+``training/progress``      rsatalker/TrainingProgress    reliable, transient local
 =========================  ============================  =========================
 
 Audio keeps a deeper history than the stock sensor-data profile (5): chunks are 40 ms, and
@@ -32,6 +33,7 @@ PARTNER_FLAME = "partner/flame_params"
 AVATAR_FLAME = "avatar/flame_params"
 RELATIONSHIP = "relationship"
 AVATAR_IMAGE = "avatar/image"
+TRAINING_PROGRESS = "training/progress"
 
 
 def audio_topic(role: str) -> str:
@@ -72,6 +74,14 @@ RELATIONSHIP_SUB_QOS = QoSProfile(
 RELATIONSHIP_PUB_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+#: Training progress: reliable and latched (transient local, last 10 reports), so a monitor
+#: that subscribes late still sees the latest state (e.g. ``finished`` and its checkpoint).
+TRAINING_PROGRESS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )

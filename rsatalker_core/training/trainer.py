@@ -291,6 +291,31 @@ class TrainResult:
     steps_per_s: float = 0.0
 
 
+@dataclass
+class TrainProgress:
+    """What :class:`Trainer` hands its ``on_progress`` callback after every optimiser step.
+
+    Attributes:
+        stage: the stage's :attr:`Stage.name` (``"motion"``, ...).
+        step: optimiser steps done in total (a resumed run continues the count).
+        max_steps: the run's target (``train.max_steps``).
+        loss: the training loss of this step (not averaged over ``log_every``).
+        lr: the learning rate this step used.
+        steps_per_s: optimiser steps per second this session (validation and checkpoint
+            writing excluded, as :attr:`TrainResult.steps_per_s`).
+        eta_s: ``(max_steps - step) / steps_per_s``, seconds; ``nan`` before the rate is
+            known.
+    """
+
+    stage: str
+    step: int
+    max_steps: int
+    loss: float
+    lr: float
+    steps_per_s: float
+    eta_s: float
+
+
 def read_log(out_dir: str) -> List[Dict[str, Any]]:
     """Records of ``<out_dir>/log.jsonl`` in order: ``{"step", "loss", "lr", ...}`` for
     training and ``{"step", "val": {...}}`` for validations."""
@@ -413,15 +438,22 @@ class Trainer:
         seed: the run's seed (``cfg.seed``).
         run_config: the whole configuration as a plain dict, stored in checkpoints and
             compared on resume (differences are logged).
+        on_progress: called in the training thread after every optimiser step (and its
+            checkpoint, when one is due) with a :class:`TrainProgress`, e.g. to publish
+            progress on a ROS topic. It may call :meth:`request_stop`. An exception it
+            raises is logged (once) and does not stop training. The tqdm bar is unaffected.
 
     Raises:
         ConfigError: a ``train.*`` value out of range.
     """
 
     def __init__(
-        self, stage: Stage, cfg: TrainConfig, seed: int = 0, run_config: Optional[Dict[str, Any]] = None
+        self, stage: Stage, cfg: TrainConfig, seed: int = 0, run_config: Optional[Dict[str, Any]] = None,
+        on_progress: Optional[Callable[[TrainProgress], None]] = None,
     ):
         check_train_config(cfg)
+        self.on_progress = on_progress
+        self._progress_failed = False
         self.stage = stage
         self.cfg = cfg
         self.seed = int(seed)
@@ -575,6 +607,7 @@ class Trainer:
                     if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0:
                         self._save(opt, sched, st)
                     meter.pause()
+                    self._report(step, loss_value, lr, meter)
                     if stop_at is not None and step >= stop_at:
                         self._stop = True
                 completed = st["step"] >= cfg.max_steps
@@ -596,6 +629,22 @@ class Trainer:
             checkpoint=self.checkpoint_path, final_weights=final, val=last_val,
             steps_per_s=meter.total_steps / meter.total_time if meter.total_time > 0 else 0.0,
         )
+
+    def _report(self, step: int, loss: float, lr: float, meter: "_Meter") -> None:
+        """Call ``on_progress`` (if any) with this step's :class:`TrainProgress`."""
+        if self.on_progress is None:
+            return
+        rate = meter.total_steps / meter.total_time if meter.total_time > 0 else 0.0
+        eta = (self.cfg.max_steps - step) / rate if rate > 0 else float("nan")
+        try:
+            self.on_progress(TrainProgress(
+                stage=self.stage.name, step=step, max_steps=self.cfg.max_steps, loss=loss,
+                lr=lr, steps_per_s=rate, eta_s=max(0.0, eta) if math.isfinite(eta) else eta,
+            ))
+        except Exception as exc:  # a reporting failure never costs the run
+            if not self._progress_failed:
+                log.warning("on_progress callback failed (training continues): %s: %s", type(exc).__name__, exc)
+                self._progress_failed = True
 
     def _start(self, resume: Optional[str], opt: torch.optim.Optimizer, sched: Any) -> Dict[str, int]:
         """Fresh state, or the checkpoint's (``resume``); creates ``out_dir``."""

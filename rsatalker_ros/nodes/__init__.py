@@ -12,4 +12,5 @@ EXECUTABLES = {
     "motion_node": "rsatalker_ros.nodes.motion_node",
     "render_node": "rsatalker_ros.nodes.render_node",
     "recorder": "rsatalker_ros.nodes.recorder",
+    "training_node": "rsatalker_ros.nodes.training_node",
 }
