@@ -97,13 +97,14 @@ class RecorderNode(Node):
             if name not in bag_topics and name not in handlers:
                 continue
             if name in bag_topics:  # raw: the bytes go to the bag, the handler deserializes
-                sub = self.create_subscription(msg_type, name, lambda data, info: None, qos, raw=True)
-                sub.callback = self._raw_callback(sub.topic_name, msg_type, handlers.get(name))
+                full = self.resolve_topic_name(name)  # namespace and remappings applied
                 try:
-                    self.bag.add_topic(sub.topic_name, SESSION_TOPICS[name],
+                    self.bag.add_topic(full, SESSION_TOPICS[name],
                                        reliable=qos.reliability == ReliabilityPolicy.RELIABLE, depth=qos.depth)
                 except RsatalkerError as exc:
-                    self.get_logger().error(f"not recording {sub.topic_name}: {exc}")
+                    self.get_logger().error(f"not recording {full}: {exc}")
+                self.create_subscription(msg_type, name, self._raw_callback(full, msg_type, handlers.get(name)),
+                                         qos, raw=True)
             else:
                 self.create_subscription(msg_type, name, handlers[name], qos)
 
