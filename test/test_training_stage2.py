@@ -10,7 +10,6 @@ rises by more than 8 dB and above 24 dB after 16 steps (it starts at 14.0 dB; me
 26.7 dB on the CPU rasterizer).
 """
 
-import math
 import os
 
 import cv2
@@ -240,12 +239,25 @@ def test_triplet_dataset_errors_name_the_file(tmp_path):
 
 
 def test_cli_trains_stage_2_on_videos(tmp_path, capsys):
+    """Also: with motion.checkpoint (stage 1 weights) the trained offsetnet lands in
+    motion_stage2.pt, which MotionModel loads; everything else in it is unchanged."""
+    from rsatalker_core.motion_model import MotionModel
+
     root = str(tmp_path / "clips")
     _write_clip(root, "c0", 4, 4, size=64)
     out = str(tmp_path / "run")
+    motion_cfg = load_config(PRESET, {"speech.encoder": "logmel", "speech.n_mels": 40})
+    stage1 = MotionModel(motion_cfg)
+    stage1.save(str(tmp_path / "stage1.pt"))
     rc = main(["train", "--stage", "2", "--config", PRESET, "--set", f"data.root={root}",
-               "--set", f"train.out_dir={out}", "--set", "train.max_steps=3", "--set", "train.val_every=3"])
+               "--set", f"train.out_dir={out}", "--set", "train.max_steps=3", "--set", "train.val_every=3",
+               "--set", f"motion.checkpoint={tmp_path / 'stage1.pt'}"])
     assert rc == 0
+    trained = MotionModel(load_config(PRESET, {"speech.encoder": "logmel", "speech.n_mels": 40,
+                                               "motion.checkpoint": os.path.join(out, "motion_stage2.pt")}))
+    before, after = stage1.generator.state_dict(), trained.generator.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("social.gaussian_offsetnet.") for k in changed), changed
     text = capsys.readouterr().out
     assert "avatar.checkpoint" in text
     avatar = GaussianAvatar.load(os.path.join(out, "avatar_stage2.pt"))
