@@ -209,6 +209,27 @@ class Stage2Config:
 
 
 @dataclass
+class Stage3Config:
+    # Loss weights: L = lambda_mesh L_mesh + lambda_image L_image + lambda_pos L_pos
+    # + lambda_offset L_offset (RSATalker §3.4: 1, 0.5, 0.01, 0.01).
+    lambda_mesh: float = 1.0
+    lambda_image: float = 0.5
+    lambda_pos: float = 0.01
+    lambda_offset: float = 0.01
+    # Tolerances of L_pos (triangle sizes k) and L_offset (metres); the paper's eps = 1.
+    pos_eps: float = 1.0
+    offset_eps: float = 1.0
+    # Avatar to start from: "" = avatar.checkpoint (set it to stage 2's avatar_stage2.pt).
+    init_avatar: str = ""
+    # Frames of each window rendered for L_image per step, drawn at random (seeded,
+    # resumable); 0 = every frame of the window.
+    render_frames: int = 4
+    # The Gaussian attributes train at train.stage2.lr_* times this factor; the motion
+    # generator (with the socially-aware module) at train.lr.
+    avatar_lr_scale: float = 0.1
+
+
+@dataclass
 class TrainConfig:
     # Output directory of a training run: checkpoints/last.pt (the resumable state), tb/
     # (TensorBoard), log.jsonl (every logged step and validation) and the stage's final
@@ -253,6 +274,8 @@ class TrainConfig:
     progress: bool = True
     # Stage 2 (renderer) settings.
     stage2: Stage2Config = field(default_factory=Stage2Config)
+    # Stage 3 (joint) settings.
+    stage3: Stage3Config = field(default_factory=Stage3Config)
 
 
 @dataclass

@@ -6,7 +6,8 @@
   ``L_mesh`` (the speech encoder frozen).
 * :mod:`.stage2` — :class:`RendererStage`: the Gaussian avatar (and the Gaussian offsetnet)
   with ``L_image + L_pos + L_offset`` and densification (:mod:`.densify`, :mod:`.losses`).
-* Stage 3 (joint) is not implemented yet: :func:`build_stage` says so.
+* :mod:`.stage3` — :class:`JointStage`: generator and avatar end to end with
+  ``L_mesh + 0.5 L_image + 0.01 L_pos + 0.01 L_offset`` through FLAME and the rasterizer.
 * :mod:`.cli` — the ``rsatalker train`` subcommand.
 
 Example:
@@ -38,7 +39,7 @@ from rsatalker_core.training.trainer import (
 
 #: Training stages of the paper: number -> what it trains.
 STAGES = {1: "motion generator", 2: "renderer", 3: "joint"}
-IMPLEMENTED_STAGES = (1, 2)
+IMPLEMENTED_STAGES = (1, 2, 3)
 
 
 def build_stage(
@@ -47,7 +48,8 @@ def build_stage(
     """The :class:`Stage` object of training stage ``stage`` (1, 2 or 3) for ``cfg``.
 
     Raises:
-        ConfigError: an unknown stage, or stage 2 / 3, which are not implemented yet.
+        ConfigError: an unknown stage.
+        RsatalkerError: what the stage's constructor raises (data, checkpoints, config).
     """
     if stage not in STAGES:
         raise ConfigError(f"unknown training stage {stage!r}: choose 1, 2 or 3")
@@ -60,6 +62,10 @@ def build_stage(
         from rsatalker_core.training.stage2 import RendererStage
 
         return RendererStage(cfg, device)
+    if stage == 3:
+        from rsatalker_core.training.stage3 import JointStage
+
+        return JointStage(cfg, device)
     from rsatalker_core.training.stage1 import MotionStage
 
     return MotionStage(cfg, device)

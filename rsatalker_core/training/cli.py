@@ -7,8 +7,9 @@
 exactly where it stopped. Ctrl-C or SIGTERM finishes the current step, saves that
 checkpoint and exits with status ``128 + signal`` (130 / 143). A completed stage-1 run
 prints the path of its MotionModel weights (``motion.checkpoint``), a completed stage-2 run
-that of its trained avatar (``avatar.checkpoint``; config/train_stage2.yaml). Stage 3 is not
-implemented yet and exits with an error.
+that of its trained avatar (``avatar.checkpoint``; config/train_stage2.yaml), a completed
+stage-3 (joint) run that of its MotionModel weights, with ``avatar_stage3.pt`` beside them
+(config/train_stage3.yaml).
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ def _parse_sets(items: Optional[List[str]]) -> Dict[str, Any]:
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``train`` subcommand on ``subparsers`` (the ``rsatalker`` CLI)."""
     p = subparsers.add_parser(
-        "train", help="train one stage (1 = motion generator; 2 = renderer; 3 not implemented yet)",
+        "train", help="train one stage (1 = motion generator; 2 = renderer; 3 = joint)",
         description="Run one training stage from a YAML config (see config/train_stage1.yaml).",
     )
     p.add_argument("--stage", type=int, choices=(1, 2, 3), required=True,
-                   help="1 = motion generator (L_mesh); 2 = renderer; 3 = joint")
+                   help="1 = motion generator (L_mesh); 2 = renderer; 3 = joint (L_mesh + 0.5 L_image + ...)")
     p.add_argument("--config", help="YAML config (e.g. config/train_stage1.yaml; default: embedded)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CHECKPOINT",
                    help="continue <train.out_dir>/checkpoints/last.pt, or the given checkpoint")
