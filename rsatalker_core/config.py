@@ -162,7 +162,9 @@ class DensifyConfig:
     # (rsatalker_core.training.densify.BindingStrategy); false keeps the set fixed.
     enabled: bool = True
     # Gaussians whose mean |dL/d mu_c| (local position, per triangle size) exceeds this grow.
-    grow_grad: float = 0.0002
+    # (Refining the default avatar on its portrait at 256x256, this was the 93rd percentile:
+    # median 1.6e-6, 99th percentile 3.2e-5.)
+    grow_grad: float = 0.00001
     # Growing Gaussians with local scale max exp(s_c) <= this (triangle sizes k) are
     # cloned, larger ones split in two.
     grow_scale_local: float = 0.3

@@ -174,7 +174,10 @@ class BindingStrategy(Strategy):
 
     Attributes:
         grow_grad: Gaussians whose mean local-position gradient norm exceeds this grow
-            (clone when small, split when large).
+            (clone when small, split when large). The statistic is not gsplat's
+            screen-space one: refining the default avatar on its portrait (256x256,
+            L_image) its median was 1.6e-6 and its 99th percentile 3.2e-5; the default
+            1e-5 (about the 93rd percentile) grew that avatar by 13 % in 120 steps.
         grow_scale_local: largest local scale ``max exp(s_c)`` (units of ``k``) of a
             Gaussian that is cloned; larger ones are split.
         prune_opa: Gaussians with opacity below this are pruned.
@@ -188,7 +191,7 @@ class BindingStrategy(Strategy):
         verbose: log each refinement.
     """
 
-    grow_grad: float = 2e-4
+    grow_grad: float = 1e-5
     grow_scale_local: float = 0.3
     prune_opa: float = 0.005
     prune_scale_local: float = 3.0
