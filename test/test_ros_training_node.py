@@ -4,7 +4,8 @@
 One node process goes through, in order:
 * a start-up run to train.max_steps: ``running`` reports with increasing steps and finite
   losses, then ``finished`` with an existing checkpoint and final weights;
-* ``stage`` set to 4 is refused with a logged reason; the node stays up and serves;
+* ``stage`` set to 4 is refused with a logged reason; the node stays up and serves; a stage-3
+  run on data without video is reported ``failed`` with the reason;
 * a long run cancelled through ``~/cancel`` mid-run: ``cancelled`` with a checkpoint at the
   step it stopped at; ``resume:=auto`` + ``~/start`` continues from the next step;
 * a second node started with ``stage:=4`` logs why it does not train and stays up;
@@ -135,6 +136,14 @@ def test_training_node_runs_cancels_resumes_and_refuses_bad_stage(dualtalk_sampl
             assert node.alive()
             busy = c.call(c.cancel)
             assert not busy.success and "no run" in busy.message
+            # a run that cannot start (stage 3 needs video, the sample has none) is reported failed
+            assert all(r.successful for r in c.set(stage=3, train__out_dir=str(tmp_path / "run_s3")))
+            n = len(c.reports)
+            assert c.call(c.start).success
+            failed = c.wait_state({"failed", "finished", "cancelled"}, 120.0, since=n)
+            assert failed is not None and failed["state"] == "failed" and failed["stage"] == 3, node.log()[-3000:]
+            assert "video" in failed["message"] and "DatasetError" in failed["message"]
+            assert node.alive() and all(r.successful for r in c.set(stage=1))
 
             # 3. cancel mid-run; the checkpoint resumes at the next step
             assert all(r.successful for r in c.set(train__out_dir=str(run2), train__max_steps=100000))
