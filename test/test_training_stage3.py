@@ -148,9 +148,13 @@ def test_loss_is_the_weighted_sum_and_frames_are_sampled(excerpt, student_path, 
 
 
 def test_fit_logs_terms_writes_weights_and_resumes_exactly(excerpt, student_path, data, tmp_path):
-    cfg = _cfg(excerpt, student_path, tmp_path / "full")
-    full = Trainer(JointStage(cfg, train_data=data), cfg.train, seed=cfg.seed).fit()
+    val = {"train.val_every": 2, "train.val_max_samples": 2}
+    cfg = _cfg(excerpt, student_path, tmp_path / "full", **val)
+    full = Trainer(JointStage(cfg, train_data=data, val_data=data), cfg.train, seed=cfg.seed).fit()
     assert not full.interrupted and full.step == 3
+    vals = [r for r in read_log(cfg.train.out_dir) if "val" in r]
+    assert [r["step"] for r in vals] == [2, 3]
+    assert {"loss", "mesh", "image", "psnr"} <= set(vals[-1]["val"]) and full.val == vals[-1]["val"]
     recs = [r for r in read_log(cfg.train.out_dir) if "val" not in r]
     assert [r["step"] for r in recs] == [1, 2, 3]
     for r in recs:
@@ -162,14 +166,15 @@ def test_fit_logs_terms_writes_weights_and_resumes_exactly(excerpt, student_path
     start = GaussianAvatar.load(str(student_path))
     assert not torch.equal(trained.colors_logit, start.colors_logit)  # the avatar was trained
 
-    cfg2 = _cfg(excerpt, student_path, tmp_path / "split")
-    part = Trainer(JointStage(cfg2, train_data=data), cfg2.train, seed=cfg2.seed).fit(stop_at=1)
+    cfg2 = _cfg(excerpt, student_path, tmp_path / "split", **val)
+    part = Trainer(JointStage(cfg2, train_data=data, val_data=data), cfg2.train, seed=cfg2.seed).fit(stop_at=1)
     assert part.interrupted and part.step == 1
-    stage = JointStage(cfg2, train_data=data)
+    stage = JointStage(cfg2, train_data=data, val_data=data)
     resumed = Trainer(stage, cfg2.train, seed=cfg2.seed).fit(resume="auto")
     assert resumed.step == 3
     got = [r["loss"] for r in read_log(cfg2.train.out_dir) if "val" not in r]
     assert got == [r["loss"] for r in recs]  # bit for bit, frames drawn included
+    assert [r for r in read_log(cfg2.train.out_dir) if "val" in r] == vals
     ref = torch.load(full.checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     for k, v in stage.model.state_dict().items():
         assert torch.equal(v, ref[k]), k
