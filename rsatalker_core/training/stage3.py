@@ -122,7 +122,8 @@ class JointStage(Stage):
     Batches: :func:`~rsatalker_core.data.dualtalk.collate_windows` of those items.
 
     Raises:
-        ConfigError: a negative ``train.stage3`` weight, or ``render_frames < 0``.
+        ConfigError: a negative ``train.stage3`` weight, ``render_frames < 0``, or DataLoader
+            workers with the speech encoder on CUDA and no ``data.feature_cache``.
         DatasetError: no training sample with video (the message names what is missing).
         CheckpointError: ``motion.checkpoint`` or the avatar is unusable, or the avatar is
             bound to another mesh.
@@ -145,6 +146,11 @@ class JointStage(Stage):
         if s3.render_frames < 0:
             raise ConfigError(f"train.stage3.render_frames must be >= 0 (0 = all), got {s3.render_frames}")
         self.device = resolve_device(cfg.device if device is None else device)
+        if cfg.train.num_workers > 0 and self.device.type != "cpu" and not cfg.data.feature_cache:
+            raise ConfigError(
+                f"train.num_workers={cfg.train.num_workers} with the speech encoder on {self.device}: "
+                "set data.feature_cache (features are then computed once, here) or num_workers 0"
+            )
         self.motion_model = MotionModel(cfg, self.device)
         self.speech = self.motion_model.speech.freeze()  # frozen in every stage (paper)
         self.generator = self.motion_model.generator
@@ -170,9 +176,12 @@ class JointStage(Stage):
             else:
                 val_cfg = dataclasses.replace(cfg.data, split=cfg.train.val_split)
                 self.val_data = TripletDataset(val_cfg, W, H, video_ext, encoder=self.speech)
+        windows = getattr(self.train_data, "base", self.train_data)  # TripletDataset -> its DualTalk windows
+        if cfg.data.feature_cache and cfg.train.num_workers > 0 and hasattr(windows, "precompute_features"):
+            log.info("speech feature cache filled: %s", windows.precompute_features())
         if not cfg.motion.checkpoint:
-            if hasattr(self.train_data, "clips"):
-                mean, std = motion_statistics(self.train_data)
+            if hasattr(windows, "clips") and hasattr(windows, "directory"):
+                mean, std = motion_statistics(windows)
                 self.generator.motion_mean.copy_(mean.to(self.device))
                 self.generator.motion_std.copy_(std.to(self.device))
             else:
