@@ -5,7 +5,7 @@ video. 32x32 images, a student avatar of a quarter of the teacher's Gaussians.
 * the image loss alone (lambda_mesh = 0) sends gradients through FLAME and the rasterizer
   into the motion generator (and its socially-aware module) and into the avatar; the
   speech encoder stays frozen; the total is the paper's weighted sum of the logged terms;
-* a short run logs every term, and resuming from a mid-run checkpoint is exact;
+* a short run logs every term (and reports each step to ``on_progress``), and resuming from a mid-run checkpoint is exact;
 * ``rsatalker train --stage 3`` on data without video fails with one line naming it.
 """
 
@@ -150,13 +150,19 @@ def test_loss_is_the_weighted_sum_and_frames_are_sampled(excerpt, student_path, 
 def test_fit_logs_terms_writes_weights_and_resumes_exactly(excerpt, student_path, data, tmp_path):
     val = {"train.val_every": 2, "train.val_max_samples": 2}
     cfg = _cfg(excerpt, student_path, tmp_path / "full", **val)
-    full = Trainer(JointStage(cfg, train_data=data, val_data=data), cfg.train, seed=cfg.seed).fit()
+    progress = []
+    full = Trainer(JointStage(cfg, train_data=data, val_data=data), cfg.train, seed=cfg.seed,
+                   on_progress=progress.append).fit()
     assert not full.interrupted and full.step == 3
     vals = [r for r in read_log(cfg.train.out_dir) if "val" in r]
     assert [r["step"] for r in vals] == [2, 3]
     assert {"loss", "mesh", "image", "psnr"} <= set(vals[-1]["val"]) and full.val == vals[-1]["val"]
     recs = [r for r in read_log(cfg.train.out_dir) if "val" not in r]
     assert [r["step"] for r in recs] == [1, 2, 3]
+    # the Trainer's progress callback: every step, its loss (log_every = 1), an ETA
+    assert [(p.stage, p.step, p.max_steps) for p in progress] == [("joint", s, 3) for s in (1, 2, 3)]
+    assert [p.loss for p in progress] == [r["loss"] for r in recs]
+    assert all(p.eta_s >= 0 and p.steps_per_s > 0 for p in progress) and progress[-1].eta_s == 0.0
     for r in recs:
         assert {"loss", "mesh", "image", "l1", "dssim", "pos", "offset", "psnr"} <= set(r)
         assert all(math.isfinite(r[k]) for k in ("loss", "mesh", "image"))
