@@ -9,7 +9,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean default-motion
 
 $(VENV)/.stamp-system: scripts/install_system_deps.sh
 	bash scripts/install_system_deps.sh
@@ -42,6 +42,20 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py | tee benchmarks/results.md
+
+# The shipped default motion checkpoint (README "Default motion model"): a SYNTHETIC-
+# SUPERVISION corpus (git-ignored cache/), stage-1 training, export to the package assets,
+# held-out evaluation. An interrupted run continues from its checkpoint.
+DM_DIR := cache/default_motion
+DM_RUN := runs/default_motion
+default-motion: $(VENV)/.stamp-deps
+	@test -f $(DM_DIR)/corpus/synthetic_corpus.json || $(PY) scripts/make_synthetic_corpus.py \
+		--out $(DM_DIR)/corpus --train-clips 200 --test-clips 0 --seconds 10 --seed 0 --voices all
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/rsatalker train --stage 1 \
+		--config config/train_default_motion.yaml $$(test -f $(DM_RUN)/checkpoints/last.pt && echo --resume)
+	$(PY) scripts/export_default_motion.py $(DM_RUN)/motion_stage1.pt rsatalker_core/assets/default_motion.pt
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) scripts/eval_default_motion.py \
+		--checkpoint rsatalker_core/assets/default_motion.pt --heldout $(DM_DIR)/heldout | tee $(DM_RUN)/eval.md
 
 clean:
 	rm -rf build $(VENV)

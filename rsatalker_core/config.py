@@ -91,8 +91,11 @@ class MotionConfig:
     dropout: float = 0.1
     # Longest sequence the positional encodings cover, frames (30 s at 25 fps).
     max_frames: int = 750
-    # Checkpoint of trained motion weights. Empty: randomly initialised (seeded).
-    checkpoint: str = ""
+    # Checkpoint of trained motion weights; a bare file name resolves inside
+    # rsatalker_core/assets. Default: default_motion.pt, trained on SYNTHETIC supervision
+    # (README "Default motion model"; needs speech.encoder whisper-tiny and these sizes).
+    # Empty: randomly initialised (seeded).
+    checkpoint: str = "default_motion.pt"
 
 
 @dataclass
@@ -269,6 +272,9 @@ class TrainConfig:
     # Stage 1: weight of DualTalk's velocity term (MSE of frame-to-frame differences)
     # added to L_mesh; 0 = off.
     velocity_weight: float = 0.0
+    # Stage 1: probability that a training sample's partner motion is replaced by the
+    # neutral fallback (all zeros), so the model also works without a partner tracker.
+    partner_motion_dropout: float = 0.0
     # torch.use_deterministic_algorithms: bit-exact resume on CUDA as well (slower). CPU
     # runs are deterministic without it.
     deterministic: bool = False

@@ -20,6 +20,8 @@ from rsatalker_core.speech import build_speech_encoder
 log = logging.getLogger("rsatalker.motion")
 
 MOTION_CKPT_FORMAT = "rsatalker-motion"
+#: State-dict prefix of the socially-aware module's Gaussian offsetnet (trained in stages 2-3).
+OFFSETNET_PREFIX = "social.gaussian_offsetnet."
 
 
 class MotionModel:
@@ -54,8 +56,15 @@ class MotionModel:
                 f"{path}: trained with speech encoder '{data.get('speech_encoder')}', "
                 f"config uses '{self.cfg.speech.encoder}'"
             )
+        state = data["state_dict"]
+        # Stage-1 exports may leave out the untrained offsetnet (scripts/export_default_motion.py):
+        # those keys keep this model's seeded initialisation, whose zero last layer gives c = 0.
+        omitted = [k for k in data.get("omitted_untrained", []) if k.startswith(OFFSETNET_PREFIX)]
+        if omitted:
+            own = self.generator.state_dict()
+            state = {**{k: own[k] for k in omitted if k in own}, **state}
         try:
-            self.generator.load_state_dict(data["state_dict"])
+            self.generator.load_state_dict(state)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: does not match motion config ({exc})") from exc
 

@@ -23,7 +23,10 @@ keeps that checkpoint's statistics.
 
 **Partner motion.** Samples without the partner's npz (the real sample has speaker 2's only)
 carry all-zero partner motion, which is the generator's own neutral fallback, so they train
-the same path inference uses without a partner tracker.
+the same path inference uses without a partner tracker. ``train.partner_motion_dropout =
+p`` replaces each training sample's partner motion by that fallback with probability ``p``
+(drawn from torch's global generator, so resume stays exact), for corpora where every clip
+has both tracks but the model must also run without a partner tracker (the live demo).
 
 **Trained parameters.** Every generator parameter except the socially-aware module's
 Gaussian offsetnet, which corrects Gaussian positions and is trained with the renderer
@@ -181,6 +184,11 @@ class MotionStage(Stage):
         self.generator = self.motion_model.generator
         self.model = self.generator
         self.velocity_weight = float(cfg.train.velocity_weight)
+        self.partner_motion_dropout = float(cfg.train.partner_motion_dropout)
+        if not 0.0 <= self.partner_motion_dropout <= 1.0:
+            raise ConfigError(
+                f"train.partner_motion_dropout must be in [0, 1], got {self.partner_motion_dropout}"
+            )
         self.train_data = DualTalkDataset(cfg.data, encoder=self.speech)
         self.val_data: Optional[DualTalkDataset] = None
         if cfg.train.val_every > 0:
@@ -229,6 +237,10 @@ class MotionStage(Stage):
         """
         gt = batch["self_motion"].to(self.device)
         mask = batch["frame_mask"].to(self.device)
+        if self.partner_motion_dropout > 0 and self.generator.training:
+            pm = batch["partner_motion"]
+            keep = torch.rand(pm.shape[0]) >= self.partner_motion_dropout  # [B]
+            batch = {**batch, "partner_motion": pm * keep[:, None, None].to(pm.dtype)}
         pred = self.predict(batch)
         l_mesh = masked_mse(pred, gt, mask)
         loss = l_mesh
