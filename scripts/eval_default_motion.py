@@ -19,7 +19,10 @@ Reported:
    of the model with all inputs, with partner audio but no partner motion (the neutral
    fallback, as in the live demo), without any partner input (partner audio silenced and
    partner motion absent), with a wrong relationship (mean over the three others), and of
-   the mean pose (the training-set mean stored in the checkpoint, ``motion_mean``).
+   the mean pose (the training-set mean stored in the checkpoint, ``motion_mean``), and of
+   a *rule oracle*: the synthetic rules run on the clip's own audio and turns, averaged over
+   ``--oracle-draws`` other seeds of their random parts (idle drift, backchannel coin flips
+   and delays) — about the best any model can do (plus ``1/draws`` of the random variance).
 2. Relationship dependence: each held-out (clip, speaker) generated under each of the four
    relationships; per-sequence statistics (mean/std of smile exp1, brow exp3, jaw, head
    angles, expression energy) -> nearest-centroid classifier (standardised features,
@@ -197,6 +200,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="held-out corpus seed (the training corpus uses 0)")
     ap.add_argument("--max-clips", type=int, default=0, help="evaluate only the first N clips (0: all)")
     ap.add_argument("--streaming-clips", type=int, default=4, help="clips also run through the streaming generator")
+    ap.add_argument("--oracle-draws", type=int, default=32,
+                    help="random draws averaged for the rule oracle (0: skip it)")
     ap.add_argument("--json", default="", help="also write the numbers as JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -221,7 +226,7 @@ def main(argv=None) -> int:
     window = min(cfg.streaming.window_frames, cfg.motion.max_frames)
     sr = cfg.speech.sample_rate
 
-    conds = ("full", "no_partner_motion", "no_partner", "wrong_relationship", "mean_pose")
+    conds = ("full", "no_partner_motion", "no_partner", "wrong_relationship", "mean_pose", "oracle")
     preds: Dict[str, List[np.ndarray]] = {c: [] for c in conds}
     gts: List[np.ndarray] = []
     stats, labels, spks, groups, gt_stats = [], [], [], [], []
@@ -257,6 +262,14 @@ def main(argv=None) -> int:
                 groups.append(ci)
                 gt_r = synthesize_motion(wav[s][: T * (sr // FPS)], turns, s, Relationship.parse(r), sr, clip["seed"])
                 gt_stats.append(sequence_stats(gt_r[:T]))
+            if args.oracle_draws > 0:
+                # The rules' expectation given this clip's audio and turns: the mean over
+                # random draws (idle drift, backchannel coin flips and delays) of other seeds.
+                w = wav[s][: T * (sr // FPS)]
+                rel_p = Relationship.parse(rel)
+                preds["oracle"].append(np.mean([
+                    synthesize_motion(w, turns, s, rel_p, sr, 10_000 + k)[:T] for k in range(args.oracle_draws)
+                ], axis=0))
             if ci < args.streaming_clips:
                 stream_gts.append(gt)
                 stream_preds["full"].append(stream_clip(model, cfg, wav[s], wav[p], sr, rel, mot[p]))
@@ -267,6 +280,8 @@ def main(argv=None) -> int:
     results = {c: mse_by_group(preds[c], gts) for c in ("full", "no_partner_motion", "no_partner")}
     results["wrong_relationship"] = mse_by_group(preds["wrong_relationship"], wrong_gts)
     results["mean_pose"] = mse_by_group(preds["mean_pose"], gts)
+    if preds["oracle"]:
+        results["oracle"] = mse_by_group(preds["oracle"], gts)
     for c in stream_preds:
         if stream_preds[c]:
             results[f"streaming_{c}"] = mse_by_group(stream_preds[c], stream_gts)
@@ -292,6 +307,7 @@ def main(argv=None) -> int:
         "no_partner": "trained model, no partner (partner audio silenced, motion absent)",
         "wrong_relationship": "trained model, wrong relationship (mean of the 3 others)",
         "mean_pose": "mean pose (training-set mean)",
+        "oracle": f"rule oracle: the rules' expectation given audio and turns ({args.oracle_draws} draws)",
         "streaming_full": f"streaming generator, all inputs ({args.streaming_clips} clips)",
         "streaming_no_partner_motion": f"streaming generator, no partner motion ({args.streaming_clips} clips)",
     }
