@@ -44,7 +44,7 @@ def _poses():
 def _cfg(tmp_path, size, overrides=None):
     o = {
         "device": "cpu", "render.width": size, "render.height": size, "render.backend": "torch",
-        "social.embed_dim": 8, "social.hidden_dim": 8, "social.time_dim": 4, "motion.d_model": 8,
+        "social.embed_dim": 8, "social.hidden_dim": 8, "social.time_dim": 4, "motion.d_model": 8, "motion.checkpoint": "",
         "train.out_dir": str(tmp_path / "run"), "train.batch_size": 1, "train.log_every": 1,
         "train.val_every": 0, "train.checkpoint_every": 0, "train.grad_clip": 0.0, "train.progress": False,
         "train.stage2.init_avatar": "anchors", "train.stage2.densify.enabled": False,

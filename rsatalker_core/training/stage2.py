@@ -246,6 +246,13 @@ def load_social_weights(social: SociallyAwareModule, path: str) -> None:
     """
     data = load_checkpoint(path, _MOTION_CKPT_FORMAT)
     state = {k[len("social."):]: v for k, v in data["state_dict"].items() if k.startswith("social.")}
+    # A stage-1 export may leave out the untrained Gaussian offsetnet ("omitted_untrained",
+    # scripts/export_default_motion.py): it keeps its initialisation, which stage 2 trains.
+    own = social.state_dict()
+    for key in data.get("omitted_untrained", []):
+        sub = key[len("social."):] if key.startswith("social.") else None
+        if sub is not None and sub.startswith("gaussian_offsetnet.") and sub in own:
+            state.setdefault(sub, own[sub])
     try:
         social.load_state_dict(state)
     except RuntimeError as exc:
