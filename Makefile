@@ -49,7 +49,7 @@ bench: setup
 DM_DIR := cache/default_motion
 DM_RUN := runs/default_motion
 default-motion: $(VENV)/.stamp-deps
-	@test -f $(DM_DIR)/corpus/synthetic_corpus.json || $(PY) scripts/make_synthetic_corpus.py \
+	$(PY) scripts/make_synthetic_corpus.py --overwrite \
 		--out $(DM_DIR)/corpus --train-clips 200 --test-clips 0 --seconds 10 --seed 0 --voices all
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/rsatalker train --stage 1 \
 		--config config/train_default_motion.yaml $$(test -f $(DM_RUN)/checkpoints/last.pt && echo --resume)

@@ -54,7 +54,7 @@ import torch  # noqa: E402
 from rsatalker_core.audio import load_audio  # noqa: E402
 from rsatalker_core.config import EXP_SLICE, FPS, HEAD_SLICE, JAW_SLICE, load_config  # noqa: E402
 from rsatalker_core.data.synthetic import (  # noqa: E402
-    SyntheticCorpusConfig, make_synthetic_corpus, synthesize_motion,
+    GENERATOR_VERSION, SyntheticCorpusConfig, make_synthetic_corpus, synthesize_motion,
 )
 from rsatalker_core.dialogue import Turn  # noqa: E402
 from rsatalker_core.motion_io import load_motion_npz  # noqa: E402
@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="", help="rsatalker config YAML (default: the embedded default)")
     ap.add_argument("--checkpoint", default="", help="motion checkpoint (default: the config's motion.checkpoint)")
     ap.add_argument("--heldout", default=os.path.join("cache", "default_motion", "heldout"),
-                    help="held-out synthetic corpus dir (written when missing)")
+                    help="held-out synthetic corpus dir (written when missing or of another generator version)")
     ap.add_argument("--clips", type=int, default=24, help="held-out dialogues (written when the corpus is made)")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=1, help="held-out corpus seed (the training corpus uses 0)")
@@ -214,10 +214,11 @@ def main(argv=None) -> int:
         print("error: no motion checkpoint (set --checkpoint or motion.checkpoint)", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    if not os.path.isfile(os.path.join(args.heldout, "synthetic_corpus.json")):
+    meta_path = os.path.join(args.heldout, "synthetic_corpus.json")
+    if not os.path.isfile(meta_path) or json.load(open(meta_path, encoding="utf-8")).get("version") != GENERATOR_VERSION:
         make_synthetic_corpus(SyntheticCorpusConfig(
             root=args.heldout, train_clips=0, test_clips=args.clips, clip_seconds=args.seconds,
-            seed=args.seed, voices="all"))
+            seed=args.seed, voices="all", overwrite=True))
     with open(os.path.join(args.heldout, "synthetic_corpus.json"), encoding="utf-8") as fh:
         meta = json.load(fh)
     model = MotionModel(cfg)
