@@ -7,11 +7,13 @@ Follows ros2/demos ``demo_nodes_py``: ``rclpy.init``, build the node, spin, and 
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+import signal
+from typing import Any, Callable, List, Optional
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from rsatalker_core.errors import RsatalkerError
 
@@ -21,6 +23,7 @@ def run_node(
     name: str,
     args: Optional[List[str]] = None,
     until: Optional[Callable[[Node], bool]] = None,
+    context_survives_signals: bool = False,
 ) -> int:
     """Initialise rclpy, build a node with ``factory()``, spin it, shut down cleanly.
 
@@ -30,12 +33,23 @@ def run_node(
         args: command line (``sys.argv`` when ``None``); ROS arguments follow ``--ros-args``.
         until: spin until ``until(node)`` is true (e.g. a finished file player) instead of
             until shutdown.
+        context_survives_signals: for nodes with threads of their own that publish (the
+            training node). rclpy's own SIGINT handler shuts the context down at once, while
+            such a thread may be publishing on it (a race that can crash the process).
+            Instead, SIGINT and SIGTERM raise ``KeyboardInterrupt`` in the spinning thread,
+            so ``destroy_node()`` can stop the node's threads while the context is still up;
+            rclpy shuts down after it.
 
     Returns:
         Process exit status: 0, or 1 when the node could not be built (the error is
         logged as one line naming the bad file or value).
     """
-    rclpy.init(args=args)
+    if context_survives_signals:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    else:
+        rclpy.init(args=args)
     node = None
     # An executor of our own, shut down BEFORE destroy_node(): a spin_once() generator
     # of the global executor can otherwise keep the node's handle in use, and
@@ -44,8 +58,11 @@ def run_node(
     try:
         node = factory()
         executor.add_node(node)
-        if until is None:
+        if until is None and not context_survives_signals:
             executor.spin()
+        elif until is None:  # short waits, so the Python signal handler gets to run
+            while rclpy.ok():
+                executor.spin_once(timeout_sec=0.1)
         else:
             while rclpy.ok() and not until(node):
                 executor.spin_once(timeout_sec=0.1)
@@ -60,3 +77,7 @@ def run_node(
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -369,7 +369,7 @@ class TrainingNode(Node):
 def main(args: Optional[List[str]] = None) -> int:
     """``ros2 run rsatalker training_node --ros-args -p stage:=1 -p config_file:=config/train_stage1.yaml
     -p data.root:=/data/dualtalk``."""
-    return run_node(TrainingNode, NODE_NAME, args)
+    return run_node(TrainingNode, NODE_NAME, args, context_survives_signals=True)
 
 
 if __name__ == "__main__":
