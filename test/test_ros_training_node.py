@@ -14,7 +14,6 @@ One node process goes through, in order:
 """
 
 import math
-import time
 
 import pytest
 

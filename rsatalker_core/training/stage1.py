@@ -143,6 +143,25 @@ def motion_statistics(dataset: DualTalkDataset) -> Tuple[Tensor, Tensor]:
     return torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(std.astype(np.float32))
 
 
+def frozen_speech_motion_model(cfg: RsatalkerConfig, device: torch.device) -> MotionModel:
+    """The :class:`MotionModel` a motion-training stage (1, 3) trains, its speech encoder
+    frozen (the paper freezes it in every stage).
+
+    Raises:
+        ConfigError: DataLoader workers (``train.num_workers > 0``) with the encoder on a
+            non-CPU device and no ``data.feature_cache`` (forked workers cannot use CUDA).
+        CheckpointError, SpeechEncoderError: as :class:`MotionModel`.
+    """
+    if cfg.train.num_workers > 0 and device.type != "cpu" and not cfg.data.feature_cache:
+        raise ConfigError(
+            f"train.num_workers={cfg.train.num_workers} with the speech encoder on {device}: "
+            "set data.feature_cache (features are then computed once, here) or num_workers 0"
+        )
+    model = MotionModel(cfg, device)
+    model.speech.freeze()
+    return model
+
+
 def _mean_by_key(per_sample: Sequence[Dict[str, float]]) -> Dict[str, float]:
     keys: List[str] = []
     for d in per_sample:
@@ -174,13 +193,8 @@ class MotionStage(Stage):
     def __init__(self, cfg: RsatalkerConfig, device: Optional[Union[str, torch.device]] = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device if device is None else device)
-        if cfg.train.num_workers > 0 and self.device.type != "cpu" and not cfg.data.feature_cache:
-            raise ConfigError(
-                f"train.num_workers={cfg.train.num_workers} with the speech encoder on {self.device}: "
-                "set data.feature_cache (features are then computed once, here) or num_workers 0"
-            )
-        self.motion_model = MotionModel(cfg, self.device)
-        self.speech = self.motion_model.speech.freeze()  # frozen in every stage (paper)
+        self.motion_model = frozen_speech_motion_model(cfg, self.device)
+        self.speech = self.motion_model.speech
         self.generator = self.motion_model.generator
         self.model = self.generator
         self.velocity_weight = float(cfg.train.velocity_weight)

@@ -83,7 +83,7 @@ FINAL_MOTION = "motion_stage2.pt"
 SOCIAL_CKPT_FORMAT = "rsatalker.social_module"
 
 #: Avatar attribute -> ``train.stage2`` learning-rate field.
-_LR_FIELDS = {
+AVATAR_LR_FIELDS = {
     "means_local": "lr_means",
     "log_scales": "lr_scales",
     "quats_local": "lr_quats",
@@ -229,7 +229,19 @@ def _initial_avatar(cfg: RsatalkerConfig, flame: FlameModel) -> GaussianAvatar:
         with torch.no_grad():
             verts = flame.forward_motion(torch.zeros(1, MOTION_DIM, device=faces.device))[0]
         return GaussianAvatar.from_mesh(verts.float().cpu(), faces.cpu())
-    path = resolve_asset(init or cfg.avatar.checkpoint)
+    return load_bound_avatar(resolve_asset(init or cfg.avatar.checkpoint), faces)
+
+
+def load_bound_avatar(path: str, faces: Tensor) -> GaussianAvatar:
+    """Load an avatar checkpoint and check it is bound to this FLAME mesh.
+
+    Args:
+        path: avatar checkpoint (:meth:`GaussianAvatar.save`).
+        faces: the FLAME mesh's triangles ``[F, 3]``.
+
+    Raises:
+        CheckpointError: unreadable checkpoint, or bound to another number of triangles.
+    """
     avatar = GaussianAvatar.load(path)
     if avatar.num_triangles != faces.shape[0]:
         raise CheckpointError(
@@ -291,7 +303,7 @@ class RendererStage(Stage):
     ):
         self.cfg = cfg
         s2 = cfg.train.stage2
-        for name in ("lambda_pos", "lambda_offset", "pos_eps", "offset_eps", *_LR_FIELDS.values()):
+        for name in ("lambda_pos", "lambda_offset", "pos_eps", "offset_eps", *AVATAR_LR_FIELDS.values()):
             if not getattr(s2, name) >= 0:
                 raise ConfigError(f"train.stage2.{name} must be >= 0, got {getattr(s2, name)!r}")
         self.device = resolve_device(cfg.device if device is None else device)
@@ -357,7 +369,7 @@ class RendererStage(Stage):
         s2 = self.cfg.train.stage2
         groups = [
             {"params": [getattr(self.avatar, attr)], "lr": float(getattr(s2, f)), "weight_decay": 0.0}
-            for attr, f in _LR_FIELDS.items()
+            for attr, f in AVATAR_LR_FIELDS.items()
         ]
         off = [p for p in self.social.gaussian_offsetnet.parameters() if p.requires_grad]
         if off:

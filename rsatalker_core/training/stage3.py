@@ -64,13 +64,14 @@ from rsatalker_core.config import RsatalkerConfig, resolve_asset
 from rsatalker_core.data.dualtalk import collate_windows
 from rsatalker_core.data.triplets import TripletDataset
 from rsatalker_core.device import resolve_device
-from rsatalker_core.errors import CheckpointError, ConfigError
+from rsatalker_core.errors import ConfigError
 from rsatalker_core.flame import FlameModel
-from rsatalker_core.motion_model import MotionModel
 from rsatalker_core.render.camera import default_camera
 from rsatalker_core.training.losses import offset_loss, position_loss
-from rsatalker_core.training.stage1 import masked_mse, motion_statistics
-from rsatalker_core.training.stage2 import _LR_FIELDS, batch_cameras, frame_times, renderer_loss
+from rsatalker_core.training.stage1 import frozen_speech_motion_model, masked_mse, motion_statistics
+from rsatalker_core.training.stage2 import (
+    AVATAR_LR_FIELDS, batch_cameras, frame_times, load_bound_avatar, renderer_loss,
+)
 from rsatalker_core.training.trainer import Stage
 
 log = logging.getLogger("rsatalker.train")
@@ -146,22 +147,12 @@ class JointStage(Stage):
         if s3.render_frames < 0:
             raise ConfigError(f"train.stage3.render_frames must be >= 0 (0 = all), got {s3.render_frames}")
         self.device = resolve_device(cfg.device if device is None else device)
-        if cfg.train.num_workers > 0 and self.device.type != "cpu" and not cfg.data.feature_cache:
-            raise ConfigError(
-                f"train.num_workers={cfg.train.num_workers} with the speech encoder on {self.device}: "
-                "set data.feature_cache (features are then computed once, here) or num_workers 0"
-            )
-        self.motion_model = MotionModel(cfg, self.device)
-        self.speech = self.motion_model.speech.freeze()  # frozen in every stage (paper)
+        self.motion_model = frozen_speech_motion_model(cfg, self.device)
+        self.speech = self.motion_model.speech
         self.generator = self.motion_model.generator
         self.flame = FlameModel(cfg.flame).to(self.device).eval()
         self.faces = self.flame.faces.long()
-        path = resolve_asset(s3.init_avatar or cfg.avatar.checkpoint)
-        avatar = GaussianAvatar.load(path)
-        if avatar.num_triangles != self.faces.shape[0]:
-            raise CheckpointError(
-                f"{path}: avatar is bound to {avatar.num_triangles} triangles, the FLAME mesh has {self.faces.shape[0]}"
-            )
+        avatar = load_bound_avatar(resolve_asset(s3.init_avatar or cfg.avatar.checkpoint), self.faces)
         self.model = JointModel(self.generator, avatar).to(self.device)
         W, H = cfg.render.width, cfg.render.height
         self.viewmat, self.K = default_camera(cfg.render, self.device)
@@ -208,7 +199,7 @@ class JointStage(Stage):
         groups = [{"params": [p for p in self.generator.parameters() if p.requires_grad]}]
         groups += [
             {"params": [getattr(self.avatar, attr)], "lr": float(getattr(s2, f)) * scale, "weight_decay": 0.0}
-            for attr, f in _LR_FIELDS.items()
+            for attr, f in AVATAR_LR_FIELDS.items()
         ]
         return groups
 
