@@ -48,3 +48,8 @@ class RenderError(RsatalkerError, ValueError):
 
 class TrainingError(RsatalkerError):
     """Training cannot continue: non-finite loss, or an unusable training state."""
+
+
+class BagError(RsatalkerError):
+    """A rosbag2 recording is missing, not a bag, cannot be created or written, or lacks
+    what an evaluation needs (e.g. the ``avatar/flame_params`` topic)."""

@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.errors import BagError
 from rsatalker_core.evaluation.bag_types import msgdef, session_typestore
 
 #: rosbag2 storage plugins the writer supports (``ros2 bag record -s``).
@@ -34,10 +34,6 @@ def _qos(reliable: bool, depth: int):
     return Qos(QosHistory.KEEP_LAST, int(depth),
                QosReliability.RELIABLE if reliable else QosReliability.BEST_EFFORT,
                QosDurability.VOLATILE, zero, zero, QosLiveliness.AUTOMATIC, zero, False)
-
-
-class BagError(RsatalkerError):
-    """A recording cannot be opened or written (path exists, bad storage, I/O error)."""
 
 
 class BagWriter:

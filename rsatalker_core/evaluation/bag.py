@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from rsatalker_core.config import FPS, MOTION_DIM
-from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.errors import BagError, RsatalkerError
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ __all__ = [
 
 FLAME_TOPIC = "avatar/flame_params"
 IMAGE_TOPIC = "avatar/image"
-
-
-class BagError(RsatalkerError):
-    """A recording is missing, not a rosbag2 bag, or lacks what an evaluation needs."""
 
 
 @dataclass
