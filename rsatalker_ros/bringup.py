@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-max-fps", type=float, default=4.0,
                    help="bound on the render node's image rate, Hz (0 = unbounded). In one process "
                         "on a CPU, unbounded rendering starves the motion node (default: 4)")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch intra-op threads of this process (0 = torch's default). The nodes already "
+                        "run in parallel threads; intra-op threads on top oversubscribe a small CPU (default: 1)")
+    p.add_argument("--gil-switch-interval", type=float, default=0.0005,
+                   help="Python's thread switch interval, s (sys.setswitchinterval; 0 = Python's 0.005). "
+                        "The CPU rasterizer issues many small torch calls; with the default interval the "
+                        "motion node waits up to 5 ms for the GIL at each and falls behind (default: 0.0005)")
     p.add_argument("--bag", default="",
                    help="also record the session topics to this rosbag2 directory (MCAP; must not exist), "
                         "as `ros2 bag record -s mcap -o PATH` would; read it with `rsatalker evaluate-bag PATH`")
@@ -116,6 +123,12 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
             print(f"rsatalker_bringup: {exc}", file=sys.stderr)
             return 2
 
+    if args.gil_switch_interval > 0:
+        sys.setswitchinterval(args.gil_switch_interval)
+    if args.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     rclpy.init(args=ros_args)
     log = rclpy.logging.get_logger("rsatalker_bringup")
     nodes = []
