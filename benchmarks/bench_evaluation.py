@@ -37,7 +37,7 @@ sys.path.insert(0, REPO)
 from rsatalker_core.config import load_config  # noqa: E402
 from rsatalker_core.evaluation.report import write_report  # noqa: E402
 from rsatalker_core.evaluation.runner import evaluate_split  # noqa: E402
-from rsatalker_core.motion_model import MotionModel  # noqa: E402
+from rsatalker_core.model.motion_model import MotionModel  # noqa: E402
 
 DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "dualtalk_sample")
 

@@ -28,9 +28,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rsatalker_core.config import FPS, load_config  # noqa: E402
-from rsatalker_core.dialogue import debian_dialogue  # noqa: E402
-from rsatalker_core.pipeline import AvatarRenderer, MotionModel  # noqa: E402
-from rsatalker_core.streaming import StreamingMotionGenerator  # noqa: E402
+from rsatalker_core.speech.dialogue import debian_dialogue  # noqa: E402
+from rsatalker_core.model.motion_model import MotionModel  # noqa: E402
+from rsatalker_core.render.renderer import AvatarRenderer  # noqa: E402
+from rsatalker_core.model.streaming import StreamingMotionGenerator  # noqa: E402
 
 
 def _time(fn, repeats: int, sync=None) -> float:

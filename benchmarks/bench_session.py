@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
-from rsatalker_core.dialogue import debian_dialogue  # noqa: E402
+from rsatalker_core.speech.dialogue import debian_dialogue  # noqa: E402
 from rsatalker_core.evaluation.bag import evaluate_session, read_session  # noqa: E402
 
 SR = 16000

@@ -1,9 +1,15 @@
 """rsatalker_core: the RSATalker method in pure PyTorch and numpy (no ROS imports).
 
-Data flow: audio → speech features (:mod:`speech`) → motion with the partner and the
-relationship (:mod:`motion`, :mod:`social`) → FLAME vertices (:mod:`flame`) → bound
-Gaussians (:mod:`avatar`) → pixels (:mod:`render`). :mod:`pipeline` assembles the stack,
-:mod:`streaming` runs it live, :mod:`cli` is the offline job.
+Subpackages follow the data flow (docs/architecture.md):
+
+    speech  ->  model  ->  head  ->  avatar  ->  render
+    audio       FLAME      mesh      bound        pixels
+    features    motion     vertices  Gaussians
+
+with :mod:`~rsatalker_core.relationship` (the relationship value type),
+:mod:`~rsatalker_core.data`, :mod:`~rsatalker_core.training`,
+:mod:`~rsatalker_core.evaluation`, :mod:`~rsatalker_core.metrics` and
+:mod:`~rsatalker_core.io` beside them. :mod:`~rsatalker_core.cli` is the offline job.
 """
 
 __version__ = "0.1.0"

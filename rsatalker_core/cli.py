@@ -43,12 +43,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from rsatalker_core.audio import load_audio, num_frames_for
+    from rsatalker_core.speech.audio import load_audio, num_frames_for
     from rsatalker_core.config import FPS, load_config
-    from rsatalker_core.motion_io import load_motion_npz, save_motion_npz
-    from rsatalker_core.pipeline import AvatarRenderer, MotionModel
-    from rsatalker_core.social import Relationship
-    from rsatalker_core.video import write_video
+    from rsatalker_core.io.motion_npz import load_motion_npz, save_motion_npz
+    from rsatalker_core.model.motion_model import MotionModel
+    from rsatalker_core.render.renderer import AvatarRenderer
+    from rsatalker_core.relationship import Relationship
+    from rsatalker_core.io.video import write_video
 
     overrides = {"device": args.device} if args.device else {}
     cfg = load_config(args.config, overrides)

@@ -292,7 +292,7 @@ class RsatalkerConfig:
     device: str = "cpu"
     seed: int = 0
     # One of siblings, parent_child, couple, superior_subordinate, or the axis form
-    # "blood,equal" / "non-blood,non-equal" (rsatalker_core.social.Relationship.parse).
+    # "blood,equal" / "non-blood,non-equal" (rsatalker_core.relationship.Relationship.parse).
     relationship: str = "couple"
     flame: FlameConfig = field(default_factory=FlameConfig)
     speech: SpeechConfig = field(default_factory=SpeechConfig)

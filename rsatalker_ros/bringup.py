@@ -33,9 +33,9 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.utilities import remove_ros_args
 
-from rsatalker_core.audio import load_audio
+from rsatalker_core.speech.audio import load_audio
 from rsatalker_core.errors import RsatalkerError
-from rsatalker_core.social import Relationship
+from rsatalker_core.relationship import Relationship
 
 #: After the last audio chunk: how long the graph must stay idle before the run ends, and
 #: the most to wait for motion inference to drain, seconds.

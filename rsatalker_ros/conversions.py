@@ -30,7 +30,7 @@ from rsatalker.msg import Relationship as RelationshipMsg
 from rsatalker.msg import TrainingProgress
 from rsatalker_core.config import EXP_DIM, EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM
 from rsatalker_core.errors import RelationshipError, RsatalkerError
-from rsatalker_core.social import Relationship
+from rsatalker_core.relationship import Relationship
 
 __all__ = [
     "ConversionError",
@@ -309,7 +309,7 @@ def array_to_image(
 
 
 def relationship_msg_to_relationship(msg: RelationshipMsg) -> Relationship:
-    """``rsatalker/Relationship`` -> :class:`rsatalker_core.social.Relationship`.
+    """``rsatalker/Relationship`` -> :class:`rsatalker_core.relationship.Relationship`.
 
     A non-empty ``name`` decides (canonical name or axis form); otherwise the
     ``blood``/``equal`` flags do (see Relationship.msg).

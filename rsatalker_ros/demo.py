@@ -21,7 +21,7 @@ from typing import List, Optional
 
 import soundfile as sf
 
-from rsatalker_core.dialogue import debian_dialogue
+from rsatalker_core.speech.dialogue import debian_dialogue
 from rsatalker_core.errors import RsatalkerError
 from rsatalker_ros import bringup
 

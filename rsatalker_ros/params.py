@@ -27,7 +27,7 @@ from rclpy.parameter import Parameter
 
 from rsatalker_core.config import RsatalkerConfig, load_config
 from rsatalker_core.errors import ConfigError, RelationshipError
-from rsatalker_core.social import Relationship
+from rsatalker_core.relationship import Relationship
 
 CONFIG_FILE = "config_file"
 

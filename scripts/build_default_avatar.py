@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Build rsatalker_core/assets/default_avatar.pt: Gaussians on the FLAME stand-in head,
-fitted to a public-domain portrait (rsatalker_core.avatar_fit; DESIGN.md §3).
+fitted to a public-domain portrait (rsatalker_core.avatar.fit; DESIGN.md §3).
 
 Usage (from the repository root, in the project venv):
 
@@ -27,9 +27,9 @@ from tqdm import tqdm
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from rsatalker_core.avatar_fit import AvatarFitConfig, fit_avatar  # noqa: E402
+from rsatalker_core.avatar.fit import AvatarFitConfig, fit_avatar  # noqa: E402
 from rsatalker_core.config import FlameConfig, RenderConfig  # noqa: E402
-from rsatalker_core.flame import FlameModel  # noqa: E402
+from rsatalker_core.head.flame import FlameModel  # noqa: E402
 from rsatalker_core.render import rasterize  # noqa: E402
 from rsatalker_core.render.camera import default_camera  # noqa: E402
 

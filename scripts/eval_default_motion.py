@@ -51,15 +51,15 @@ except ImportError:  # running from a source checkout without `pip install -e .`
 
 import torch  # noqa: E402
 
-from rsatalker_core.audio import load_audio  # noqa: E402
+from rsatalker_core.speech.audio import load_audio  # noqa: E402
 from rsatalker_core.config import EXP_SLICE, FPS, HEAD_SLICE, JAW_SLICE, load_config  # noqa: E402
 from rsatalker_core.data.synthetic import (  # noqa: E402
     GENERATOR_VERSION, SyntheticCorpusConfig, make_synthetic_corpus, synthesize_motion,
 )
-from rsatalker_core.dialogue import Turn  # noqa: E402
-from rsatalker_core.motion_io import load_motion_npz  # noqa: E402
-from rsatalker_core.motion_model import MotionModel  # noqa: E402
-from rsatalker_core.social import Relationship, relationship_tensors  # noqa: E402
+from rsatalker_core.speech.dialogue import Turn  # noqa: E402
+from rsatalker_core.io.motion_npz import load_motion_npz  # noqa: E402
+from rsatalker_core.model.motion_model import MotionModel  # noqa: E402
+from rsatalker_core.relationship import Relationship, relationship_tensors  # noqa: E402
 
 GROUPS = {"56-D": slice(0, 56), "EXP": EXP_SLICE, "JAW": JAW_SLICE, "POSE": HEAD_SLICE}
 RELS = Relationship.names()
@@ -99,7 +99,7 @@ def generate_windows(
 
 def stream_clip(model: MotionModel, cfg, self_wav, partner_wav, sr, relationship, partner_motion) -> np.ndarray:
     """Run :class:`StreamingMotionGenerator` on 40-ms chunks of both tracks; ``[T, 56]``."""
-    from rsatalker_core.streaming import StreamingMotionGenerator
+    from rsatalker_core.model.streaming import StreamingMotionGenerator
 
     gen = StreamingMotionGenerator(cfg, model=model)
     gen.set_relationship(relationship)

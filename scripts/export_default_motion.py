@@ -25,9 +25,9 @@ try:
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from rsatalker_core.checkpoint import atomic_save, load_checkpoint  # noqa: E402
+from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint  # noqa: E402
 from rsatalker_core.errors import CheckpointError  # noqa: E402
-from rsatalker_core.motion_model import MOTION_CKPT_FORMAT, OFFSETNET_PREFIX  # noqa: E402
+from rsatalker_core.model.motion_model import MOTION_CKPT_FORMAT, OFFSETNET_PREFIX  # noqa: E402
 
 
 def export(src: str, dst: str) -> dict:

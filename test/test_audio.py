@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from rsatalker_core.audio import load_audio, num_frames_for, resample, validate_sample_rate
+from rsatalker_core.speech.audio import load_audio, num_frames_for, resample, validate_sample_rate
 from rsatalker_core.errors import AudioError, ConfigError
 
 CODEC2_SPEECH = Path("/usr/share/codec2/raw/speech_orig_16k.wav")  # Debian codec2-examples

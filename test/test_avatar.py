@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rsatalker_core.avatar import GaussianAvatar, quat_multiply, rotmat_to_quat, triangle_frames
+from rsatalker_core.avatar.gaussians import GaussianAvatar, quat_multiply, rotmat_to_quat, triangle_frames
 from rsatalker_core.errors import CheckpointError
 from rsatalker_core.render import RenderError
 from gsplat.cuda._torch_impl import _quat_to_rotmat  # independent quaternion convention check

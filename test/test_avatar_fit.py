@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rsatalker_core.avatar import GaussianAvatar
-from rsatalker_core.avatar_fit import (
+from rsatalker_core.avatar.gaussians import GaussianAvatar
+from rsatalker_core.avatar.fit import (
     LANDMARK_NAMES,
     AvatarFitConfig,
     align_portrait,
@@ -19,7 +19,7 @@ from rsatalker_core.avatar_fit import (
 )
 from rsatalker_core.config import FlameConfig, RenderConfig, resolve_asset
 from rsatalker_core.errors import ConfigError
-from rsatalker_core.flame import FlameModel
+from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.render import rasterize
 from rsatalker_core.render.camera import default_camera
 
@@ -87,7 +87,7 @@ def test_fit_avatar_end_to_end_on_a_synthetic_portrait(flame, tmp_path):
     assert res.info["psnr_init_db"] > 16.0 and res.info["psnr_db"] > res.info["psnr_init_db"] - 0.5, res.info
     # the pupils of the mesh land on the dark eye dots of the aligned portrait
     view, K = (t[0] for t in default_camera(cfg.render))
-    from rsatalker_core.flame_standin import standin_landmarks
+    from rsatalker_core.head.standin import standin_landmarks
 
     ids = [standin_landmarks()[n] for n in LANDMARK_NAMES[:2]]
     uv, _ = project(flame.forward_motion(torch.zeros(1, 56))[0, ids].detach(), view, K)

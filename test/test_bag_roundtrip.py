@@ -28,7 +28,7 @@ from rsatalker_core.evaluation.bag import (
     session_video_frames,
 )
 from rsatalker_core.evaluation.bag_types import session_typestore
-from rsatalker_core.video import has_audio_stream, read_video_info
+from rsatalker_core.io.video import has_audio_stream, read_video_info
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_CONFIG = REPO / "config" / "test_small.yaml"
@@ -182,7 +182,7 @@ def test_evaluate_bag_cli_errors(tmp_path, capsys):
 def test_evaluate_bag_cli_report(tmp_path, capsys):
     bag = _write_synthetic_bag(tmp_path / "session", "mcap")
     gt = tmp_path / "gt.npz"
-    from rsatalker_core.motion_io import save_motion_npz
+    from rsatalker_core.io.motion_npz import save_motion_npz
 
     save_motion_npz(str(gt), np.stack([_motion(k) for k in range(N)]))
     out = tmp_path / "eval"

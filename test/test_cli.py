@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rsatalker_core.cli import main
-from rsatalker_core.video import has_audio_stream, read_video_info
+from rsatalker_core.io.video import has_audio_stream, read_video_info
 
 from conftest import REPO, SMALL_CONFIG
 

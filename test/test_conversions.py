@@ -13,7 +13,7 @@ pytest.importorskip("rclpy")
 msgs = pytest.importorskip("rsatalker.msg", reason="rsatalker messages not built (scripts/build_msgs.sh)")
 
 from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM  # noqa: E402
-from rsatalker_core.social import Relationship  # noqa: E402
+from rsatalker_core.relationship import Relationship  # noqa: E402
 from rsatalker_ros import conversions as cv  # noqa: E402
 
 

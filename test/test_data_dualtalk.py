@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from rsatalker_core.audio import load_audio
+from rsatalker_core.speech.audio import load_audio
 from rsatalker_core.config import SpeechConfig
 from rsatalker_core.data import (
     DataConfig,
@@ -21,9 +21,9 @@ from rsatalker_core.data import (
     window_starts,
 )
 from rsatalker_core.errors import AudioError, ConfigError, MotionFileError, RelationshipError
-from rsatalker_core.motion_io import load_motion_npz, save_motion_npz
-from rsatalker_core.social import Relationship
-from rsatalker_core.speech import build_speech_encoder
+from rsatalker_core.io.motion_npz import load_motion_npz, save_motion_npz
+from rsatalker_core.relationship import Relationship
+from rsatalker_core.speech.factory import build_speech_encoder
 
 SPF = 640  # samples per 25-fps frame at 16 kHz
 

@@ -16,12 +16,12 @@ import pytest
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from rsatalker_core.audio import load_audio
+from rsatalker_core.speech.audio import load_audio
 from rsatalker_core.data import DataConfig, DatasetError, DualTalkDataset, SYNTHETIC_METADATA
 from rsatalker_core.data import synthetic as syn
 from rsatalker_core.errors import AudioError, ConfigError
-from rsatalker_core.motion_io import load_motion_npz
-from rsatalker_core.social import Relationship
+from rsatalker_core.io.motion_npz import load_motion_npz
+from rsatalker_core.relationship import Relationship
 
 REPO = Path(__file__).resolve().parents[1]
 SPF = 640

@@ -14,8 +14,8 @@ import torch
 from rsatalker_core.config import FPS, load_config, resolve_asset
 from rsatalker_core.data.synthetic import CODEC2_VOICES, synthesize_clip
 from rsatalker_core.errors import CheckpointError
-from rsatalker_core.motion_model import OFFSETNET_PREFIX, MotionModel
-from rsatalker_core.social import Relationship, relationship_tensors
+from rsatalker_core.model.motion_model import OFFSETNET_PREFIX, MotionModel
+from rsatalker_core.relationship import Relationship, relationship_tensors
 
 VOICES = ("codec2-hts1a", "codec2-morig")
 #: Not a seed the corpus generator draws for the training clips (those come from

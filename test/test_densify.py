@@ -4,7 +4,7 @@ inheritance, face-local thresholds, no emptied triangle, optimiser state in step
 import pytest
 import torch
 
-from rsatalker_core.avatar import GaussianAvatar
+from rsatalker_core.avatar.gaussians import GaussianAvatar
 from rsatalker_core.errors import TrainingError
 from rsatalker_core.training.densify import BindingStrategy, avatar_params, group_views, protect_triangles
 

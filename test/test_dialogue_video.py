@@ -3,9 +3,9 @@ import os
 import numpy as np
 import pytest
 
-from rsatalker_core.dialogue import DEBIAN_SPEECH, debian_dialogue, make_dialogue, split_phrases
+from rsatalker_core.speech.dialogue import DEBIAN_SPEECH, debian_dialogue, make_dialogue, split_phrases
 from rsatalker_core.errors import AudioError
-from rsatalker_core.video import VideoError, has_audio_stream, read_video_info, write_video
+from rsatalker_core.io.video import VideoError, has_audio_stream, read_video_info, write_video
 
 SR = 16000
 

@@ -47,7 +47,7 @@ def _num(cell):
 @pytest.fixture(scope="module")
 def real_eval(tmp_path_factory, dualtalk_sample, small_cfg):
     """The real sample split, evaluated with a checkpoint whose motion_mean is 0.1."""
-    from rsatalker_core.motion_model import MotionModel
+    from rsatalker_core.model.motion_model import MotionModel
 
     root = tmp_path_factory.mktemp("real")
     _split(root / "data", dualtalk_sample)
@@ -173,8 +173,8 @@ def test_mirroring_with_partner_and_train_mean(tmp_path, dualtalk_sample):
 
 
 def test_social_bypass_switch(small_cfg):
-    from rsatalker_core.motion import SpeakerListenerMotionGenerator
-    from rsatalker_core.social import relationship_tensors
+    from rsatalker_core.model.generator import SpeakerListenerMotionGenerator
+    from rsatalker_core.relationship import relationship_tensors
 
     torch.manual_seed(0)
     gen = SpeakerListenerMotionGenerator(small_cfg.motion, small_cfg.social, 8, num_anchors=4).eval()

@@ -15,8 +15,8 @@ from scipy.spatial.transform import Rotation
 
 from rsatalker_core.config import FlameConfig
 from rsatalker_core.errors import ConfigError, FlameModelError
-from rsatalker_core.flame import FlameModel, batch_rodrigues, lbs, load_flame_arrays
-from rsatalker_core.flame_standin import build_standin_flame, standin_landmarks
+from rsatalker_core.head.flame import FlameModel, batch_rodrigues, lbs, load_flame_arrays
+from rsatalker_core.head.standin import build_standin_flame, standin_landmarks
 
 LAYOUT = {
     "v_template": (5023, 3),
@@ -390,7 +390,7 @@ def test_forward_motion_matches_forward(flame_standin):
 
 
 def test_real_dualtalk_motion_moves_the_mouth(dualtalk_sample, flame_standin):
-    from rsatalker_core.motion_io import load_motion_npz
+    from rsatalker_core.io.motion_npz import load_motion_npz
 
     motion = torch.as_tensor(load_motion_npz(str(dualtalk_sample["speaker2_npz"]))[:100])
     verts = flame_standin.forward_motion(motion)

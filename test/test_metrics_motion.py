@@ -23,7 +23,7 @@ from rsatalker_core.metrics.motion import (
     shannon_index_diversity,
     sts,
 )
-from rsatalker_core.motion_io import load_motion_npz
+from rsatalker_core.io.motion_npz import load_motion_npz
 
 GROUP_COLS = {"EXP": slice(0, 50), "JAW": slice(50, 53), "POSE": slice(53, 56)}
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from rsatalker_core.config import MOTION_DIM, MotionConfig, SocialConfig
-from rsatalker_core.motion import SpeakerListenerMotionGenerator
-from rsatalker_core.social import relationship_tensors
+from rsatalker_core.model.generator import SpeakerListenerMotionGenerator
+from rsatalker_core.relationship import relationship_tensors
 
 
 def _model(**kw):

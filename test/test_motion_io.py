@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rsatalker_core.errors import MotionFileError
-from rsatalker_core.motion_io import load_motion_npz, motion_to_dualtalk, save_motion_npz
+from rsatalker_core.io.motion_npz import load_motion_npz, motion_to_dualtalk, save_motion_npz
 
 
 def test_real_dualtalk_npz(dualtalk_sample):

@@ -11,8 +11,8 @@ pytest.importorskip("rclpy")
 pytest.importorskip("rsatalker.msg", reason="rsatalker messages not built (scripts/build_msgs.sh)")
 
 from rsatalker_core.config import load_config  # noqa: E402
-from rsatalker_core.motion_io import load_motion_npz  # noqa: E402
-from rsatalker_core.video import has_audio_stream, read_video_info  # noqa: E402
+from rsatalker_core.io.motion_npz import load_motion_npz  # noqa: E402
+from rsatalker_core.io.video import has_audio_stream, read_video_info  # noqa: E402
 from rsatalker_ros.testing import REPO, NodeProcess, free_domain_id, ros_env  # noqa: E402
 
 SMALL_CONFIG = REPO / "config" / "test_small.yaml"

@@ -150,8 +150,8 @@ def test_relationship_change_alters_motion(dualtalk_sample, small_cfg, tmp_path)
     from the sample npz, the only motion it ships, standing in for the partner's) are
     published by the test with synthetic stamps; no partner audio, so the node's output is
     a deterministic function of the messages and can be compared with the core exactly."""
-    from rsatalker_core.audio import load_audio
-    from rsatalker_core.motion_io import load_motion_npz
+    from rsatalker_core.speech.audio import load_audio
+    from rsatalker_core.io.motion_npz import load_motion_npz
     from rsatalker_ros.conversions import array_to_flame_params, relationship_to_msg
 
     domain = free_domain_id()
@@ -236,7 +236,7 @@ def test_relationship_change_alters_motion(dualtalk_sample, small_cfg, tmp_path)
 
 
 def _compare_with_core(flames, small_cfg, chunks, partner_motion, stamp, sr, n_chunks, ahead, expected):
-    from rsatalker_core.streaming import StreamingMotionGenerator
+    from rsatalker_core.model.streaming import StreamingMotionGenerator
 
     hop = small_cfg.streaming.hop_frames
     look = small_cfg.streaming.lookahead_frames

@@ -106,7 +106,7 @@ def test_player_publishes_real_time_chunks(dualtalk_sample, tmp_path):
         assert sr == 16000 and m.role == "partner" and x.size == 640
         samples.append(x)
     # the published audio is the file's [1 s, 3 s) segment
-    from rsatalker_core.audio import load_audio
+    from rsatalker_core.speech.audio import load_audio
 
     wav, _ = load_audio(dualtalk_sample["speaker1_wav"])
     np.testing.assert_array_equal(np.concatenate(samples), wav[16000:48000])

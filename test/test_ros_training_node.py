@@ -26,7 +26,7 @@ from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from rsatalker.msg import TrainingProgress  # noqa: E402
-from rsatalker_core.checkpoint import load_checkpoint  # noqa: E402
+from rsatalker_core.io.checkpoint import load_checkpoint  # noqa: E402
 from rsatalker_core.config import DataConfig, TrainConfig  # noqa: E402
 from rsatalker_core.training.trainer import TRAIN_CKPT_FORMAT  # noqa: E402
 from rsatalker_ros import topics  # noqa: E402

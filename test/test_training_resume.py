@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from rsatalker_core.checkpoint import load_checkpoint
+from rsatalker_core.io.checkpoint import load_checkpoint
 from rsatalker_core.config import TrainConfig, load_config
 from rsatalker_core.errors import CheckpointError, ConfigError
 from rsatalker_core.training import TRAIN_CKPT_FORMAT, ResumableBatchSampler, Stage, Trainer, read_log

@@ -11,8 +11,8 @@ import torch
 
 from rsatalker_core.cli import main
 from rsatalker_core.config import load_config
-from rsatalker_core.motion_io import load_motion_npz
-from rsatalker_core.motion_model import MotionModel
+from rsatalker_core.io.motion_npz import load_motion_npz
+from rsatalker_core.model.motion_model import MotionModel
 from rsatalker_core.training import Trainer, read_log
 from rsatalker_core.training.stage1 import FINAL_WEIGHTS, MotionStage, masked_mse, velocity
 

@@ -18,12 +18,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from rsatalker_core.avatar import GaussianAvatar
+from rsatalker_core.avatar.gaussians import GaussianAvatar
 from rsatalker_core.cli import main
 from rsatalker_core.config import load_config
 from rsatalker_core.data.triplets import TripletDataset, weak_perspective_camera
 from rsatalker_core.errors import DatasetError
-from rsatalker_core.flame import FlameModel
+from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.metrics.image import psnr
 from rsatalker_core.render.camera import default_camera
 from rsatalker_core.training.stage2 import RendererStage, render_frames
@@ -241,7 +241,7 @@ def test_triplet_dataset_errors_name_the_file(tmp_path):
 def test_cli_trains_stage_2_on_videos(tmp_path, capsys):
     """Also: with motion.checkpoint (stage 1 weights) the trained offsetnet lands in
     motion_stage2.pt, which MotionModel loads; everything else in it is unchanged."""
-    from rsatalker_core.motion_model import MotionModel
+    from rsatalker_core.model.motion_model import MotionModel
 
     root = str(tmp_path / "clips")
     _write_clip(root, "c0", 4, 4, size=64)

@@ -17,11 +17,11 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-from rsatalker_core.avatar import GaussianAvatar
+from rsatalker_core.avatar.gaussians import GaussianAvatar
 from rsatalker_core.cli import main
 from rsatalker_core.config import load_config, resolve_asset
 from rsatalker_core.data.dualtalk import DualTalkDataset, collate_windows
-from rsatalker_core.flame import FlameModel
+from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.render.camera import default_camera
 from rsatalker_core.training import Trainer, read_log
 from rsatalker_core.training.stage2 import render_frames
@@ -103,7 +103,7 @@ def _cfg(excerpt, student_path, out_dir, **overrides):
 @pytest.fixture(scope="module")
 def data(excerpt, student_path, tmp_path_factory):
     cfg = _cfg(excerpt, student_path, tmp_path_factory.mktemp("unused"))
-    from rsatalker_core.speech import build_speech_encoder
+    from rsatalker_core.speech.factory import build_speech_encoder
 
     return TeacherTriplets(cfg, build_speech_encoder(cfg.speech, "cpu").freeze())
 

@@ -56,13 +56,13 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-from rsatalker_core.audio import check_not_truncated, load_audio, num_frames_for, validate_sample_rate
+from rsatalker_core.speech.audio import check_not_truncated, load_audio, num_frames_for, validate_sample_rate
 from rsatalker_core.config import FPS, MOTION_DIM, DataConfig
 from rsatalker_core.errors import AudioError, ConfigError, DatasetError, MotionFileError
-from rsatalker_core.motion_io import load_motion_npz
+from rsatalker_core.io.motion_npz import load_motion_npz
 from rsatalker_core.data.relationships import check_policy, load_relationship_index
 from rsatalker_core.data.feature_cache import FeatureCache
-from rsatalker_core.social import Relationship
+from rsatalker_core.relationship import Relationship
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class DualTalkDataset(Dataset):
     Hz, ``self_audio`` / ``partner_audio`` ``[T * sample_rate / 25]`` float32,
     ``self_motion`` ``[T, 56]``, ``partner_motion`` ``[T, 56]`` (zeros when missing),
     ``partner_motion_valid`` bool tensor ``[]``, ``blood`` / ``equal`` long tensors ``[]``
-    (1 = blood / equal; :func:`rsatalker_core.social.relationship_tensors`),
+    (1 = blood / equal; :func:`rsatalker_core.relationship.relationship_tensors`),
     ``relationship`` str, ``synthetic`` bool.
 
     Raises:

@@ -14,7 +14,7 @@ window's features never change and can be computed once. An entry is keyed by
 Features are computed **per window**, from the window's audio alone (``encoder(wav[None],
 sr, num_frames)``), never cut out of a whole-clip encoding. This matters for Whisper: its
 log-mel normalisation and absolute positional embeddings make a frame's features depend
-on the window it is encoded in (see :mod:`rsatalker_core.speech_backends.whisper`), and the
+on the window it is encoded in (see :mod:`rsatalker_core.speech.whisper`), and the
 live system also encodes short windows. A different window grid therefore gives different
 cache entries.
 
@@ -44,7 +44,7 @@ from torch import Tensor
 
 from rsatalker_core.config import SpeechConfig
 from rsatalker_core.errors import AudioError
-from rsatalker_core.speech import SpeechEncoder
+from rsatalker_core.speech.encoder import SpeechEncoder
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ separate index file supplies them. Two formats are read:
   ``"non-blood,equal"`` fits in one field.
 * **YAML** (``.yaml`` / ``.yml``): a mapping ``clip: relationship``.
 
-A relationship is anything :meth:`rsatalker_core.social.Relationship.parse` accepts: a name
+A relationship is anything :meth:`rsatalker_core.relationship.Relationship.parse` accepts: a name
 (``siblings``, ``parent_child``, ``couple``, ``superior_subordinate``) or the axis form
 (``blood,non-equal``). A clip id is the file-name prefix before ``_speaker1`` / ``_speaker2``
 (``UbjUDM1MiGE_sub_video_72``).
@@ -33,14 +33,14 @@ from typing import Dict, Iterator, Optional, Set, Union
 import yaml
 
 from rsatalker_core.errors import RelationshipError
-from rsatalker_core.social import Relationship
+from rsatalker_core.relationship import Relationship
 
 #: Accepted values of the unlabelled-clip policy.
 UNLABELLED_POLICIES = ("default", "refuse")
 
 
 class RelationshipIndex:
-    """A clip -> :class:`~rsatalker_core.social.Relationship` mapping read from an index file.
+    """A clip -> :class:`~rsatalker_core.relationship.Relationship` mapping read from an index file.
 
     Args:
         labels: ``{clip id: Relationship}``.

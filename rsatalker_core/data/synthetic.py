@@ -17,7 +17,7 @@ Written as 16 kHz float32 WAV, like DualTalk.
 **Motion** (:func:`synthesize_motion`, 25 fps, ``[exp 50 | jaw 3 | head 3]``). Axes as in
 FLAME (y up, face toward +z): jaw ``x`` > 0 opens the mouth; head ``x`` > 0 tilts the chin
 down (a nod), ``y`` turns, ``z`` rolls. Expression indices follow the stand-in head's
-hand-made directions (:mod:`rsatalker_core.flame_standin`: 0 lips part, 1 smile, 3 brow
+hand-made directions (:mod:`rsatalker_core.head.standin`: 0 lips part, 1 smile, 3 brow
 raise, 8 upper-lip raise, 10 lower-lip depress); on official FLAME these are PCA components
 with other meanings. Per frame, from the speaker's own track:
 
@@ -80,14 +80,14 @@ import soundfile as sf
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from rsatalker_core.audio import load_audio, num_frames_for
+from rsatalker_core.speech.audio import load_audio, num_frames_for
 from rsatalker_core.config import FPS, MOTION_DIM
 from rsatalker_core.data.dualtalk import SYNTHETIC_METADATA, DatasetError
 from rsatalker_core.data.relationships import write_relationship_index
-from rsatalker_core.dialogue import Turn, make_dialogue, split_phrases
+from rsatalker_core.speech.dialogue import Turn, make_dialogue, split_phrases
 from rsatalker_core.errors import AudioError, ConfigError
-from rsatalker_core.motion_io import save_motion_npz
-from rsatalker_core.social import Relationship
+from rsatalker_core.io.motion_npz import save_motion_npz
+from rsatalker_core.relationship import Relationship
 
 #: Written into every npz (key ``synthetic_note``), the README and the metadata.
 SYNTHETIC_NOTE = (

@@ -400,7 +400,7 @@ def export_video(
         BagError: no images and ``rerender`` is false.
         VideoError: encoding failed.
     """
-    from rsatalker_core.video import write_video
+    from rsatalker_core.io.video import write_video
 
     frames: Sequence[np.ndarray] = session_video_frames(s)
     source = "bag images"
@@ -409,7 +409,7 @@ def export_video(
             raise BagError(f"{s.path}: no {IMAGE_TOPIC} images match the FLAME frames; use --rerender "
                            "to render the FLAME stream")
         from rsatalker_core.config import load_config
-        from rsatalker_core.renderer import AvatarRenderer
+        from rsatalker_core.render.renderer import AvatarRenderer
 
         cfg = load_config(config, {"device": device} if device else {})
         _, motion = session_motion(s)

@@ -41,7 +41,7 @@ def add_evaluate_bag_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_evaluate_bag(args: argparse.Namespace) -> int:
     """Run ``evaluate-bag``. Returns the exit status (errors propagate as RsatalkerError)."""
     from rsatalker_core.evaluation.bag import evaluate_session, export_video, format_report, read_session
-    from rsatalker_core.motion_io import load_motion_npz
+    from rsatalker_core.io.motion_npz import load_motion_npz
 
     gt = load_motion_npz(args.gt_npz) if args.gt_npz else None
     partner_gt = load_motion_npz(args.partner_gt_npz) if args.partner_gt_npz else None

@@ -44,7 +44,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from rsatalker_core.errors import CheckpointError, ConfigError, DatasetError
     from rsatalker_core.evaluation.report import write_report
     from rsatalker_core.evaluation.runner import evaluate_split, open_split
-    from rsatalker_core.motion_model import MotionModel
+    from rsatalker_core.model.motion_model import MotionModel
 
     overrides = {}
     if args.device:

@@ -1,7 +1,7 @@
 """Adaptive density control for Gaussians bound to FLAME triangles (RSATalker §3.4).
 
 :class:`BindingStrategy` is a gsplat :class:`gsplat.strategy.Strategy` for a face-local
-avatar (:class:`~rsatalker_core.avatar.GaussianAvatar`, DESIGN.md §5). It follows gsplat's
+avatar (:class:`~rsatalker_core.avatar.gaussians.GaussianAvatar`, DESIGN.md §5). It follows gsplat's
 ``DefaultStrategy`` schedule (accumulate a positional-gradient statistic, every
 ``refine_every`` steps clone small / split large high-gradient Gaussians and prune
 transparent / oversized ones, reset opacities every ``reset_every`` steps) with three
@@ -57,7 +57,7 @@ from torch import Tensor, nn
 from gsplat.strategy import Strategy
 from gsplat.strategy.ops import duplicate, remove, reset_opa, split
 
-from rsatalker_core.avatar import GaussianAvatar
+from rsatalker_core.avatar.gaussians import GaussianAvatar
 from rsatalker_core.errors import TrainingError
 
 #: gsplat attribute name -> GaussianAvatar attribute.

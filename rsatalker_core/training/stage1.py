@@ -62,8 +62,8 @@ from rsatalker_core.data import DualTalkDataset, collate_windows
 from rsatalker_core.device import resolve_device
 from rsatalker_core.errors import ConfigError, DatasetError
 from rsatalker_core.metrics.motion import motion_metrics
-from rsatalker_core.motion_io import load_motion_npz
-from rsatalker_core.motion_model import MotionModel
+from rsatalker_core.io.motion_npz import load_motion_npz
+from rsatalker_core.model.motion_model import MotionModel
 from rsatalker_core.training.trainer import Stage
 
 log = logging.getLogger("rsatalker.train")
@@ -170,7 +170,7 @@ def _mean_by_key(per_sample: Sequence[Dict[str, float]]) -> Dict[str, float]:
 
 
 class MotionStage(Stage):
-    """Stage 1: trains :class:`~rsatalker_core.motion.SpeakerListenerMotionGenerator`.
+    """Stage 1: trains :class:`~rsatalker_core.model.generator.SpeakerListenerMotionGenerator`.
 
     Args:
         cfg: the whole :class:`~rsatalker_core.config.RsatalkerConfig` (``speech``,

@@ -57,19 +57,19 @@ from torch import Tensor, nn
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import Dataset
 
-from rsatalker_core.avatar import GaussianAvatar
-from rsatalker_core.checkpoint import atomic_save, load_checkpoint
+from rsatalker_core.avatar.gaussians import GaussianAvatar
+from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint
 from rsatalker_core.config import FPS, MOTION_DIM, RsatalkerConfig, resolve_asset
 from rsatalker_core.data.dualtalk import collate_windows
 from rsatalker_core.data.triplets import TripletDataset, weak_perspective_camera
 from rsatalker_core.device import resolve_device
 from rsatalker_core.errors import CheckpointError, ConfigError, DatasetError
-from rsatalker_core.flame import FlameModel
+from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.metrics.image import bhwc_to_bchw, image_metrics
-from rsatalker_core.motion_model import MOTION_CKPT_FORMAT as _MOTION_CKPT_FORMAT
+from rsatalker_core.model.motion_model import MOTION_CKPT_FORMAT as _MOTION_CKPT_FORMAT
 from rsatalker_core.render import rasterize
 from rsatalker_core.render.camera import default_camera
-from rsatalker_core.social import SociallyAwareModule
+from rsatalker_core.model.social import SociallyAwareModule
 from rsatalker_core.training.densify import BindingStrategy
 from rsatalker_core.training.losses import image_loss_terms, offset_loss, position_loss
 from rsatalker_core.training.trainer import Stage

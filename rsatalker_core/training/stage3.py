@@ -59,13 +59,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from rsatalker_core.avatar import GaussianAvatar
+from rsatalker_core.avatar.gaussians import GaussianAvatar
 from rsatalker_core.config import RsatalkerConfig, resolve_asset
 from rsatalker_core.data.dualtalk import collate_windows
 from rsatalker_core.data.triplets import TripletDataset
 from rsatalker_core.device import resolve_device
 from rsatalker_core.errors import ConfigError
-from rsatalker_core.flame import FlameModel
+from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.render.camera import default_camera
 from rsatalker_core.training.losses import offset_loss, position_loss
 from rsatalker_core.training.stage1 import frozen_speech_motion_model, masked_mse, motion_statistics

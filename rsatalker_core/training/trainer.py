@@ -63,7 +63,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from rsatalker_core.checkpoint import atomic_save, load_checkpoint
+from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint
 from rsatalker_core.config import TrainConfig
 from rsatalker_core.errors import CheckpointError, ConfigError, TrainingError
 

@@ -26,7 +26,7 @@ from typing import Any, List, Optional
 from rclpy.node import Node
 
 from rsatalker.msg import AudioChunk
-from rsatalker_core.audio import load_audio
+from rsatalker_core.speech.audio import load_audio
 from rsatalker_core.errors import ConfigError
 from rsatalker_ros import topics
 from rsatalker_ros.conversions import array_to_audio_chunk

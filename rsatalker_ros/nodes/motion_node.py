@@ -46,8 +46,8 @@ from rsatalker.msg import AudioChunk, FlameParams
 from rsatalker.msg import Relationship as RelationshipMsg
 from rsatalker_core.config import FPS
 from rsatalker_core.errors import AudioError, ConfigError, RsatalkerError
-from rsatalker_core.social import Relationship
-from rsatalker_core.streaming import MotionFrame, StreamingMotionGenerator
+from rsatalker_core.relationship import Relationship
+from rsatalker_core.model.streaming import MotionFrame, StreamingMotionGenerator
 from rsatalker_ros import topics
 from rsatalker_ros.conversions import (
     ConversionError,

@@ -257,8 +257,8 @@ class RecorderNode(Node):
         Returns:
             ``{"motion": path, "video": path, "summary": path}`` for the files written.
         """
-        from rsatalker_core.motion_io import save_motion_npz
-        from rsatalker_core.video import write_video
+        from rsatalker_core.io.motion_npz import save_motion_npz
+        from rsatalker_core.io.video import write_video
 
         out_dir = output_dir or self.output_dir
         if not out_dir:

@@ -1,7 +1,7 @@
 """Render node: the avatar's FLAME parameters -> RGB images (sensor_msgs/Image, rgb8).
 
 Subscribes ``avatar/flame_params`` (FlameParams, reliable), publishes ``avatar/image``
-(best effort). Rendering (:class:`rsatalker_core.pipeline.AvatarRenderer`: FLAME ->
+(best effort). Rendering (:class:`rsatalker_core.render.renderer.AvatarRenderer`: FLAME ->
 bound Gaussians -> rasterizer) runs in a worker thread. The subscription only keeps the
 NEWEST message: when rendering is slower than 25 fps (CPU rendering is), frames that
 arrived meanwhile are skipped and the most recent one is rendered next, so the image
@@ -50,7 +50,7 @@ class RenderNode(Node):
         super().__init__(node_name, **kwargs)
         self.params = ParameterSet(self, CONFIG_PREFIXES, EXTRA_PARAMS)
         cfg = self.params.declare()
-        from rsatalker_core.pipeline import AvatarRenderer  # heavy: FLAME + Gaussians
+        from rsatalker_core.render.renderer import AvatarRenderer  # heavy: FLAME + Gaussians
 
         self.renderer = AvatarRenderer(cfg)
         self._frame_id = self.params.value("frame_id")

@@ -39,7 +39,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 
 from rsatalker_core.metrics.image import ssim
-from rsatalker_core.avatar import GaussianAvatar
+from rsatalker_core.avatar.gaussians import GaussianAvatar
 from rsatalker_core.config import RenderConfig
 from rsatalker_core.errors import ConfigError
 from rsatalker_core.render import rasterize
@@ -157,7 +157,7 @@ def mesh_landmark_ids(flame, cfg: AvatarFitConfig) -> List[int]:
             f"{getattr(flame, 'source', 'FLAME')}: fitting to an official FLAME model needs mesh_landmarks "
             f"(vertex ids of {', '.join(LANDMARK_NAMES)})"
         )
-    from rsatalker_core.flame_standin import standin_landmarks
+    from rsatalker_core.head.standin import standin_landmarks
 
     lm = standin_landmarks()
     return [lm[n] for n in LANDMARK_NAMES]

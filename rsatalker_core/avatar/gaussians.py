@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsatalker_core.checkpoint import atomic_save, load_checkpoint
+from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint
 from rsatalker_core.errors import CheckpointError
 from rsatalker_core.render import RenderError
 
-#: ``format`` tag of avatar checkpoints (see :mod:`rsatalker_core.checkpoint`).
+#: ``format`` tag of avatar checkpoints (see :mod:`rsatalker_core.io.checkpoint`).
 CHECKPOINT_FORMAT = "rsatalker.gaussian_avatar"
 #: Version of the avatar checkpoint layout.
 CHECKPOINT_VERSION = 1

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from rsatalker_core.config import MOTION_DIM, MotionConfig, SocialConfig
-from rsatalker_core.social import SociallyAwareModule, sinusoidal_encoding
+from rsatalker_core.model.social import SociallyAwareModule, sinusoidal_encoding
 
 
 class CrossAttentionBlock(nn.Module):

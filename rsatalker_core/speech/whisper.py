@@ -50,8 +50,8 @@ from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from rsatalker_core.errors import SpeechEncoderError
-from rsatalker_core.speech import SpeechEncoder
-from rsatalker_core.speech_backends.ctranslate2_reader import read_ctranslate2_model
+from rsatalker_core.speech.encoder import SpeechEncoder
+from rsatalker_core.speech.ctranslate2_reader import read_ctranslate2_model
 
 #: Samples in one Whisper input window (30 s at 16 kHz) and its mel frames.
 WHISPER_SAMPLES = 480000

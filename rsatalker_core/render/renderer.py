@@ -7,14 +7,14 @@ from typing import Iterable, Optional, Union
 import numpy as np
 import torch
 
-from rsatalker_core.avatar import GaussianAvatar
+from rsatalker_core.avatar.gaussians import GaussianAvatar
 from rsatalker_core.config import FPS, MOTION_DIM, RsatalkerConfig, resolve_asset
 from rsatalker_core.device import resolve_device
 from rsatalker_core.errors import CheckpointError
-from rsatalker_core.flame import FlameModel
+from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.render import rasterize
 from rsatalker_core.render.camera import default_camera
-from rsatalker_core.social import Relationship, relationship_tensors
+from rsatalker_core.relationship import Relationship, relationship_tensors
 
 
 class AvatarRenderer:

@@ -17,7 +17,7 @@ from transformers.audio_utils import mel_filter_bank
 
 from rsatalker_core.config import FPS
 from rsatalker_core.errors import ConfigError
-from rsatalker_core.speech import SpeechEncoder
+from rsatalker_core.speech.encoder import SpeechEncoder
 
 #: Power floor before the logarithm (digital silence).
 POWER_FLOOR = 1e-8

@@ -24,11 +24,11 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from rsatalker_core.audio import resample, validate_sample_rate
+from rsatalker_core.speech.audio import resample, validate_sample_rate
 from rsatalker_core.config import FPS, MOTION_DIM, RsatalkerConfig
 from rsatalker_core.errors import AudioError
-from rsatalker_core.motion_model import MotionModel
-from rsatalker_core.social import Relationship, relationship_tensors
+from rsatalker_core.model.motion_model import MotionModel
+from rsatalker_core.relationship import Relationship, relationship_tensors
 
 
 @dataclass

@@ -9,13 +9,13 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
-from rsatalker_core.checkpoint import atomic_save, load_checkpoint
+from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint
 from rsatalker_core.config import MOTION_DIM, RsatalkerConfig, resolve_asset
 from rsatalker_core.device import resolve_device
 from rsatalker_core.errors import CheckpointError
-from rsatalker_core.motion import SpeakerListenerMotionGenerator
-from rsatalker_core.social import Relationship, relationship_tensors
-from rsatalker_core.speech import build_speech_encoder
+from rsatalker_core.model.generator import SpeakerListenerMotionGenerator
+from rsatalker_core.relationship import Relationship, relationship_tensors
+from rsatalker_core.speech.factory import build_speech_encoder
 
 log = logging.getLogger("rsatalker.motion")
 

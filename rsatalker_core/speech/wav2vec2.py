@@ -20,7 +20,7 @@ from torch import Tensor
 from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
 from rsatalker_core.errors import SpeechEncoderError
-from rsatalker_core.speech import SpeechEncoder
+from rsatalker_core.speech.encoder import SpeechEncoder
 
 _HOW_TO = (
     "download it once on a machine with internet (e.g. `huggingface-cli download "

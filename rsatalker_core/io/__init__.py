@@ -1,0 +1,1 @@
+"""Files in and out: checkpoints (atomic, validated), motion npz (DualTalk layout), mp4."""
