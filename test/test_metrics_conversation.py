@@ -131,3 +131,28 @@ def test_conversation_stats_summary():
     assert s["speaking_vs_listening"]["speaking_share"] == pytest.approx(0.5, abs=0.02)
     with pytest.raises(MetricError, match="frames"):
         cv.conversation_stats(head, jaw[:-1], energy)
+
+
+def test_reference_script_on_the_real_dualtalk_sample(tmp_path):
+    """scripts/motion_reference.py on the real sample: numbers of the order issue 9 reports."""
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    data = repo.parent / "shared" / "data" / "dualtalk_sample"
+    spec = importlib.util.spec_from_file_location("motion_reference", repo / "scripts" / "motion_reference.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "o")]) == 3
+    assert not (tmp_path / "o").exists()
+    if script._find_clip(str(data)) is None:
+        pytest.skip("real DualTalk sample not in ../shared/data/dualtalk_sample")
+    assert script.main(["--data", str(data), "--out", str(tmp_path)]) == 0
+    import json
+
+    ref = json.loads((tmp_path / "motion_reference.json").read_text())
+    m = ref["measured"]
+    assert all(0.02 < s < 0.2 for s in m["head"]["std_rad"])
+    assert m["speaking_vs_listening"]["ratio"] > 1.2  # real speakers move faster while talking
+    assert abs(m["jaw_vs_own_energy"]["r0"]) < 0.2  # the known flaw of this clip (issue 9)
+    assert "Bentivoglio" in (tmp_path / "motion_reference.md").read_text()
