@@ -79,12 +79,15 @@ def test_fit_avatar_end_to_end_on_a_synthetic_portrait(flame, tmp_path):
     path = str(tmp_path / "face.png")
     cv2.imwrite(path, photo)
     cfg = AvatarFitConfig(portrait=path, landmarks=lm.tolist(), render=RenderConfig(width=48, height=48),
-                          max_gaussians=11000, iterations=3)
+                          max_gaussians=11000, iterations=10)
     res = fit_avatar(flame, cfg)
     assert res.avatar.num_gaussians <= 11000 and res.avatar.num_gaussians > flame.faces.shape[0]
-    assert len(res.losses) == 3 and all(np.isfinite(res.losses))
-    # colour initialisation by projection alone already reproduces the portrait
-    assert res.info["psnr_init_db"] > 16.0 and res.info["psnr_db"] > res.info["psnr_init_db"] - 0.5, res.info
+    assert len(res.losses) == 10 and all(np.isfinite(res.losses))
+    # colour initialisation by projection alone already reproduces the portrait, and the
+    # refinement improves on it (measured: 19.6 -> 20.1 dB, loss -7% in 10 steps)
+    assert res.info["psnr_init_db"] > 16.0, res.info
+    assert res.info["psnr_db"] > res.info["psnr_init_db"] + 0.3, res.info
+    assert res.losses[-1] < 0.96 * res.losses[0] and res.losses[-1] == min(res.losses), res.losses
     # the pupils of the mesh land on the dark eye dots of the aligned portrait
     view, K = (t[0] for t in default_camera(cfg.render))
     from rsatalker_core.head.standin import standin_landmarks
