@@ -9,8 +9,8 @@ Arguments: relationship, device, input_source (mic | file), self_audio, partner_
 default share/rsatalker/config/default.yaml), params_file (ROS parameters, default
 share/rsatalker/config/ros.yaml). Precedence: these arguments > params_file > config_file.
 record (default false) and bag_path: with record:=true, ``ros2 bag record -s mcap`` records the
-session topics (avatar FLAME parameters and images, self and partner audio, partner FLAME
-parameters, relationship) into bag_path (empty: rosbag2's own timestamped name); evaluate it
+session topics (rsatalker_core.io.session_topics: avatar FLAME parameters and images, self and
+partner audio, partner FLAME parameters, relationship) into bag_path (empty: rosbag2's own timestamped name); evaluate it
 with ``rsatalker evaluate-bag <bag_path>``.
 Works with Humble and later (no EqualsSubstitution).
 """
@@ -23,16 +23,10 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
-#: What ``record:=true`` records (absolute names; rsatalker_ros.topics, SESSION_TOPICS of
-#: rsatalker_core.evaluation.bag_types).
-SESSION_TOPICS = [
-    "/avatar/flame_params",
-    "/avatar/image",
-    "/audio/self",
-    "/audio/partner",
-    "/partner/flame_params",
-    "/relationship",
-]
+from rsatalker_core.io.session_topics import session_topic_names
+
+#: What ``record:=true`` records: the session topics, absolute names.
+RECORD_TOPICS = session_topic_names(absolute=True)
 
 
 def _text(value):
@@ -142,12 +136,12 @@ def generate_launch_description():
     ]
     recorders = [
         ExecuteProcess(
-            cmd=["ros2", "bag", "record", "-s", "mcap", "-o", bag_path] + SESSION_TOPICS,
+            cmd=["ros2", "bag", "record", "-s", "mcap", "-o", bag_path] + RECORD_TOPICS,
             condition=record_named,
             output="screen",
         ),
         ExecuteProcess(
-            cmd=["ros2", "bag", "record", "-s", "mcap"] + SESSION_TOPICS,
+            cmd=["ros2", "bag", "record", "-s", "mcap"] + RECORD_TOPICS,
             condition=record_default,
             output="screen",
         ),

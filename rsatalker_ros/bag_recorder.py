@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from rsatalker_core.errors import BagError
-from rsatalker_core.evaluation.bag_types import msgdef, session_typestore
+from rsatalker_core.io.bag_types import msgdef, session_typestore
 
 #: rosbag2 storage plugins the writer supports (``ros2 bag record -s``).
 STORAGES = ("mcap", "sqlite3")

@@ -27,7 +27,7 @@ from rsatalker_core.evaluation.bag import (
     session_audio,
     session_video_frames,
 )
-from rsatalker_core.evaluation.bag_types import session_typestore
+from rsatalker_core.io.bag_types import session_typestore
 from rsatalker_core.io.video import has_audio_stream, read_video_info
 
 REPO = Path(__file__).resolve().parents[1]
@@ -348,7 +348,7 @@ def test_typestore_matches_rosidl_and_reports_missing_definitions(tmp_path, monk
     import sys
 
     from rsatalker_core.errors import RsatalkerError
-    from rsatalker_core.evaluation import bag_types
+    from rsatalker_core.io import bag_types
 
     ts = session_typestore()
     built = Path(sys.prefix) / "share" / "rsatalker" / "msg"  # scripts/build_msgs.sh (rosidl) output

@@ -180,12 +180,28 @@ def test_parameter_file_values_declare_on_real_nodes(launch_nodes):
         rclpy.shutdown(context=ctx)
 
 
+def _core_imports(launch_tree):
+    """Name -> object of each ``from rsatalker_core... import name`` at the launch file's top level."""
+    out = {}
+    for node in launch_tree.body:
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rsatalker_core"):
+            mod = importlib.import_module(node.module)
+            out.update({a.asname or a.name: getattr(mod, a.name) for a in node.names})
+    return out
+
+
 def _record_processes(launch_tree):
     """[(cmd elements as constants or ('arg', name)), condition AST] of each ExecuteProcess."""
     consts = {}
-    for node in launch_tree.body:  # module-level lists such as SESSION_TOPICS
+    imported = _core_imports(launch_tree)
+    for node in launch_tree.body:  # module-level lists such as RECORD_TOPICS
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.List):
             consts[node.targets[0].id] = [_const(e) for e in node.value.elts]
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and _call_name(node.value) in imported:
+            # a call of a function the file imports from rsatalker_core, with constant arguments
+            call = node.value
+            consts[node.targets[0].id] = list(imported[_call_name(call)](
+                *[_const(a) for a in call.args], **{k.arg: _const(k.value) for k in call.keywords}))
     args = {}  # local variable -> launch argument name
     for node in ast.walk(launch_tree):
         if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
@@ -209,7 +225,7 @@ def _record_processes(launch_tree):
 
 
 def test_record_argument_runs_ros2_bag_record_with_the_session_topics(launch_tree):
-    from rsatalker_core.evaluation.bag_types import SESSION_TOPICS
+    from rsatalker_core.io.session_topics import SESSION_TOPICS
 
     defaults = {}
     for call in ast.walk(launch_tree):
@@ -247,10 +263,9 @@ def test_record_argument_runs_ros2_bag_record_with_the_session_topics(launch_tre
             else:
                 assert len(running) == 1, (record, path)
                 assert ("-o" in running[0]) == bool(path)
-    # the launch file's topics are the nodes' topics
-    pytest.importorskip("rclpy")
-    from rsatalker_ros import topics
-
-    ros_topics = {topics.AVATAR_FLAME, topics.AVATAR_IMAGE, topics.AUDIO_SELF, topics.AUDIO_PARTNER,
-                  topics.PARTNER_FLAME, topics.RELATIONSHIP}
-    assert ros_topics == set(SESSION_TOPICS)
+    # the names come from rsatalker_core.io.session_topics, not from a list of its own
+    assert {getattr(obj, "__module__", None) for obj in _core_imports(launch_tree).values()} \
+        == {"rsatalker_core.io.session_topics"}
+    assert not [n for n in ast.walk(launch_tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                and "/" in n.value and n.value.strip("/") in SESSION_TOPICS], \
+        "a topic name written into the launch file"  # ("relationship" is also an argument name)

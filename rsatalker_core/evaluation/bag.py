@@ -2,7 +2,7 @@
 relationship switches, motion metrics, and the session's video.
 
 A session is what the recorder node (``bag_path``) or ``ros2 bag record`` writes from the
-rsatalker graph (topics in :data:`rsatalker_core.evaluation.bag_types.SESSION_TOPICS`). The
+rsatalker graph (topics in :data:`rsatalker_core.io.session_topics.SESSION`). The
 bag is read with ``rosbags``' ``AnyReader``; message definitions come from the bag itself,
 else from ROS 2 Jazzy's typestore plus rsatalker's ``msg/`` files.
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from rsatalker_core.config import FPS, MOTION_DIM
 from rsatalker_core.errors import BagError, RsatalkerError
+from rsatalker_core.io import session_topics as st
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ __all__ = [
     "format_report",
 ]
 
-FLAME_TOPIC = "avatar/flame_params"
-IMAGE_TOPIC = "avatar/image"
+FLAME_TOPIC = st.AVATAR_FLAME.name
+IMAGE_TOPIC = st.AVATAR_IMAGE.name
 
 
 @dataclass
@@ -98,6 +99,11 @@ def _match(topic: str, name: str) -> bool:
     return t == name or t.endswith("/" + name)
 
 
+def _is(conn: Any, spec: st.TopicSpec) -> bool:
+    """Whether bag connection ``conn`` is ``spec``'s topic (in any namespace) with its type."""
+    return _match(conn.topic, spec.name) and conn.msgtype == spec.msgtype
+
+
 def _image_rgb(msg: Any) -> Optional[np.ndarray]:
     """``sensor_msgs/Image`` (rgb8/bgr8) -> ``[H, W, 3]`` uint8, ``None`` when unusable."""
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
@@ -124,7 +130,7 @@ def read_session(path: str, load_images: bool = True) -> Session:
     """
     from rosbags.highlevel import AnyReader
 
-    from rsatalker_core.evaluation.bag_types import session_typestore
+    from rsatalker_core.io.bag_types import session_typestore
 
     p = Path(path)
     if not p.exists():
@@ -144,22 +150,19 @@ def read_session(path: str, load_images: bool = True) -> Session:
         reader = AnyReader([p], default_typestore=default_types)
         with reader:
             s.topics = {c.topic: int(c.msgcount) for c in reader.connections}
-            flame_conns = [c for c in reader.connections
-                           if _match(c.topic, FLAME_TOPIC) and c.msgtype == "rsatalker/msg/FlameParams"]
+            flame_conns = [c for c in reader.connections if _is(c, st.AVATAR_FLAME)]
             if not flame_conns:
                 raise BagError(
-                    f"{path}: no {FLAME_TOPIC} topic of type rsatalker/msg/FlameParams "
+                    f"{path}: no {FLAME_TOPIC} topic of type {st.AVATAR_FLAME.msgtype} "
                     f"(topics: {', '.join(sorted(s.topics)) or 'none'})"
                 )
             if len({c.topic for c in flame_conns}) > 1:
                 raise BagError(f"{path}: several FLAME topics ({', '.join(sorted({c.topic for c in flame_conns}))})")
             wanted = list(flame_conns)
-            image_conns = [c for c in reader.connections
-                           if _match(c.topic, IMAGE_TOPIC) and c.msgtype == "sensor_msgs/msg/Image"]
+            image_conns = [c for c in reader.connections if _is(c, st.AVATAR_IMAGE)]
             audio_conns = {c.id: role for c in reader.connections for role in ("self", "partner")
-                           if _match(c.topic, f"audio/{role}") and c.msgtype == "rsatalker/msg/AudioChunk"}
-            rel_conns = [c for c in reader.connections
-                         if _match(c.topic, "relationship") and c.msgtype == "rsatalker/msg/Relationship"]
+                           if _is(c, st.audio_topic(role))}
+            rel_conns = [c for c in reader.connections if _is(c, st.RELATIONSHIP)]
             wanted += image_conns + rel_conns + [c for c in reader.connections if c.id in audio_conns]
             flame_ids = {c.id for c in flame_conns}
             image_ids = {c.id for c in image_conns}

@@ -1,14 +1,16 @@
 """Recorder node: collects the avatar's FLAME parameters and images, writes npz + mp4, and
 (with ``bag_path``) records the session's topics to a rosbag2 bag (MCAP or sqlite3).
 
-Subscribes ``avatar/flame_params`` and ``avatar/image``. On :meth:`RecorderNode.save`
-(called by the bringup, and by ``destroy_node`` when ``output_dir`` is set) it writes:
+Subscribes ``avatar/flame_params`` and ``avatar/image`` (names and types from
+:mod:`rsatalker_core.io.session_topics`, QoS from :mod:`rsatalker_ros.topics`). On
+:meth:`RecorderNode.save` (called by the bringup, and by ``destroy_node`` when ``output_dir``
+is set) it writes:
 
 * ``motion.npz`` — DualTalk layout (``exp (T, 50)``, ``pose (T, 6)``) via
-  :func:`rsatalker_core.motion_io.save_motion_npz`, frames ordered by ``frame_index``
+  :func:`rsatalker_core.io.motion_npz.save_motion_npz`, frames ordered by ``frame_index``
   (a frame that never arrived holds the previous one);
 * ``avatar.mp4`` — one video frame per motion frame at 25 fps via
-  :func:`rsatalker_core.video.write_video`. Images are matched to frames by their stamp
+  :func:`rsatalker_core.io.video.write_video`. Images are matched to frames by their stamp
   (the render node carries the FLAME stamp through); frames the renderer skipped hold the
   last rendered image, so the video keeps real time and stays in sync with the audio;
 * ``summary.json`` — counts, the received FLAME rate (fps) and latency statistics
@@ -42,7 +44,7 @@ from rsatalker.msg import AudioChunk, FlameParams
 from rsatalker.msg import Relationship as RelationshipMsg
 from rsatalker_core.config import FPS
 from rsatalker_core.errors import RsatalkerError
-from rsatalker_core.evaluation.bag_types import SESSION_TOPICS
+from rsatalker_core.io.session_topics import SESSION, SESSION_TOPICS
 from rsatalker_ros import topics
 from rsatalker_ros.bag_recorder import STORAGES, BagWriter
 from rsatalker_ros.conversions import ConversionError, flame_params_to_array, image_to_array, time_to_ns
@@ -56,13 +58,14 @@ EXTRA_PARAMS = {
     "bag_path": ("", ParamSpec("rosbag2 directory to record the session topics into (must not exist); "
                                "empty = no bag")),
     "bag_storage": ("mcap", ParamSpec("rosbag2 storage plugin of the bag", choices=STORAGES)),
-    "bag_topics": (list(SESSION_TOPICS), ParamSpec("topics recorded into the bag (relative names, of: "
+    "bag_topics": ([t.name for t in SESSION], ParamSpec("topics recorded into the bag (relative names, of: "
                                                    + ", ".join(SESSION_TOPICS) + ")")),
 }
 
-#: Relative topic -> (message class, subscription QoS) of everything the recorder can take.
-#: Best-effort subscriptions for best-effort publishers; reliable FLAME, so no frame is lost;
-#: a volatile relationship subscription matches latched and volatile publishers alike.
+#: Relative topic -> (message class, subscription QoS) of everything the recorder can take:
+#: every session topic (a test checks the keys). Best-effort subscriptions for best-effort
+#: publishers; reliable FLAME, so no frame is lost; a volatile relationship subscription
+#: matches latched and volatile publishers alike.
 TOPIC_SPECS = {
     topics.AVATAR_FLAME: (FlameParams, topics.FLAME_QOS),
     topics.AVATAR_IMAGE: (Image, topics.IMAGE_QOS),

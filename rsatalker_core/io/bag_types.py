@@ -7,18 +7,10 @@ rsatalker's own types are parsed from the ``.msg`` files the package ships (``ms
 source tree, ``share/rsatalker/msg`` once installed), so the definitions and type hashes
 (RIHS01) are the ones rosidl builds from the same files.
 
-==========================  ============================  ==========================
-topic (relative)            type                          what
-==========================  ============================  ==========================
-``avatar/flame_params``     ``rsatalker/msg/FlameParams``  the avatar's motion, 25 fps
-``avatar/image``            ``sensor_msgs/msg/Image``     rendered frames (rgb8)
-``audio/self``              ``rsatalker/msg/AudioChunk``  the avatar's speech
-``audio/partner``           ``rsatalker/msg/AudioChunk``  the partner's speech
-``partner/flame_params``    ``rsatalker/msg/FlameParams``  the partner's motion
-``relationship``            ``rsatalker/msg/Relationship`` social relationship changes
-==========================  ============================  ==========================
-
-The names mirror :mod:`rsatalker_ros.topics` (a test checks that they agree).
+The recorded topics and their types are those of
+:data:`rsatalker_core.io.session_topics.SESSION`. The recorder node's bag writer
+(``rsatalker_ros.bag_recorder``) and the bag reader (:mod:`rsatalker_core.evaluation.bag`)
+both use this typestore.
 """
 
 from __future__ import annotations
@@ -30,12 +22,13 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.io.session_topics import SESSION_TOPICS
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "PACKAGE",
-    "SESSION_TOPICS",
+    "REQUIRED_TYPES",
     "MSG_DIR_ENV",
     "find_msg_dir",
     "custom_msg_types",
@@ -45,15 +38,6 @@ __all__ = [
 
 #: ROS package that owns the custom messages.
 PACKAGE = "rsatalker"
-#: Topics of a recorded session (relative names) -> message type.
-SESSION_TOPICS: Dict[str, str] = {
-    "avatar/flame_params": "rsatalker/msg/FlameParams",
-    "avatar/image": "sensor_msgs/msg/Image",
-    "audio/self": "rsatalker/msg/AudioChunk",
-    "audio/partner": "rsatalker/msg/AudioChunk",
-    "partner/flame_params": "rsatalker/msg/FlameParams",
-    "relationship": "rsatalker/msg/Relationship",
-}
 #: rsatalker's own types the session topics use (the package may define more).
 REQUIRED_TYPES = sorted({t for t in SESSION_TOPICS.values() if t.startswith(PACKAGE + "/")})
 #: Environment variable that overrides where the ``.msg`` files are looked for.
@@ -65,7 +49,7 @@ def _candidates() -> List[Path]:
     out: List[Path] = []
     if os.environ.get(MSG_DIR_ENV):
         out.append(Path(os.environ[MSG_DIR_ENV]))
-    # source tree / editable install: <repo>/rsatalker_core/evaluation/bag_types.py -> <repo>/msg
+    # source tree / editable install: <repo>/rsatalker_core/io/bag_types.py -> <repo>/msg
     out.append(here.parents[2] / "msg")
     # colcon / ament: <prefix>/share/rsatalker/msg for every prefix on AMENT_PREFIX_PATH
     for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
@@ -127,7 +111,7 @@ def session_typestore(msg_dir: Optional[Path] = None):
 
     Returns:
         ``rosbags.typesys.store.Typestore`` that serializes/deserializes CDR of every
-        :data:`SESSION_TOPICS` type.
+        :data:`~rsatalker_core.io.session_topics.SESSION_TOPICS` type.
 
     Raises:
         RsatalkerError: the ``.msg`` files are not found or do not parse.
