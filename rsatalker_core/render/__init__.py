@@ -26,18 +26,10 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from rsatalker_core import errors as _errors
+from rsatalker_core.errors import RenderError
 from rsatalker_core.render.gsplat_backend import gsplat_available, gsplat_unavailable_reason
 from rsatalker_core.render.gsplat_backend import rasterize_gsplat
 from rsatalker_core.render.torch_backend import rasterize_torch
-
-try:  # the shared error type, once rsatalker_core.errors defines it
-    RenderError = _errors.RenderError  # type: ignore[attr-defined]
-except AttributeError:
-
-    class RenderError(_errors.RsatalkerError, ValueError):  # type: ignore[no-redef]
-        """Rasterizer input is malformed or the requested backend cannot run it."""
-
 
 BACKENDS = ("auto", "torch", "gsplat")
 

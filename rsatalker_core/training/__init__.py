@@ -39,7 +39,6 @@ from rsatalker_core.training.trainer import (
 
 #: Training stages of the paper: number -> what it trains.
 STAGES = {1: "motion generator", 2: "renderer", 3: "joint"}
-IMPLEMENTED_STAGES = (1, 2, 3)
 
 
 def build_stage(
@@ -53,11 +52,6 @@ def build_stage(
     """
     if stage not in STAGES:
         raise ConfigError(f"unknown training stage {stage!r}: choose 1, 2 or 3")
-    if stage not in IMPLEMENTED_STAGES:
-        raise ConfigError(
-            f"training stage {stage} ({STAGES[stage]}) is not implemented yet; "
-            f"implemented: {', '.join(str(s) for s in IMPLEMENTED_STAGES)}"
-        )
     if stage == 2:
         from rsatalker_core.training.stage2 import RendererStage
 
@@ -72,7 +66,6 @@ def build_stage(
 
 
 __all__ = [
-    "IMPLEMENTED_STAGES",
     "STAGES",
     "TRAIN_CKPT_FORMAT",
     "ResumableBatchSampler",
