@@ -5,9 +5,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
-# Large temporaries in the CPU rasterizer otherwise page-fault (DESIGN.md §5).
-export MALLOC_MMAP_MAX_ := 0
-export MALLOC_TRIM_THRESHOLD_ := 100000000000
+# Allocator, torch-thread and thread-switch tuning is applied by the programs themselves at
+# start-up (rsatalker_core/runtime.py), so `rsatalker`, the nodes and the bringup behave the
+# same with or without make.
 
 .PHONY: setup demo test bench clean default-motion
 

@@ -1,7 +1,10 @@
 """``rsatalker`` command line: the offline jobs.
 
     rsatalker generate --self-audio B.wav --partner-audio A.wav --relationship couple \\
-        --out-motion out.npz --out-video out.mp4 [--partner-motion A.npz] [--device cpu]
+        --out-motion out.npz (--out-video out.mp4 | --no-video) [--partner-motion A.npz] [--device cpu]
+
+Every subcommand first tunes the process (allocator, torch threads, thread switch interval;
+``runtime.*`` of the config, :mod:`rsatalker_core.runtime`).
 
 Bad input (missing or non-audio file, npz without ``exp``/``pose``, unknown relationship,
 unusable config) prints one ``error:`` line and exits with status 2.
@@ -33,7 +36,10 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
         help="siblings | parent_child | couple | superior_subordinate, or 'blood|non-blood,equal|non-equal'",
     )
     p.add_argument("--out-motion", required=True, help="output DualTalk npz (exp, pose) at 25 fps")
-    p.add_argument("--out-video", required=True, help="output mp4 with the self audio muxed in")
+    video = p.add_mutually_exclusive_group(required=True)
+    video.add_argument("--out-video", help="output mp4 (H.264, 25 fps) with the self audio muxed in; "
+                                           "frames are encoded as they are rendered")
+    video.add_argument("--no-video", action="store_true", help="write the motion npz only (no rendering)")
     p.add_argument("--device", help="cpu | cuda | cuda:N | auto (default: config's)")
     p.add_argument("--config", help="YAML config (default: the embedded default)")
     p.set_defaults(func=cmd_generate)
@@ -49,7 +55,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from rsatalker_core.model.motion_model import MotionModel
     from rsatalker_core.render.renderer import AvatarRenderer
     from rsatalker_core.relationship import Relationship
-    from rsatalker_core.io.video import write_video
+    from rsatalker_core.io.video import VideoWriter
 
     overrides = {"device": args.device} if args.device else {}
     cfg = load_config(args.config, overrides)
@@ -72,14 +78,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
     save_motion_npz(args.out_motion, motion)
     t_motion = time.perf_counter() - t0
 
+    if args.no_video:
+        print(
+            f"wrote {args.out_motion}: {T} frames ({T / FPS:.2f} s at {FPS} fps), relationship "
+            f"{rel.name}, motion {t_motion:.1f} s on {model.device}"
+        )
+        return 0
+
     renderer = AvatarRenderer(cfg, device=model.device, social=model.generator.social)
     t1 = time.perf_counter()
-    frames = list(tqdm(renderer.render_iter(motion, rel), total=T, desc="render", unit="frame"))
+    # Frames stream into ONE ffmpeg pass with the audio (memory flat in clip length); the
+    # mp4 appears only when complete (VideoWriter renames a temporary file on success).
+    audio = self_wav[: T * sr // FPS]  # exactly the T frames' span
+    with VideoWriter(args.out_video, FPS, audio=audio, sample_rate=sr) as video:
+        for frame in tqdm(renderer.render_iter(motion, rel), total=T, desc="render", unit="frame"):
+            video.write(frame)
     t_render = time.perf_counter() - t1
-    write_video(args.out_video, frames, FPS, audio=self_wav, sample_rate=sr)
     print(
         f"wrote {args.out_motion} and {args.out_video}: {T} frames ({T / FPS:.2f} s at {FPS} fps), "
-        f"relationship {rel.name}, motion {t_motion:.1f} s, render {t_render:.1f} s "
+        f"relationship {rel.name}, motion {t_motion:.1f} s, render+encode {t_render:.1f} s "
         f"({T / max(t_render, 1e-9):.1f} fps) on {model.device}"
     )
     return 0
@@ -96,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tune_process(config: Optional[str]) -> None:
+    """Apply ``runtime.*`` of ``config`` (default: embedded) to this process, once.
+
+    Raises:
+        ConfigError: unusable config file.
+    """
+    from rsatalker_core.config import load_config
+    from rsatalker_core.runtime import tune_process
+
+    tune_process(load_config(config).runtime)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -103,6 +132,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        _tune_process(getattr(args, "config", None))
         return args.func(args)
     except RsatalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -287,6 +287,20 @@ class TrainConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    # Process tuning applied at start-up by the CLI, the nodes and the bringup
+    # (rsatalker_core.runtime.tune_process).
+    # torch intra-op threads of the process; 0 = auto (1 on machines with <= 2 usable
+    # cores, otherwise torch's default, or OMP_NUM_THREADS when set).
+    torch_threads: int = 0
+    # glibc allocator settings (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD 2 GiB): large
+    # per-frame temporaries are reused instead of page-faulted in again; no-op elsewhere.
+    tune_allocator: bool = True
+    # Python's thread switch interval, seconds (sys.setswitchinterval); 0 = Python's 0.005.
+    gil_switch_interval: float = 0.0005
+
+
+@dataclass
 class RsatalkerConfig:
     # "cpu", "cuda", "cuda:1", ... (never assumed; see rsatalker_core.device).
     device: str = "cpu"
@@ -303,6 +317,7 @@ class RsatalkerConfig:
     streaming: StreamingConfig = field(default_factory=StreamingConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 T = TypeVar("T")
