@@ -16,7 +16,7 @@ from scipy.spatial.transform import Rotation
 from rsatalker_core.config import FlameConfig
 from rsatalker_core.errors import ConfigError, FlameModelError
 from rsatalker_core.head.flame import FlameModel, batch_rodrigues, lbs, load_flame_arrays
-from rsatalker_core.head.standin import build_standin_flame, standin_landmarks
+from rsatalker_core.head.standin import EYELID_EXPR_INDEX, build_standin_flame, standin_landmarks
 
 LAYOUT = {
     "v_template": (5023, 3),
@@ -354,8 +354,30 @@ def test_first_expressions_are_plausible(flame_standin):
     assert smile[lm["mouth_corner_right"], 1] - rest[lm["mouth_corner_right"], 1] > 0.001
     every = flame_standin(torch.eye(100), jaw.expand(100, 3))  # one unit of each direction
     d = (every - rest).norm(dim=2)  # [100, V]
-    assert (d.max(1).values > 1e-4).all() and (d.max(1).values < 0.01).all()  # metres
+    big = d.max(1).values
+    assert (big > 1e-4).all() and (big[torch.arange(100) != EYELID_EXPR_INDEX] < 0.01).all()  # metres
+    assert big[EYELID_EXPR_INDEX] < 0.02  # the lid travels across the eyeball
     assert (d[:, lm["pupil_left"]] == 0).all() and (d[:, lm["pupil_right"]] == 0).all()
+
+
+def test_eyelid_direction_covers_the_eyes_and_nothing_else(flame_standin, standin):
+    """Expression 12 closes the lids: at 1 the socket skin lies in front of both pupils
+    (blinks are visible), at rest it does not; only vertices around the eyes move."""
+    lm = standin_landmarks()
+    v = standin["v_template"]
+    e = torch.zeros(2, 100)
+    e[1, EYELID_EXPR_INDEX] = 1.0
+    rest, shut = flame_standin(e, torch.zeros(2, 3)).double()
+    moved = (shut - rest).norm(dim=1).numpy()
+    assert np.allclose((shut - rest)[:, :2].numpy(), 0.0)  # forward only
+    for pupil in ("pupil_left", "pupil_right"):
+        p = v[lm[pupil]]
+        near = (np.hypot(*(v[:, :2] - p[:2]).T) < 0.004) & (v[:, 2] > 0.04)  # on the pupil's line of sight
+        near[np.flatnonzero(standin["J_regressor"][3] + standin["J_regressor"][4])] = False  # not the eyeballs
+        assert near.any()
+        assert (shut.numpy()[near, 2] > p[2]).all() and (rest.numpy()[near, 2] < p[2]).all()
+    far = np.hypot(np.abs(v[:, 0]) - 0.031, v[:, 1] - 0.031) > 0.02
+    assert moved[far].max() == 0.0 and moved.max() > 0.01
 
 
 def test_standin_use_is_logged(caplog):

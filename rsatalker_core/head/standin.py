@@ -66,6 +66,11 @@ _EYE_RINGS = 10  # eyeball latitude rings (poles excluded)
 _RAY_ORIGIN = np.array([0.0, 0.0, -0.02])  # rays start inside the head, metres
 _EYE_CENTRE = np.array([0.031, 0.031, 0.060])  # left eye; the right one is mirrored
 _EYE_RADIUS = 0.0125
+_LID_GAP = 0.0012  # closed eyelid: shell this far in front of the eyeball, metres
+_LID_RADIUS = 0.018  # the lid move fades out between the shell radius and this, metres
+#: Expression index of the stand-in's eyelid-closing direction (1 = eyes shut). On official
+#: FLAME this index is an ordinary PCA component.
+EYELID_EXPR_INDEX = 12
 _ALPHA_BOTTOM = np.radians(-71.0)  # elevation of the lowest grid ring (neck)
 _ALPHA_NECK = np.radians(-72.5)  # elevation of the open neck ring
 
@@ -368,7 +373,9 @@ def _expression_dirs(geo: _Geometry, seed: int) -> np.ndarray:
 
     0 lips part, 1 smile, 2 pucker, 3 brow raise, 4 brow furrow, 5 mouth stretch,
     6 lips roll in, 7 cheek puff, 8 upper-lip raise, 9 left half-smile, 10 lower-lip
-    depress, 11 squint; 12-99 seeded smooth fields on the face. Eyeballs do not move.
+    depress, 11 squint, 12 (:data:`EYELID_EXPR_INDEX`) eyelids close (1 = shut, a blink;
+    :func:`_eyelid_dir`); 13-99 seeded smooth fields on the face. Eyeballs do not move.
+    Direction 12 replaced a seeded field; every other direction is as before.
     """
     p, nrm = geo.v, geo.normal
     x = p[:, 0]
@@ -404,8 +411,32 @@ def _expression_dirs(geo: _Geometry, seed: int) -> np.ndarray:
     t = np.arange(NUM_EXPR - 12) / (NUM_EXPR - 12)
     amp = 0.00035 * (1.0 + 2.0 * t) ** -0.8  # gentle: real coefficients reach +-4
     out[:, :, 12:] = _smooth_fields(p, nrm, geo, np.random.default_rng([seed, 2]), amp, (0.022, 0.014), face)
+    out[:, :, EYELID_EXPR_INDEX] = _eyelid_dir(geo)
     for ids in geo.eye_ids:
         out[ids] = 0.0
+    return out
+
+
+def _eyelid_dir(geo: _Geometry) -> np.ndarray:
+    """[V, 3] eyelid closing, metres per unit coefficient (1 = both eyes shut).
+
+    The stand-in has no lids: its eyeballs sit in carved sockets. At coefficient 1 every
+    head vertex within ``_LID_RADIUS`` of an eye's optical axis (in the x-y plane) is moved
+    forward (+z only) onto a shell ``_LID_GAP`` in front of the eyeball, so the socket's
+    skin covers the eye; the move fades out over the socket rim, and vertices already in
+    front of the shell stay put (the socket wall lies less than half an eye radius behind
+    the eye centre; the back of the head, on the same axis, is not touched).
+    """
+    v = geo.v
+    out = np.zeros((NUM_VERTICES, 3))
+    head = np.arange(geo.n_head)
+    r_s = _EYE_RADIUS + _LID_GAP
+    for c in geo.eye_centres:
+        d = v[head] - c
+        rho = np.hypot(d[:, 0], d[:, 1])
+        z_lid = np.sqrt(np.clip(r_s**2 - rho**2, 0.0, None))
+        w = (1.0 - _smoothstep(r_s, _LID_RADIUS, rho)) * (d[:, 2] > -0.5 * _EYE_RADIUS)  # the socket, not the back
+        out[head, 2] += w * np.clip(z_lid - d[:, 2], 0.0, None)
     return out
 
 
