@@ -33,6 +33,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.utilities import remove_ros_args
 
+from rsatalker_core.config import load_config
+from rsatalker_core.runtime import tune_process
 from rsatalker_core.speech.audio import load_audio
 from rsatalker_core.errors import RsatalkerError
 from rsatalker_core.relationship import Relationship
@@ -66,16 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor of the files")
     p.add_argument("--output-dir", default="", help="write motion.npz, avatar.mp4, summary.json here")
     p.add_argument("--no-render", action="store_true", help="motion only (no render node)")
-    p.add_argument("--render-max-fps", type=float, default=4.0,
-                   help="bound on the render node's image rate, Hz (0 = unbounded). In one process "
-                        "on a CPU, unbounded rendering starves the motion node (default: 4)")
-    p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch intra-op threads of this process (0 = torch's default). The nodes already "
-                        "run in parallel threads; intra-op threads on top oversubscribe a small CPU (default: 1)")
-    p.add_argument("--gil-switch-interval", type=float, default=0.0005,
-                   help="Python's thread switch interval, s (sys.setswitchinterval; 0 = Python's 0.005). "
-                        "The CPU rasterizer issues many small torch calls; with the default interval the "
-                        "motion node waits up to 5 ms for the GIL at each and falls behind (default: 0.0005)")
+    p.add_argument("--render-max-fps", type=float, default=25.0,
+                   help="bound on the render node's image rate, Hz (0 = unbounded). A renderer slower "
+                        "than this renders the newest FLAME frame and drops the stale ones (default: 25)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch intra-op threads of this process (default: the config's runtime.torch_threads, "
+                        "0 = auto: 1 on machines with <= 2 cores). The nodes already run in parallel threads; "
+                        "intra-op threads on top oversubscribe a small CPU")
+    p.add_argument("--gil-switch-interval", type=float, default=None,
+                   help="Python's thread switch interval, s (default: the config's runtime.gil_switch_interval, "
+                        "0.0005; 0 = Python's 0.005). The CPU rasterizer issues many small torch calls; with "
+                        "Python's interval the motion node waits up to 5 ms for the GIL at each and falls behind")
     p.add_argument("--bag", default="",
                    help="also record the session topics to this rosbag2 directory (MCAP; must not exist), "
                         "as `ros2 bag record -s mcap -o PATH` would; read it with `rsatalker evaluate-bag PATH`")
@@ -123,12 +126,20 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
             print(f"rsatalker_bringup: {exc}", file=sys.stderr)
             return 2
 
-    if args.gil_switch_interval > 0:
-        sys.setswitchinterval(args.gil_switch_interval)
-    if args.torch_threads > 0:
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
+    try:
+        runtime = load_config(args.config or None).runtime
+    except RsatalkerError as exc:
+        print(f"rsatalker_bringup: {exc}", file=sys.stderr)
+        return 2
+    if args.torch_threads is not None:
+        runtime.torch_threads = args.torch_threads
+    if args.gil_switch_interval is not None:
+        runtime.gil_switch_interval = args.gil_switch_interval
+    try:
+        tune_process(runtime)
+    except RsatalkerError as exc:
+        print(f"rsatalker_bringup: {exc}", file=sys.stderr)
+        return 2
     rclpy.init(args=ros_args)
     log = rclpy.logging.get_logger("rsatalker_bringup")
     nodes = []

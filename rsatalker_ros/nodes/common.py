@@ -1,7 +1,9 @@
 """What every rsatalker node's ``main()`` shares: init, spin, clean shutdown.
 
 Follows ros2/demos ``demo_nodes_py``: ``rclpy.init``, build the node, spin, and in
-``finally`` ``destroy_node()`` then ``rclpy.try_shutdown()``. Works on Humble and Jazzy
+``finally`` ``destroy_node()`` then ``rclpy.try_shutdown()``. Before anything else the
+process is tuned (:func:`rsatalker_core.runtime.tune_process`: allocator, torch threads,
+thread switch interval), as the ``rsatalker`` CLI and the bringup do. Works on Humble and Jazzy
 (no ``with rclpy.init()``).
 """
 
@@ -16,6 +18,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.runtime import tune_process
 
 
 def run_node(
@@ -44,6 +47,7 @@ def run_node(
         Process exit status: 0, or 1 when the node could not be built (the error is
         logged as one line naming the bad file or value).
     """
+    tune_process()
     if context_survives_signals:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         signal.signal(signal.SIGINT, _raise_keyboard_interrupt)

@@ -3,13 +3,17 @@
 Subscribes ``avatar/flame_params`` (FlameParams, reliable), publishes ``avatar/image``
 (best effort). Rendering (:class:`rsatalker_core.render.renderer.AvatarRenderer`: FLAME ->
 bound Gaussians -> rasterizer) runs in a worker thread. The subscription only keeps the
-NEWEST message: when rendering is slower than 25 fps (CPU rendering is), frames that
-arrived meanwhile are skipped and the most recent one is rendered next, so the image
-stream lags by at most one render time. The image ``header.stamp`` is the FLAME message's
+NEWEST message: when rendering is slower than 25 fps, frames that arrived meanwhile are
+dropped (counted in ``frames_skipped``) and the most recent one is rendered next, so the
+image stream lags by at most one render time. The worker also never renders more than
+``max_busy_fraction`` of the wall time (after a render of ``d`` s it rests at least
+``d * (1 / max_busy_fraction - 1)`` s), so a renderer that cannot keep up degrades to a
+lower image rate instead of starving the motion node of CPU and of the GIL. The image ``header.stamp`` is the FLAME message's
 stamp (the frame's media time), carried through for latency measurement and alignment.
 
 Parameters: ``config_file``, ``device``, ``flame.*``, ``avatar.*``, ``render.*``, plus
-``frame_id`` (the camera frame of the images) and ``max_fps`` (a bound on the image rate).
+``frame_id`` (the camera frame of the images), ``max_fps`` (a bound on the image rate) and
+``max_busy_fraction`` (a bound on the render thread's share of the wall time).
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ EXTRA_PARAMS = {
         "upper bound on rendered images per second, Hz; 0 = as fast as possible. On a CPU shared "
         "with the motion node (composed bringup), a bound keeps rendering from starving inference",
         float_range=(0.0, 1000.0))),
+    "max_busy_fraction": (0.8, ParamSpec(
+        "largest share of the wall time the render thread spends rendering, 0-1; when rendering "
+        "cannot keep up, the image rate drops instead of the motion node starving (1 = no bound)",
+        float_range=(0.05, 1.0))),
 }
 
 
@@ -59,7 +67,8 @@ class RenderNode(Node):
         self._stop = False
         self.frames_rendered = 0
         self._last_render = 0.0
-        self.frames_skipped = 0
+        self._last_duration = 0.0  # seconds the last render took
+        self.frames_skipped = 0  # stale FLAME frames dropped (a newer one arrived first)
         self._pub = self.create_publisher(Image, topics.AVATAR_IMAGE, topics.IMAGE_QOS)
         self.create_subscription(FlameParams, topics.AVATAR_FLAME, self._on_flame, topics.FLAME_QOS)
         self._worker = threading.Thread(target=self._work, name="rsatalker-render", daemon=True)
@@ -78,11 +87,14 @@ class RenderNode(Node):
 
     def _work(self) -> None:
         while True:
+            # Rest first (so the newest frame is the one rendered): the max_fps slot, and at
+            # least enough to keep the busy share at max_busy_fraction.
             max_fps = float(self.params.value("max_fps"))
-            if max_fps > 0:  # sleep first, so the newest frame is the one rendered
-                wait = self._last_render + 1.0 / max_fps - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
+            gap = 1.0 / max_fps if max_fps > 0 else 0.0
+            gap = max(gap, self._last_duration / float(self.params.value("max_busy_fraction")))
+            wait = self._last_render + gap - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
             with self._cond:
                 while self._latest is None and not self._stop:
                     self._cond.wait()
@@ -100,6 +112,8 @@ class RenderNode(Node):
             except Exception as exc:  # keep running; the next frame may render
                 self.get_logger().error(f"render failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
                 continue
+            finally:
+                self._last_duration = time.monotonic() - self._last_render
             self._pub.publish(array_to_image(rgb, time_to_ns(msg.header.stamp), self._frame_id))
             self.frames_rendered += 1
 
