@@ -25,7 +25,7 @@ from rsatalker_core.errors import ConfigError
 
 #: Video frame rate of all motion in the system (DualTalk convention), Hz.
 FPS: int = 25
-#: Per-frame motion target: ``[exp 0:50 | jaw 50:53 | head 53:56]`` (DESIGN.md §2).
+#: Per-frame motion target: ``[exp 0:50 | jaw 50:53 | head 53:56]`` (docs/data.md §4).
 MOTION_DIM: int = 56
 EXP_DIM: int = 50
 EXP_SLICE = slice(0, 50)
@@ -135,7 +135,7 @@ class StreamingConfig:
 
 @dataclass
 class DataConfig:
-    # Dataset root holding train/ test/ ood/ (the DualTalk layout, DESIGN.md §2).
+    # Dataset root holding train/ test/ ood/ (the DualTalk layout, docs/data.md §1).
     root: str = ""
     # Sub-directory of root to read: "train", "test", "ood", or "" for clips directly in root.
     split: str = "train"

@@ -4,11 +4,11 @@ All functions validate what they convert and raise :class:`ConversionError` (nam
 field and value) on NaN/Inf, wrong lengths, wrong encodings or bad sample rates, so nodes
 can log and drop a bad message with one ``except ConversionError``.
 
-Field types as rclpy delivers them (DESIGN.md §4): an unbounded ``float32[]`` arrives as
+Field types as rclpy delivers them (docs/environment.md §5): an unbounded ``float32[]`` arrives as
 ``array.array('f')``, a fixed ``float32[3]`` as a numpy array, ``uint8[]`` as
 ``array.array('B')``. The functions accept any of these, lists and numpy arrays.
 
-Motion layout (DESIGN.md §2, :mod:`rsatalker_core.config`): ``[exp 0:50 | jaw 50:53 |
+Motion layout (docs/data.md §4, :mod:`rsatalker_core.config`): ``[exp 0:50 | jaw 50:53 |
 head 53:56]``, rotations as axis-angle vectors in radians.
 
 Time stamps are integers in nanoseconds (``stamp_ns``) on the numpy side and

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Build rsatalker_core/assets/default_avatar.pt: Gaussians on the FLAME stand-in head,
-fitted to a public-domain portrait (rsatalker_core.avatar.fit; DESIGN.md §3).
+fitted to a public-domain portrait (rsatalker_core.avatar.fit; docs/assets.md §5).
 
 Usage (from the repository root, in the project venv):
 

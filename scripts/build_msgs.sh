@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the messages in msg/ and install them into the active Python venv (DESIGN.md §4).
+# Build the messages in msg/ and install them into the active Python venv (docs/environment.md §3).
 #
 # Usage (from anywhere):  VIRTUAL_ENV=/path/to/venv bash scripts/build_msgs.sh
 #   (an activated venv sets VIRTUAL_ENV). Afterwards, in that venv:

@@ -33,7 +33,7 @@ def test_triangle_frames_are_rotations_with_documented_axes():
     assert torch.allclose(torch.det(R), torch.ones(1, 40, dtype=torch.float64), atol=1e-12)
     v0, v1, v2 = (verts[faces[:, i]] for i in range(3))
     e0, e1 = v1 - v0, v2 - v0
-    # a0 along the first edge, a1 the normal, a2 in-plane; k, T per DESIGN.md §5.
+    # a0 along the first edge, a1 the normal, a2 in-plane; k, T per docs/method.md §4.
     assert torch.allclose(R[0, :, :, 0], e0 / e0.norm(dim=-1, keepdim=True))
     n = torch.linalg.cross(e0, e1)
     assert torch.allclose(R[0, :, :, 1], n / n.norm(dim=-1, keepdim=True))

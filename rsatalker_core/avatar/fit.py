@@ -2,7 +2,7 @@
 
 rsatalker ships a default avatar so that everything renders a face out of the box. No
 multi-view capture of a person can ship, so the default is fitted to a public-domain
-portrait a Python package carries (DESIGN.md §3): scikit-image's ``data.astronaut()``
+portrait a Python package carries (docs/assets.md §5): scikit-image's ``data.astronaut()``
 (NASA, Eileen Collins) or matplotlib's ``grace_hopper.jpg`` (US Navy).
 
 Steps (:func:`fit_avatar`):

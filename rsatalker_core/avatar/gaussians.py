@@ -1,6 +1,6 @@
 """Gaussian head avatar bound to FLAME triangles (GaussianAvatars, Qian et al., CVPR 2024).
 
-Reimplemented from the equations in DESIGN.md §5 (the reference code is CC BY-NC-SA and
+Reimplemented from the equations in docs/method.md §4 (the reference code is CC BY-NC-SA and
 was not used). Every Gaussian lives in the local frame of one FLAME triangle, given by the
 non-trainable ``binding`` index. For triangle ``(v0, v1, v2)``:
 
@@ -51,7 +51,7 @@ def triangle_frames(
     faces: Tensor,  # [F, 3]
     eps: float = 1e-12,
 ) -> Tuple[Tensor, Tensor, Tensor]:
-    """Per-triangle frame ``R``, scale ``k`` and centroid ``T`` (DESIGN.md §5, GaussianAvatars §3.1).
+    """Per-triangle frame ``R``, scale ``k`` and centroid ``T`` (docs/method.md §4, GaussianAvatars §3.1).
 
     Args:
         verts: mesh vertices, metres. [B, V, 3]
@@ -295,7 +295,7 @@ class GaussianAvatar(nn.Module):
         faces: Tensor,  # [F, 3]
         offsets: Optional[Tensor] = None,  # [B, F, 3]
     ) -> Dict[str, Tensor]:
-        """World-space Gaussians on a posed mesh (DESIGN.md §5).
+        """World-space Gaussians on a posed mesh (docs/method.md §4).
 
         Args:
             verts: posed vertices, metres. [B, V, 3]

@@ -1,6 +1,6 @@
 """DualTalk-layout dyadic clips as a PyTorch ``Dataset`` of training windows.
 
-Layout (DESIGN.md §2): ``<root>/<split>/<clip>_speaker{1,2}.wav`` (16 kHz mono, real files
+Layout (docs/data.md §1): ``<root>/<split>/<clip>_speaker{1,2}.wav`` (16 kHz mono, real files
 are IEEE float32) and ``<clip>_speaker{1,2}.npz`` (FLAME ``exp (T, 50)``, ``pose (T, 6)`` =
 ``[head | jaw]`` axis-angle radians, 25 fps). ``split`` is ``train``, ``test`` or ``ood``;
 ``""`` reads clips lying directly in ``root`` (like the real sample in

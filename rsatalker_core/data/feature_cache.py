@@ -1,6 +1,6 @@
 """On-disk cache of speech features for training windows.
 
-The paper keeps the speech encoder frozen in every training stage (DESIGN.md §1), so a
+The paper keeps the speech encoder frozen in every training stage (docs/method.md §7), so a
 window's features never change and can be computed once. An entry is keyed by
 
 * the **encoder fingerprint** (:func:`encoder_fingerprint`): sha256 over the encoder's class,

@@ -1,4 +1,4 @@
-"""Relationship labels for dataset clips: the clip -> relationship index (DESIGN.md §2).
+"""Relationship labels for dataset clips: the clip -> relationship index (docs/data.md §7).
 
 DualTalk carries no relationship labels and RSATalker's labelled dataset is not public, so a
 separate index file supplies them. Two formats are read:

@@ -1,6 +1,6 @@
 """SYNTHETIC SUPERVISION: a dyadic corpus of real recorded speech with rule-based motion.
 
-No dyadic corpus with FLAME tracks ships offline (DualTalk is a download; DESIGN.md §2-3),
+No dyadic corpus with FLAME tracks ships offline (DualTalk is a download; docs/data.md §1, docs/assets.md §7),
 yet default weights and tests need conversations to train on. This module builds them,
 and everything it writes says that the motion is **synthetic supervision**, not tracked
 from video: file names (``synthetic_<split>_<n>_speaker{1,2}.*``), a ``synthetic_note``
@@ -42,7 +42,7 @@ with other meanings. Per frame, from the speaker's own track:
   ``idle_rad``) are scaled by ``head_gain``; every channel is Gaussian-smoothed and clipped
   to human ranges (jaw 0..0.4 rad, head ±0.3 rad).
 
-**Relationship rules** (:data:`RULES`; RSATalker's two axes, DESIGN.md §1). In a
+**Relationship rules** (:data:`RULES`; RSATalker's two axes, docs/method.md §3). In a
 non-equal clip speaker 1 has the higher-status role (parent, superior) and speaker 2 the
 lower (child, subordinate); in an equal clip both are peers.
 

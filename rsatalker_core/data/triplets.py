@@ -7,7 +7,7 @@
   decoded with OpenCV, converted BGR -> RGB, resized to the render size (``INTER_AREA``)
   and returned as float32 in [0, 1], one frame per 25-fps motion frame.
 * **Camera**: the npz's ``cam (T, 3)`` key when present, DualTalk's weak-perspective
-  camera (``scale, tx, ty``, DESIGN.md §2; the DECA/EMOCA convention: normalised image
+  camera (``scale, tx, ty``, docs/data.md §3; the DECA/EMOCA convention: normalised image
   coordinates ``x_n = s (X + tx)``, ``y_n = -s (Y + ty)`` in ``[-1, 1]`` across the crop,
   FLAME y up). :func:`weak_perspective_camera` turns it into gsplat-style ``viewmat`` /
   ``K`` (a long-focal-length pinhole, which reproduces weak perspective to within the

@@ -14,7 +14,7 @@ left eye, right eye}. :func:`lbs` implements this directly in PyTorch (different
 following the device and dtype of its inputs); :class:`FlameModel` holds the arrays.
 
 Model files: the official FLAME 2020 / 2023 / 2023 Open pkl (python-2 pickles holding
-chumpy objects, read here *without* chumpy) or an npz with the same keys (DESIGN.md §3).
+chumpy objects, read here *without* chumpy) or an npz with the same keys (docs/assets.md §1).
 When ``flame.model_path`` is empty the procedural stand-in of
 :mod:`rsatalker_core.head.standin` is used and a warning says so at every use.
 
@@ -57,7 +57,7 @@ FLAME_HINT = (
     "stand-in head (not FLAME)"
 )
 
-#: Array name -> expected shape (DESIGN.md §3).
+#: Array name -> expected shape (docs/assets.md §1).
 FLAME_ARRAYS = {
     "v_template": (NUM_VERTICES, 3),
     "shapedirs": (NUM_VERTICES, 3, NUM_SHAPE_MAX + NUM_EXPR_MAX),
@@ -151,7 +151,7 @@ def _to_numpy(value, key: str, path: str) -> np.ndarray:
 
 
 def validate_flame_arrays(arrays: Dict[str, np.ndarray], source: str) -> Dict[str, np.ndarray]:
-    """Check every array of DESIGN.md §3 and normalise dtypes.
+    """Check every array of docs/assets.md §1 and normalise dtypes.
 
     Args:
         arrays: name -> array (dense ``J_regressor``).

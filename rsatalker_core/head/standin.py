@@ -1,4 +1,4 @@
-"""A procedural stand-in for the FLAME head model (DESIGN.md §3).
+"""A procedural stand-in for the FLAME head model (docs/assets.md §2).
 
 The official FLAME files cannot ship with rsatalker, yet everything must run without them.
 :func:`build_standin_flame` builds a head with *exactly* FLAME's array layout, so that the
@@ -42,7 +42,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-#: Official FLAME counts (DESIGN.md §3).
+#: Official FLAME counts (docs/assets.md §1).
 NUM_VERTICES = 5023
 NUM_FACES = 9976
 NUM_SHAPE = 300
@@ -331,7 +331,7 @@ def _smooth_fields(pts, nrm, geo: _Geometry, rng, amp: np.ndarray, sigmas, mask=
 
 
 def _identity_dirs(geo: _Geometry, seed: int) -> np.ndarray:
-    """[V, 3, 300] identity directions, metres per unit coefficient (DESIGN.md §3)."""
+    """[V, 3, 300] identity directions, metres per unit coefficient (docs/assets.md §1)."""
 
     def fn(p, nrm):
         x, y, z = p.T
@@ -677,7 +677,7 @@ def _landmarks(v, gidx, i_m, front, upper_lip, lower_lip, corner_l, corner_r, ey
 
 
 def build_standin_flame(seed: int = 0) -> Dict[str, np.ndarray]:
-    """Build the procedural stand-in head with FLAME's exact array layout (DESIGN.md §3).
+    """Build the procedural stand-in head with FLAME's exact array layout (docs/assets.md §2).
 
     Args:
         seed: seeds the random smooth blendshape fields (identity directions beyond the

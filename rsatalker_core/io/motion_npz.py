@@ -1,4 +1,4 @@
-"""Reading and writing FLAME motion in the DualTalk npz layout (DESIGN.md §2).
+"""Reading and writing FLAME motion in the DualTalk npz layout (docs/data.md §3).
 
 DualTalk npz: ``exp (T, 50)`` FLAME expression, ``pose (T, 6)`` = ``[head axis-angle 3 |
 jaw axis-angle 3]`` in radians, at 25 fps, float32 (plus ``shape``, ``tex``, ``cam``,

@@ -1,4 +1,4 @@
-"""Evaluation metrics of the paper (DESIGN.md §1 "Metrics").
+"""Evaluation metrics of the paper (docs/method.md §8).
 
 - :mod:`~rsatalker_core.metrics.motion`: the DualTalk motion protocol (FD, P-FD, MSE, SID,
   rPCC, STS on EXP / JAW / POSE), per-clip averaging and the paper's Table 1 scaling.

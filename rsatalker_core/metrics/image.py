@@ -10,7 +10,7 @@ have the same shape; results follow the inputs' device and floating dtype and ar
 differentiable (usable as training losses). ``reduction="mean"`` returns a scalar
 tensor (the mean of per-image values), ``"none"`` returns ``[B]``.
 
-SSIM is one implementation, kept for the whole project (DESIGN.md §3): Wang, Bovik,
+SSIM is one implementation, kept for the whole project (docs/assets.md §4): Wang, Bovik,
 Sheikh & Simoncelli, "Image quality assessment: from error visibility to structural
 similarity", IEEE TIP 2004, with an 11-tap Gaussian window of sigma 1.5, K1 = 0.01,
 K2 = 0.03, population (not sample) covariances, per colour channel, averaged over the
@@ -193,7 +193,7 @@ def ssim(pred: Tensor, target: Tensor, data_range: float = 1.0, reduction: str =
 
 def dssim(pred: Tensor, target: Tensor, data_range: float = 1.0, reduction: str = "mean") -> Tensor:
     """Structural dissimilarity ``D-SSIM = (1 - SSIM) / 2``, in [0, 1]; the L_image term of
-    the paper's renderer loss ``0.8 L1 + 0.2 D-SSIM`` (DESIGN.md §1). Arguments as :func:`ssim`.
+    the paper's renderer loss ``0.8 L1 + 0.2 D-SSIM`` (docs/method.md §7). Arguments as :func:`ssim`.
     """
     return (1.0 - ssim(pred, target, data_range, reduction)) / 2.0
 

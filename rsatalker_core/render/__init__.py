@@ -1,6 +1,6 @@
 """One rasterizer interface over two backends: gsplat's CUDA kernels and a pure-PyTorch one.
 
-Both backends follow gsplat's 'classic' conventions (DESIGN.md §5): pixel centres at +0.5,
+Both backends follow gsplat's 'classic' conventions (docs/method.md §6): pixel centres at +0.5,
 ``eps2d = 0.3`` added to projected covariances, an opacity-aware box of at most 3.33 sigma,
 alpha clamped to 0.999, alpha below 1/255 skipped, compositing stopped at transmittance
 1e-4, near/far planes at 0.01 / 1e10 metres.

@@ -8,7 +8,7 @@ Conventions (the same as gsplat's ``rasterization()``):
 * ``K [3, 3]`` maps camera space to pixels: ``u = fx * x / z + cx``, ``v = fy * y / z + cy``,
   with pixel ``(i, j)`` covering ``[j, j + 1) x [i, i + 1)`` (its centre at ``+0.5``).
 
-The FLAME head faces +z with y up (DESIGN.md §3), so the default camera sits on +z and looks
+The FLAME head faces +z with y up (docs/assets.md §1), so the default camera sits on +z and looks
 back at the head.
 """
 

@@ -2,7 +2,7 @@
 
 A thin mapping onto ``gsplat.rasterization(..., rasterize_mode="classic", packed=False)``
 with the same conventions as :mod:`rsatalker_core.render.torch_backend`. gsplat 1.5.3 has no
-CPU path (DESIGN.md §5), so this backend needs CUDA tensors and a usable gsplat CUDA
+CPU path (docs/method.md §6), so this backend needs CUDA tensors and a usable gsplat CUDA
 extension; :func:`gsplat_available` says whether it has one.
 
 Importing gsplat's CUDA backend JIT-compiles the extension on a machine with ``nvcc`` and no

@@ -1,11 +1,11 @@
 """Pure-PyTorch, differentiable tile rasterizer for 3D Gaussians (the CPU backend).
 
-gsplat 1.5.3 has no CPU rasterizer (DESIGN.md §5), so this module composites on any device
+gsplat 1.5.3 has no CPU rasterizer (docs/method.md §6), so this module composites on any device
 with plain tensor ops and lets autograd produce the backward pass. The projection is gsplat's
 own pure-PyTorch reference (``gsplat.cuda._torch_impl._quat_scale_to_covar_preci`` and
 ``_fully_fused_projection``), which imports and runs without CUDA.
 
-Method (DESIGN.md §5):
+Method (docs/method.md §6):
 
 1. Project the Gaussians in front of the camera (EWA splatting with gsplat's conventions:
    ``eps2d`` added to the 2D covariance, near/far planes).
@@ -88,7 +88,7 @@ def rasterize_torch(
         backgrounds: colour behind the Gaussians, or ``None`` for black. [C, D]
         near_plane, far_plane: camera-space depth range kept, metres.
         eps2d: added to the projected 2D covariance's diagonal, pixels^2.
-        tile_size: tile edge, pixels. 4 measured 20-35% faster than DESIGN.md's 8 on the
+        tile_size: tile edge, pixels. 4 measured 20-35% faster than 8 (docs/method.md §6) on the
             avatar at 256^2 (fewer wasted pixel evaluations per small Gaussian).
         max_isects_per_chunk: (tile, Gaussian) pairs composited at once; bounds memory.
         checkpoint_chunks: recompute each chunk in the backward pass instead of storing

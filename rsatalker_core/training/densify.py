@@ -1,11 +1,11 @@
 """Adaptive density control for Gaussians bound to FLAME triangles (RSATalker §3.4).
 
 :class:`BindingStrategy` is a gsplat :class:`gsplat.strategy.Strategy` for a face-local
-avatar (:class:`~rsatalker_core.avatar.gaussians.GaussianAvatar`, DESIGN.md §5). It follows gsplat's
+avatar (:class:`~rsatalker_core.avatar.gaussians.GaussianAvatar`, docs/method.md §4). It follows gsplat's
 ``DefaultStrategy`` schedule (accumulate a positional-gradient statistic, every
 ``refine_every`` steps clone small / split large high-gradient Gaussians and prune
 transparent / oversized ones, reset opacities every ``reset_every`` steps) with three
-differences that binding requires (GaussianAvatars §3.3; DESIGN.md §1, §5):
+differences that binding requires (GaussianAvatars §3.3; docs/method.md §5):
 
 * **Binding inheritance.** ``binding`` travels in the parameter dict as a non-trainable
   tensor, so gsplat's own ops (:func:`gsplat.strategy.ops.duplicate`, ``split``,

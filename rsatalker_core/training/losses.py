@@ -1,4 +1,4 @@
-"""Renderer losses of RSATalker (§3.4; DESIGN.md §1, stages 2 and 3).
+"""Renderer losses of RSATalker (§3.4; docs/method.md §7, stages 2 and 3).
 
 Stage 2 (renderer) minimises ``L_image + lambda_pos L_pos + lambda_offset L_offset`` and
 stage 3 (joint) ``L_mesh + 0.5 L_image + 0.01 L_pos + 0.01 L_offset``, with
@@ -8,7 +8,7 @@ stage 3 (joint) ``L_mesh + 0.5 L_image + 0.01 L_pos + 0.01 L_offset``, with
 * ``L_pos = ||max(mu_c, eps)||_2`` (:func:`position_loss`) on the face-local Gaussian means;
 * ``L_offset = ||max(c, eps)||_2`` (:func:`offset_loss`) on the social offsets, ``eps = 1``.
 
-Reading of the two regularisers. DESIGN.md §1 writes them as in the paper, following
+Reading of the two regularisers. docs/method.md §7 writes them as in the paper, following
 GaussianAvatars (Qian et al., CVPR 2024, §3.3 "position loss with a threshold
 eps_position = 1 that tolerates small errors"): the loss is the norm of each vector,
 clamped from below at ``eps``. Taken element-wise, ``max(x, eps)`` would leave large
@@ -22,7 +22,7 @@ subtracted so that a loss of 0 means "every vector lies inside the tolerance bal
 is zero and gradient-free for ``||x_i|| <= eps`` and grows linearly outside.
 
 Units. ``mu_c`` is in units of the triangle size ``k`` (``mu = k R mu_c + T + c``,
-DESIGN.md §5), so ``eps = 1`` lets a Gaussian drift one triangle size from its triangle's
+docs/method.md §4), so ``eps = 1`` lets a Gaussian drift one triangle size from its triangle's
 centroid before it is pulled back. ``c`` is in metres; with ``eps = 1`` m and offsets bounded
 by ``SocialConfig.max_offset`` (a tanh bound of centimetres) the offset term is a
 safety net that is inactive in normal training, exactly as the paper's ``eps = 1`` implies.
@@ -49,11 +49,11 @@ __all__ = [
     "offset_loss",
 ]
 
-#: Weights of L1 and D-SSIM in ``L_image`` (RSATalker §3.4, DESIGN.md §1).
+#: Weights of L1 and D-SSIM in ``L_image`` (RSATalker §3.4, docs/method.md §7).
 L1_WEIGHT: float = 0.8
 DSSIM_WEIGHT: float = 0.2
 #: Tolerance ``eps`` of ``L_pos`` (units of triangle size ``k``) and of ``L_offset``
-#: (metres); the paper sets ``eps = 1`` (DESIGN.md §1).
+#: (metres); the paper sets ``eps = 1`` (docs/method.md §7).
 POSITION_EPS: float = 1.0
 OFFSET_EPS: float = 1.0
 
@@ -81,7 +81,7 @@ def image_loss_terms(pred: Tensor, target: Tensor) -> Dict[str, Tensor]:
 
 
 def image_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """Photometric loss ``L_image = 0.8 L1 + 0.2 D-SSIM`` (RSATalker §3.4, DESIGN.md §1).
+    """Photometric loss ``L_image = 0.8 L1 + 0.2 D-SSIM`` (RSATalker §3.4, docs/method.md §7).
 
     Args:
         pred: rendered images in [0, 1]; ``[B, H, W, 3]`` (renderer layout), ``[B, 3, H, W]``

@@ -1,4 +1,4 @@
-"""Training stage 1: the speaker–listener motion generator (DESIGN.md §1, RSATalker §3.4).
+"""Training stage 1: the speaker–listener motion generator (docs/method.md §7, RSATalker §3.4).
 
 **Loss.** ``L_mesh`` is the squared L2 error of the 56-D FLAME motion ``[exp 50 | jaw 3 |
 head 3]`` (paper: ``L_mesh = ||M - M_gt||_2``), averaged over the 56 channels and over the

@@ -1,4 +1,4 @@
-"""Training stage 2: the Gaussian head avatar renderer (RSATalker §3.4; DESIGN.md §1, §5).
+"""Training stage 2: the Gaussian head avatar renderer (RSATalker §3.4; docs/method.md §5, §7).
 
 **What is trained.** The Gaussians bound to FLAME triangles (:class:`GaussianAvatar`: local
 means, log-scales, rotations, opacities, colours) and, with ``train.stage2.train_offsetnet``,

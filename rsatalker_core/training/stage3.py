@@ -1,4 +1,4 @@
-"""Training stage 3: joint end-to-end training (RSATalker §3.4; DESIGN.md §1).
+"""Training stage 3: joint end-to-end training (RSATalker §3.4; docs/method.md §7).
 
 **Loss.** ``L = lambda_mesh L_mesh + lambda_image L_image + lambda_pos L_pos +
 lambda_offset L_offset`` with the paper's weights ``1, 0.5, 0.01, 0.01`` by default

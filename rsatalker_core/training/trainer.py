@@ -1,4 +1,4 @@
-"""Generic training loop shared by the three training stages (DESIGN.md §1).
+"""Generic training loop shared by the three training stages (docs/method.md §7).
 
 A *stage* (:class:`Stage`) supplies what is specific to it: the module whose weights are
 trained and checkpointed, its training dataset and collate function, the optimiser's

@@ -1,4 +1,4 @@
-"""Training node: runs one of RSATalker's training stages (DESIGN.md §1) from ROS parameters,
+"""Training node: runs one of RSATalker's training stages (docs/method.md §7) from ROS parameters,
 in a background thread, and reports its progress on a topic.
 
 Publishes (see :mod:`rsatalker_ros.topics`):
