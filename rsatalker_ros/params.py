@@ -9,8 +9,10 @@ parameters) > the rsatalker config file named by the ``config_file`` parameter >
 embedded defaults of :mod:`rsatalker_core.config`.
 
 Every parameter is declared with a :class:`ParameterDescriptor` (description, integer or
-floating-point range, read-only unless it can change live). Values the ranges cannot
-express (choices, the relationship name) are checked by :func:`validate_parameter`, which
+floating-point range, read-only unless it can change live). For config fields these come
+from the field metadata of :mod:`rsatalker_core.config` (:func:`~rsatalker_core.config.setting`),
+the same the YAML loader validates with, so the two never disagree. Values the ranges cannot
+express (choices, list lengths, the relationship name) are checked by :func:`validate_parameter`, which
 the nodes call from their set-parameters callback; it runs for startup values too, because
 the callback is registered before the parameters are declared.
 """
@@ -25,7 +27,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from rsatalker_core.config import RsatalkerConfig, load_config
+from rsatalker_core.config import FieldSpec, RsatalkerConfig, field_specs, load_config
 from rsatalker_core.errors import ConfigError, RelationshipError
 from rsatalker_core.relationship import Relationship
 
@@ -40,15 +42,20 @@ class ParamSpec:
         description: one line, with units.
         int_range: inclusive ``(lo, hi)`` for integers.
         float_range: inclusive ``(lo, hi)`` for floats.
+        int_step: spacing of valid integers from ``int_range[0]`` (2 = every other value).
         choices: allowed string values (checked by :func:`validate_parameter`).
         live: may change while the node runs (otherwise read-only after start-up).
+        config_field: the config field this parameter mirrors (``None`` for node-specific ones);
+            :func:`validate_parameter` applies its range, choices and length.
     """
 
     description: str
     int_range: Optional[Tuple[int, int]] = None
     float_range: Optional[Tuple[float, float]] = None
+    int_step: int = 1
     choices: Optional[Tuple[str, ...]] = None
     live: bool = False
+    config_field: Optional[FieldSpec] = None
 
 
 #: Config names and sections the nodes draw from. Offline-only sections (``data``, training)
@@ -56,53 +63,26 @@ class ParamSpec:
 NODE_SECTIONS = ("device", "seed", "relationship", "flame", "speech", "social", "motion", "avatar",
                  "render", "streaming")
 
-#: Every config field a node may expose, by dotted name.
+def param_spec(fs: FieldSpec) -> ParamSpec:
+    """The :class:`ParamSpec` of config field ``fs``: its description, range (integer or
+    floating point by the field's type; none for list fields, whose per-element range
+    :func:`validate_parameter` checks), choices and liveness, as :func:`setting` recorded them."""
+    scalar_range = fs.range if fs.range is not None and fs.type is not list else None
+    return ParamSpec(
+        fs.description,
+        int_range=tuple(int(v) for v in scalar_range) if scalar_range and fs.type is int else None,
+        float_range=tuple(float(v) for v in scalar_range) if scalar_range and fs.type is float else None,
+        int_step=fs.step or 1,
+        choices=fs.choices,
+        live=fs.live,
+        config_field=fs,
+    )
+
+
+#: Every config field a node may expose, by dotted name, from the field metadata of
+#: :mod:`rsatalker_core.config` (the one place ranges and descriptions are written).
 CONFIG_SPECS: Dict[str, ParamSpec] = {
-    "device": ParamSpec("torch device: cpu, cuda, cuda:N (never assumed)"),
-    "seed": ParamSpec("random seed of an untrained model", int_range=(0, 2**31 - 1)),
-    "relationship": ParamSpec(
-        "social relationship: siblings, parent_child, couple, superior_subordinate or "
-        "'blood|non-blood,equal|non-equal'; changeable live",
-        live=True,
-    ),
-    "flame.model_path": ParamSpec("official FLAME pkl/npz; empty = procedural stand-in head"),
-    "flame.n_shape": ParamSpec("FLAME identity coefficients used", int_range=(1, 300)),
-    "flame.n_expr": ParamSpec("FLAME expression coefficients used", int_range=(1, 100)),
-    "speech.encoder": ParamSpec(
-        "speech encoder backend", choices=("whisper-tiny", "wav2vec2", "logmel")
-    ),
-    "speech.model_path": ParamSpec("wav2vec2 only: local directory or Hugging Face cache id"),
-    "speech.whisper_pad_to_30s": ParamSpec(
-        "whisper-tiny only: pad windows to 30 s (slow); train and run with the same value"
-    ),
-    "speech.sample_rate": ParamSpec("sample rate the speech encoder consumes, Hz", int_range=(8000, 48000)),
-    "speech.n_mels": ParamSpec("logmel only: mel bands", int_range=(1, 256)),
-    "speech.freeze": ParamSpec("keep the speech encoder frozen"),
-    "social.embed_dim": ParamSpec("relationship embedding width", int_range=(1, 4096)),
-    "social.hidden_dim": ParamSpec("socialnet / offsetnet hidden width", int_range=(1, 8192)),
-    "social.time_dim": ParamSpec("offsetnet time-encoding width (even)", int_range=(2, 1024)),
-    "social.max_offset": ParamSpec("bound of a social Gaussian offset, metres", float_range=(0.0, 0.1)),
-    "motion.d_model": ParamSpec("motion transformer width", int_range=(1, 4096)),
-    "motion.n_heads": ParamSpec("attention heads", int_range=(1, 64)),
-    "motion.n_encoder_layers": ParamSpec("transformer encoder layers", int_range=(1, 64)),
-    "motion.n_decoder_layers": ParamSpec("motion decoder layers", int_range=(1, 64)),
-    "motion.ff_dim": ParamSpec("transformer feed-forward width", int_range=(1, 16384)),
-    "motion.dropout": ParamSpec("dropout (inactive at inference)", float_range=(0.0, 1.0)),
-    "motion.max_frames": ParamSpec("longest sequence the positional encodings cover, frames", int_range=(1, 100000)),
-    "motion.checkpoint": ParamSpec("trained motion weights; empty = untrained (seeded)"),
-    "avatar.checkpoint": ParamSpec("Gaussian avatar checkpoint (bare name: package assets)"),
-    "render.backend": ParamSpec("rasterizer: auto, gsplat (CUDA) or torch (CPU)", choices=("auto", "gsplat", "torch")),
-    "render.width": ParamSpec("image width, pixels", int_range=(8, 4096)),
-    "render.height": ParamSpec("image height, pixels", int_range=(8, 4096)),
-    "render.fov_deg": ParamSpec("vertical field of view, degrees", float_range=(1.0, 170.0)),
-    "render.camera_distance": ParamSpec("camera distance from the head centre, metres", float_range=(0.01, 100.0)),
-    "render.background": ParamSpec("background colour, RGB in [0, 1]"),
-    "streaming.window_frames": ParamSpec("context window of the live generator, frames", int_range=(2, 10000)),
-    "streaming.lookahead_frames": ParamSpec(
-        "future audio waited for before a frame is emitted, frames (x 40 ms latency)", int_range=(0, 1000)
-    ),
-    "streaming.hop_frames": ParamSpec("frames generated per inference step", int_range=(1, 1000)),
-    "streaming.chunk_seconds": ParamSpec("length of published audio chunks, seconds", float_range=(0.005, 1.0)),
+    name: param_spec(fs) for name, fs in field_specs().items() if name.split(".")[0] in NODE_SECTIONS
 }
 
 
@@ -137,7 +117,9 @@ def descriptor(name: str, spec: ParamSpec, read_only: Optional[bool] = None) -> 
     if spec.choices:
         desc.additional_constraints = "one of: " + ", ".join(spec.choices)
     if spec.int_range is not None:
-        desc.integer_range = [IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1], step=1)]
+        desc.integer_range = [
+            IntegerRange(from_value=spec.int_range[0], to_value=spec.int_range[1], step=spec.int_step)
+        ]
     if spec.float_range is not None:
         desc.floating_point_range = [
             FloatingPointRange(from_value=float(spec.float_range[0]), to_value=float(spec.float_range[1]), step=0.0)
@@ -148,25 +130,26 @@ def descriptor(name: str, spec: ParamSpec, read_only: Optional[bool] = None) -> 
 def validate_parameter(name: str, value: Any, specs: Dict[str, ParamSpec]) -> Optional[str]:
     """Why ``value`` is not acceptable for parameter ``name``, or ``None`` when it is.
 
-    Checks choices, the relationship name and the RGB background; ranges and types are
-    enforced by rclpy from the descriptors.
+    Checks choices, a config field's metadata (range, step, choices, list length; the same
+    check :func:`rsatalker_core.config.load_config` applies) and the relationship name;
+    rclpy also enforces the descriptors' ranges and the types.
     """
     spec = specs.get(name)
     if spec is None:
         return None
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {', '.join(spec.choices)}, got '{value}'"
+    if spec.config_field is not None:
+        if spec.config_field.type is list and value is not None:
+            value = [float(v) for v in value]
+        reason = spec.config_field.check(value)
+        if reason is not None:
+            return f"{name} {reason}"
     if name == "relationship":
         try:
             Relationship.parse(value)
         except RelationshipError as exc:
             return str(exc)
-    if name == "render.background":
-        vals = list(value) if value is not None else []
-        if len(vals) != 3 or not all(0.0 <= float(v) <= 1.0 for v in vals):
-            return f"render.background must be 3 values in [0, 1], got {vals}"
-    if name == "social.time_dim" and int(value) % 2:
-        return f"social.time_dim must be even, got {value}"
     return None
 
 

@@ -109,3 +109,49 @@ def test_extra_parameters(ctx):
         assert pset.names() == ["config_file", "rate"]
     finally:
         node.destroy_node()
+
+
+def test_descriptors_carry_the_config_field_metadata(ctx):
+    """Every config parameter's descriptor has the range, description and liveness of its
+    config field (rsatalker_core.config.field_specs), and rclpy refuses what the YAML
+    loader refuses."""
+    from rsatalker_core.config import field_specs, load_config
+
+    fields = field_specs()
+    node = Node("all_params", context=ctx)
+    try:
+        ParameterSet(node, list(NODE_SECTIONS)).declare()
+        for name, spec in CONFIG_SPECS.items():
+            fs = fields[name]
+            desc = node.describe_parameter(name)
+            assert desc.description == fs.description and desc.read_only == (not fs.live), name
+            if fs.range is None or fs.type is list:
+                assert not desc.integer_range and not desc.floating_point_range, name
+                continue
+            if fs.type is int:
+                r = desc.integer_range[0]
+                assert (r.from_value, r.to_value, r.step) == (fs.range[0], fs.range[1], fs.step or 1), name
+            else:
+                r = desc.floating_point_range[0]
+                assert (r.from_value, r.to_value) == pytest.approx(fs.range), name
+    finally:
+        node.destroy_node()
+    # out of range at start-up: the node refuses it as the YAML loader does, naming the field
+    for name, value in (("flame.n_shape", 301), ("speech.n_mels", 513), ("social.max_offset", 0.5),
+                        ("social.time_dim", 15), ("render.background", [0.0, 1.5, 0.0])):
+        with pytest.raises(ConfigError, match=name):
+            load_config(None, {name: value})
+        node = Node("n", context=ctx, parameter_overrides=[Parameter(name, value=value)])
+        try:
+            with pytest.raises(ConfigError, match=name):
+                ParameterSet(node, [name]).declare()
+        finally:
+            node.destroy_node()
+    # the ranges the node used to disagree on: 0 shape coefficients and 512 mel bands are valid
+    node = Node("n", context=ctx, parameter_overrides=[Parameter("flame.n_shape", value=0),
+                                                       Parameter("speech.n_mels", value=512)])
+    try:
+        cfg = ParameterSet(node, ["flame", "speech"]).declare()
+        assert cfg.flame.n_shape == 0 and cfg.speech.n_mels == 512
+    finally:
+        node.destroy_node()

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from transformers.audio_utils import mel_filter_bank
 
-from rsatalker_core.config import FPS
+from rsatalker_core.config import FPS, SpeechConfig, field_specs
 from rsatalker_core.errors import ConfigError
 from rsatalker_core.speech.encoder import SpeechEncoder
 
@@ -27,7 +27,8 @@ class LogMelEncoder(SpeechEncoder):
     """Log-mel spectrogram at 25 fps, ``[B, S] -> [B, T, n_mels]``.
 
     Args:
-        n_mels: number of mel bands (= :attr:`feature_dim`), 1..512.
+        n_mels: number of mel bands (= :attr:`feature_dim`), in the range of the
+            ``speech.n_mels`` config field (1..512).
         sample_rate: rate it consumes, Hz (a multiple of 25).
         fps: frame rate, Hz.
 
@@ -39,8 +40,9 @@ class LogMelEncoder(SpeechEncoder):
 
     def __init__(self, n_mels: int = 80, sample_rate: int = 16000, fps: int = FPS):
         super().__init__(sample_rate, fps)
-        if not 1 <= int(n_mels) <= 512:
-            raise ConfigError(f"speech.n_mels must be in 1..512, got {n_mels}")
+        lo, hi = field_specs(SpeechConfig, "speech.")["speech.n_mels"].range
+        if not lo <= int(n_mels) <= hi:
+            raise ConfigError(f"speech.n_mels must be in {lo}..{hi}, got {n_mels}")
         self.feature_dim = int(n_mels)
         self.hop = self.samples_per_frame
         self.n_fft = 2 * self.hop

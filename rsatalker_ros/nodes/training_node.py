@@ -34,6 +34,7 @@ The training itself is :class:`rsatalker_core.training.Trainer` (tqdm, TensorBoa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -47,68 +48,32 @@ from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
 
 from rsatalker.msg import TrainingProgress
-from rsatalker_core.config import DataConfig, TrainConfig, to_dict
+from rsatalker_core.config import DataConfig, TrainConfig, field_specs, to_dict
 from rsatalker_core.errors import RsatalkerError
 from rsatalker_ros import topics
 from rsatalker_ros.conversions import ConversionError, training_progress_to_msg
 from rsatalker_ros.nodes.common import run_node
-from rsatalker_ros.params import CONFIG_FILE, ParameterSet, ParamSpec, field_names
+from rsatalker_ros.params import CONFIG_FILE, ParameterSet, ParamSpec, param_spec
 
 NODE_NAME = "training_node"
 CONFIG_PREFIXES = ["device", "seed"]
 #: Training stages: number -> what it trains (as rsatalker_core.training.STAGES).
 STAGE_NAMES = {1: "motion generator", 2: "renderer", 3: "joint"}
 
-_TRAIN_DESCRIPTIONS = {
-    "out_dir": "run directory: checkpoints/last.pt, tb/, log.jsonl, final weights",
-    "max_steps": "total optimiser steps of the run (a resumed run continues up to it)",
-    "batch_size": "windows per batch",
-    "num_workers": "DataLoader worker processes (0 = load in the training thread)",
-    "lr": "AdamW learning rate",
-    "weight_decay": "AdamW decoupled weight decay",
-    "lr_schedule": "learning-rate schedule after warm-up: constant or cosine",
-    "warmup_steps": "linear learning-rate warm-up, steps",
-    "min_lr_ratio": "floor of the cosine schedule, fraction of lr",
-    "grad_clip": "clip the global gradient norm to this; 0 = off",
-    "log_every": "steps between records of the training loss (TensorBoard, log.jsonl)",
-    "val_every": "steps between validations; 0 = never",
-    "val_split": "split of data.root validated on (test, ood, train or '')",
-    "val_max_samples": "validation samples used; 0 = all",
-    "checkpoint_every": "steps between checkpoints; 0 = only at the end and on cancel",
-    "velocity_weight": "stage 1: weight of the velocity term added to L_mesh",
-    "deterministic": "torch deterministic algorithms (bit-exact resume on CUDA)",
-    "progress": "show a tqdm progress bar on the node's terminal",
-}
-_DATA_DESCRIPTIONS = {
-    "root": "dataset root in the DualTalk layout (train/ test/ ood/)",
-    "split": "sub-directory of data.root to train on ('' = clips directly in it)",
-    "window_frames": "window length, frames at 25 fps; 0 = whole clips",
-    "stride_frames": "step between window starts, frames",
-    "relationship_index": "CSV/YAML clip -> relationship index ('' = none)",
-    "unlabelled": "clips without a label: default or refuse",
-    "default_relationship": "relationship of unlabelled clips",
-    "feature_cache": "speech feature cache directory ('' = no cache)",
-    "sample_rate": "audio rate of the items, Hz",
-    "length_tolerance_frames": "largest accepted length difference between a clip's files, frames",
-    "clip_cache_size": "decoded clips kept in memory per worker",
-}
 
-
-def _section_specs(section: str, cls: type, descriptions: Dict[str, str]) -> Dict[str, ParamSpec]:
+def _section_specs(section: str, cls: type) -> Dict[str, ParamSpec]:
     """A live :class:`ParamSpec` for every leaf field of config dataclass ``cls``, nested
-    sections included (``train.stage2.lambda_pos``); fields without an entry in
-    ``descriptions`` get a generic one, so every config name stays settable."""
-    out = {}
-    for name in field_names(cls):
-        text = descriptions.get(name, f"{section}.{name} (see rsatalker_core.config.{cls.__name__})")
-        out[f"{section}.{name}"] = ParamSpec(text + "; applies to the next run", live=True)
-    return out
+    sections included (``train.stage2.lambda_pos``), described by the field metadata of
+    :mod:`rsatalker_core.config`."""
+    return {name: dataclasses.replace(param_spec(fs), description=fs.description + "; applies to the next run",
+                                      live=True)
+            for name, fs in field_specs(cls, section + ".").items()}
 
 
 #: The ``train.*`` and ``data.*`` parameters (config names; defaults from ``config_file``).
 TRAIN_SPECS: Dict[str, ParamSpec] = {
-    **_section_specs("train", TrainConfig, _TRAIN_DESCRIPTIONS),
-    **_section_specs("data", DataConfig, _DATA_DESCRIPTIONS),
+    **_section_specs("train", TrainConfig),
+    **_section_specs("data", DataConfig),
 }
 EXTRA_PARAMS = {
     "stage": (1, ParamSpec("training stage: 1 = motion generator, 2 = renderer, 3 = joint", live=True)),
