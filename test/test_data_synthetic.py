@@ -21,6 +21,7 @@ from rsatalker_core.data import DataConfig, DatasetError, DualTalkDataset, SYNTH
 from rsatalker_core.data import synthetic as syn
 from rsatalker_core.errors import AudioError, ConfigError
 from rsatalker_core.io.motion_npz import load_motion_npz
+from rsatalker_core.metrics import conversation as cv
 from rsatalker_core.relationship import Relationship
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,6 +78,8 @@ def test_layout_is_read_by_the_dualtalk_loader(corpus):
     with np.load(root / "train" / names[0].replace(".wav", ".npz")) as z:
         assert "SYNTHETIC SUPERVISION" in str(z["synthetic_note"])
         assert z["exp"].shape == (250, 50) and z["pose"].shape == (250, 6) and z["exp"].dtype == np.float32
+        assert z["eye_pose"].shape == (250, 6) and str(z["expression_space"]) == syn.EXPRESSION_SPACE
+    assert saved["version"] == syn.GENERATOR_VERSION == "synthetic-v3"
 
 
 def test_deterministic_given_seed(tmp_path):
@@ -114,25 +117,52 @@ def test_jaw_follows_own_speech_envelope_and_stays_human(corpus):
         assert np.abs(np.diff(m[:, 53:56], axis=0)).max() < 0.05
 
 
-def test_listener_nods_follow_partner_phrase_ends(corpus):
-    """Head-pitch peaks while listening (high-passed: the 1-s idle sway removed) come
-    0.15-1.0 s after a partner phrase ends."""
+def test_listener_nods_are_backchannels(corpus):
+    """Nods while listening (conversation.detect_nods) come while the partner speaks or up
+    to 1 s after a partner phrase ends."""
     root, meta = corpus
     follows, total = 0, 0
     for c, s, _, m in _tracks(root, meta):
-        hx = m[:, 53].astype(np.float64)
-        hp = hx - gaussian_filter1d(hx, 10.0)
-        ends = [e for sp, _, e in c["turns"] if sp != s]
+        partner = [(a, b) for sp, a, b in c["turns"] if sp != s]
         own = [(a, b) for sp, a, b in c["turns"] if sp == s]
-        peaks, _ = find_peaks(hp, prominence=0.03)
-        for p in peaks:
+        for p in cv.detect_nods(m[:, 53], min_amp_rad=0.03):
             t = p / 25.0
             if any(a - 0.1 <= t <= b + 0.1 for a, b in own):
                 continue  # speaking: stress nods, not backchannels
             total += 1
-            follows += any(0.15 <= t - e <= 1.0 for e in ends)
-    assert total >= 6, f"only {total} listening nods in the corpus"
-    assert follows / total >= 0.8, f"{follows}/{total} listening nods follow a partner phrase end"
+            follows += any(a <= t <= b + 1.0 for a, b in partner)
+    assert total >= 10, f"only {total} listening nods in the corpus"
+    assert follows / total >= 0.8, f"{follows}/{total} listening nods are backchannels"
+
+
+def test_corpus_meets_the_real_motion_reference(corpus):
+    """synthetic-v3 against benchmarks/motion_reference.md (issue 9): head amplitude per axis,
+    faster while speaking, lip-sync with the own voice, conversational blink rate, gaze at
+    the partner more while listening (Kendon 1967)."""
+    root, meta = corpus
+    stds, ratios, blinks, seconds, look = [], [], 0, 0.0, {True: [], False: []}
+    for c, s, wav, m in _tracks(root, meta):
+        m = m.astype(np.float64)
+        energy = cv.frame_energy_db(wav, 16000, len(m))
+        st = cv.conversation_stats(m[:, 53:56], m[:, 50], energy, eyelid=m[:, syn.BLINK_EXPR])
+        stds.append(st["head"]["std_rad"])
+        assert st["jaw_vs_own_energy"]["r0"] >= 0.5, (c["clip"], s, st["jaw_vs_own_energy"])
+        assert st["speaking_vs_listening"] is not None
+        ratios.append(st["speaking_vs_listening"]["ratio"])
+        blinks += len(cv.detect_blinks(m[:, syn.BLINK_EXPR]))
+        seconds += st["seconds"]
+        with np.load(root / c["split"] / f"{c['clip']}_speaker{s}.npz") as z:
+            at_partner = np.abs(z["eye_pose"][:, :2]).max(1) < 0.05
+        speaking = cv.voice_activity(energy)
+        look[True].append(at_partner[~speaking].mean())
+        look[False].append(at_partner[speaking].mean())
+        assert 0.0 <= m[:, syn.BLINK_EXPR].min() and m[:, syn.BLINK_EXPR].max() <= 1.0
+    stds = np.array(stds)
+    assert ((stds > 0.015) & (stds < 0.15)).all(), stds.round(3)
+    assert ((stds.mean(0) > 0.02) & (stds.mean(0) < 0.12)).all(), stds.mean(0)
+    assert np.median(ratios) >= 1.2 and min(ratios) >= 1.0, np.round(ratios, 2)
+    assert 10.0 <= blinks * 60.0 / seconds <= 35.0, blinks * 60.0 / seconds
+    assert np.mean(look[True]) > np.mean(look[False]) + 0.15, (np.mean(look[True]), np.mean(look[False]))
 
 
 def test_relationship_changes_motion_in_the_documented_direction():
@@ -144,23 +174,51 @@ def test_relationship_changes_motion_in_the_documented_direction():
         np.testing.assert_array_equal(c.audio[0], base.audio[0])
         np.testing.assert_array_equal(c.motion[0][:, 50], base.motion[0][:, 50])  # no jaw rule for speaker 1
     smile = {r: [c.motion[k][:, 1].mean() for k in (0, 1)] for r, c in clips.items()}
-    head = {r: [c.motion[k][:, 53:56].std(0).sum() for k in (0, 1)] for r, c in clips.items()}
+    def speaking_speed(clip, k):  # rad/s while the speaker talks (prosody-coupled motion)
+        sp = syn._speaking_mask(clip.turns, k + 1, len(clip.motion[k]))
+        return cv.speaking_listening_speed(clip.motion[k][:, 53:56], sp)["speaking_rad_s"]
+
+    head = {r: [speaking_speed(c, k) for k in (0, 1)] for r, c in clips.items()}
     for k in (0, 1):
         # blood -> warmer: more smiling.
         assert smile["siblings"][k] > smile["couple"][k] + 0.1
         assert smile["parent_child"][k] > smile["superior_subordinate"][k] + 0.1
-    # non-equal -> the lower-status speaker 2 moves the head less; the jaw is restrained too.
-    assert head["parent_child"][1] < 0.7 * head["siblings"][1]
-    assert head["superior_subordinate"][1] < 0.7 * head["couple"][1]
+    # non-equal -> the lower-status speaker 2 moves the head less while speaking; the jaw is restrained too.
+    assert head["parent_child"][1] < 0.85 * head["siblings"][1]
+    assert head["superior_subordinate"][1] < 0.85 * head["couple"][1]
     assert clips["superior_subordinate"].motion[1][:, 50].max() < clips["couple"].motion[1][:, 50].max()
     # ... while the higher-status speaker 1 does not.
     assert head["superior_subordinate"][0] >= head["couple"][0]
+    # Dynamics, not only offsets: blood relatives mimic the partner's head motion more.
+    def mimicry(clip, k):
+        own, other = clip.motion[k][:, 53:56].astype(float), clip.motion[1 - k][:, 53:56].astype(float)
+        return np.mean([np.corrcoef(other[:-15, a], own[15:, a])[0, 1] for a in range(3)])
+
+    assert mimicry(clips["siblings"], 0) > mimicry(clips["couple"], 0)
+    assert mimicry(clips["parent_child"], 1) > mimicry(clips["superior_subordinate"], 1)
     # The rule table itself.
     p_low = syn.motion_params(Relationship.parse("superior_subordinate"), 2)
     p_high = syn.motion_params(Relationship.parse("superior_subordinate"), 1)
     p_eq = syn.motion_params(Relationship.parse("couple"), 2)
     assert p_low["head_gain"] < p_eq["head_gain"] < p_high["head_gain"]
     assert p_high["p_backchannel"] < p_eq["p_backchannel"] < syn.motion_params(Relationship.parse("siblings"), 2)["p_backchannel"]
+    assert p_high["gaze_speak"] > p_eq["gaze_speak"] > p_low["gaze_speak"]  # visual dominance
+
+
+def test_relationship_changes_backchannel_nod_rate():
+    """The higher-status listener gives fewer backchannel nods than a peer (one 60-s dialogue,
+    same audio and turns under both relationships)."""
+    voices = _need_codec2()
+    clips = {r: syn.synthesize_clip((voices[0], voices[1]), r, seconds=60.0, seed=12)
+             for r in ("couple", "superior_subordinate")}
+
+    def listening_nods(clip, k):
+        own = [(t.start, t.end) for t in clip.turns if t.speaker == k]
+        return sum(not any(a - 0.1 <= p / 25 <= b + 0.1 for a, b in own)
+                   for p in cv.detect_nods(clip.motion[k][:, 53], min_amp_rad=0.03))
+
+    assert listening_nods(clips["superior_subordinate"], 0) < listening_nods(clips["couple"], 0)
+    assert listening_nods(clips["superior_subordinate"], 1) >= listening_nods(clips["couple"], 1)
 
 
 def test_bad_inputs_are_refused(tmp_path):
@@ -183,6 +241,9 @@ def test_bad_inputs_are_refused(tmp_path):
         syn.available_voices("robots")
     with pytest.raises(ConfigError, match="speaker must be 1 or 2"):
         syn.synthesize_motion(np.zeros(16000, np.float32), [], 3, Relationship.parse("couple"), 16000)
+    with pytest.raises(ConfigError, match="partner_head"):
+        syn.synthesize_motion(np.zeros(16000, np.float32), [], 1, Relationship.parse("couple"), 16000,
+                              partner_head=np.zeros((25, 2)))
     with pytest.raises(AudioError, match="shorter than one"):
         syn.synthesize_motion(np.zeros(100, np.float32), [], 1, Relationship.parse("couple"), 16000)
 

@@ -14,52 +14,76 @@ loader marks items of such a root ``synthetic=True``).
 several of the other recordings, so a "dialogue" could pair a person with themself.
 Written as 16 kHz float32 WAV, like DualTalk.
 
-**Motion** (:func:`synthesize_motion`, 25 fps, ``[exp 50 | jaw 3 | head 3]``). Axes as in
-FLAME (y up, face toward +z): jaw ``x`` > 0 opens the mouth; head ``x`` > 0 tilts the chin
-down (a nod), ``y`` turns, ``z`` rolls. Expression indices follow the stand-in head's
-hand-made directions (:mod:`rsatalker_core.head.standin`: 0 lips part, 1 smile, 3 brow
-raise, 8 upper-lip raise, 10 lower-lip depress); on official FLAME these are PCA components
-with other meanings. Per frame, from the speaker's own track:
+**Motion** (:func:`synthesize_motion`, 25 fps, ``[exp 50 | jaw 3 | head 3]``; version
+synthetic-v3, calibrated to the real conversational motion in
+``benchmarks/motion_reference.md``, measured by ``scripts/motion_reference.py`` with
+:mod:`rsatalker_core.metrics.conversation`). Axes as in FLAME (y up, face toward +z): jaw
+``x`` > 0 opens the mouth; head ``x`` > 0 tilts the chin down (a nod), ``y`` turns, ``z``
+rolls. Expression indices follow the stand-in head's hand-made directions
+(:mod:`rsatalker_core.head.standin`: 0 lips part, 1 smile, 3 brow raise, 8 upper-lip raise,
+10 lower-lip depress, 12 eyelids close); every npz says so (key ``expression_space`` =
+:data:`EXPRESSION_SPACE`): on official FLAME these are PCA components with other meanings.
+Per frame, from the speaker's own track:
 
-* ``loud`` = frame RMS in dB re the voice's 95th-percentile level, mapped -40..0 dB -> 0..1
-  (Gaussian-smoothed, sigma 0.75 frame); ``pitch_z`` = autocorrelation F0 in octaves re
-  the voice's median, voiced frames only; ``bright`` = share of spectral energy above 2 kHz.
-* jaw ``x = jaw_rad * loud``; exp0 ``= lips * loud``, exp10 ``= 0.4 * lips * loud``,
-  exp8 ``= 0.3 * lips * bright * loud`` (the mouth follows the speech envelope).
-* speaking head: pitch rises raise the chin (``x -= head_prosody_rad * pitch_z``), loudness
-  peaks (stressed syllables) give short nods of ``stress_nod_rad``, roll follows slow pitch
-  (``z = 0.5 * head_prosody_rad * pitch_z``), brows rise with pitch (exp3 = ``brow *
-  relu(pitch_z)``).
-* listening: after each partner phrase end, with probability ``p_backchannel``, a nod of
-  ``nod_rad`` (raised cosine, 0.5 s) starting 0.15-0.45 s later — only when the listener
-  stays silent for the whole nod (a backchannel, not a turn start) — and a smile bump (exp1
-  ``smile_bc``, 1.2 s) with it; exp1 also holds a constant ``smile_base``.
-* everyone: slow idle head drift (Gaussian low-pass noise, sigma 1 s, std ``idle_rad``).
-  synthetic-v2 lowered ``idle_rad`` from 0.04 to 0.01 rad: at 0.04 the random drift was
-  ~95% of the head-pose variance, so not even the rules' own expectation given audio and
-  turns predicted head pose better than the mean pose (benchmarks/results_default_motion.md).
-* the head-motion amounts (``head_prosody_rad``, ``stress_nod_rad``, ``nod_rad``,
-  ``idle_rad``) are scaled by ``head_gain``; every channel is Gaussian-smoothed and clipped
-  to human ranges (jaw 0..0.4 rad, head ±0.3 rad).
+* ``loud`` = frame RMS in dB re the voice's 95th-percentile level, mapped -40..0 dB -> 0..1;
+  ``pitch_z`` = autocorrelation F0 in octaves re the voice's median; ``bright`` = share of
+  spectral energy above 2 kHz (:func:`prosody_tracks`).
+* mouth: jaw ``x = jaw_rad * loud``; exp0 ``= lips * loud``, exp10 ``= 0.4 * lips * loud``,
+  exp8 ``= 0.3 * lips * bright * loud`` (own speech energy vs jaw r > 0.9; the expected
+  real value is ~0.6, the reference's clip is unusable for lip-sync).
+* head, everyone: posture drift (Gaussian low-pass noise, sigma 0.5 s, std ``drift_rad``
+  x (1, 1.2, 0.8) per axis), scaled by ``listen_calm`` while listening: most power below
+  0.5 Hz as in the real reference (about 85% there, 10-15% in 0.5-2 Hz).
+* head, speaking: prosody-coupled sway (band-pass noise, ~0.3-1.5 Hz, std ``sway_rad``,
+  modulated by the loudness envelope), pitch rises raise the chin (``head_prosody_rad``),
+  loudness peaks give short stress nods (``stress_nod_rad``), roll follows slow pitch;
+  brows rise with pitch. Speaking head speed is 1.2-3.5x the listening speed (real: 2.0x).
+* anticipation: 0.5 s before each own turn the chin rises (``anticipation_rad``) and the
+  jaw parts by 0.03 rad (an in-breath).
+* listening: backchannel nods (``nod_rad``, 0.45-0.8 s) after a partner phrase end with
+  probability ``p_backchannel`` (0.15-0.45 s later) and during partner speech at
+  ``bc_per_min``, each with a smile bump (exp1 ``smile_bc``), only when the listener stays
+  silent for the whole nod; exp1 also holds a constant ``smile_base``.
+* gaze (``eye_pose (T, 6)`` in the npz: FLAME's left | right eye axis-angle, both eyes alike,
+  0 = at the partner): alternating "at the partner" / "away" (0.4-1.6 s) dwells, at the
+  partner ``gaze_listen`` of the time while listening and ``gaze_speak`` while speaking
+  (Kendon 1967; Argyle and Cook 1976), a forced aversion (up and sideways, 0.6-1.4 s) at
+  each own turn start, saccades ~40 ms. The 56-D motion target carries no eye pose
+  (``MOTION_DIM`` is unchanged); the head follows gaze by ``head_follows_gaze`` (eye-head
+  coordination), so gaze shifts are in the target through head yaw and pitch, and
+  ``eye_pose`` is there for renderers, evaluation and a later gaze output.
+* blinks (exp 12, the stand-in's eyelid direction, 0..1, ~0.2 s, fast close and slower
+  opening): after own phrase ends and gaze shifts (about 60% of the blinks) plus random
+  ones, at ``blink_per_min`` (24/min; real conversation ~26/min, Bentivoglio et al. 1997),
+  0.5 s refractory.
+* mimicry (:func:`synthesize_clip`): each speaker's head adds ``mimicry`` x the partner's
+  head motion (its motion without mimicry, mean removed) 0.6 s later.
+* every channel is smoothed and clipped to human ranges (jaw 0..0.4 rad, head ±0.3 rad,
+  eyes ±0.4 rad).
 
 **Relationship rules** (:data:`RULES`; RSATalker's two axes, docs/method.md §3). In a
 non-equal clip speaker 1 has the higher-status role (parent, superior) and speaker 2 the
-lower (child, subordinate); in an equal clip both are peers.
+lower (child, subordinate); in an equal clip both are peers. The rules change dynamics,
+not only offsets: amplitudes, nod rates, gaze shares and mimicry.
 
 ==================  =============================================================
 condition           effect on the base values
 ==================  =============================================================
 blood               warmer: ``smile_base`` +0.3, ``smile_bc`` x1.5,
-                    ``p_backchannel`` +0.15
+                    ``p_backchannel`` +0.15, ``bc_per_min`` x1.5, ``mimicry`` x2,
+                    ``gaze_listen`` +0.1
 non-equal, higher   dominant: ``head_gain`` x1.15, ``p_backchannel`` x0.5,
-                    smiles x0.7
-non-equal, lower    restrained: ``head_gain`` x0.6, ``jaw_rad`` x0.85, ``brow``
-                    x0.7, smiles x0.8
+                    ``bc_per_min`` x0.4, smiles x0.7, ``gaze_speak`` +0.3 (looks
+                    while speaking: visual dominance), ``mimicry`` x0.5
+non-equal, lower    restrained and deferential: ``head_gain`` x0.7, ``jaw_rad``
+                    x0.85, ``brow`` x0.7, smiles x0.8, ``p_backchannel`` +0.15,
+                    ``bc_per_min`` x1.4, ``listen_calm`` x0.6, ``gaze_listen`` +0.1,
+                    ``gaze_speak`` -0.15, ``mimicry`` x2, ``blink_per_min`` x1.2
 ==================  =============================================================
 
-Random draws (idle drift, backchannel coin flips and delays) depend on the seed and the
-speaker only, not on the relationship, so the same clip under two relationships differs
-only by the rules. Deterministic given the seed.
+Random draws come from one stream per seed, speaker and component (drift, sway,
+backchannels, gaze, blinks), independent of the relationship, so the same clip under two
+relationships differs only by the rules. Deterministic given the seed.
 """
 
 from __future__ import annotations
@@ -73,7 +97,7 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -86,6 +110,7 @@ from rsatalker_core.data.dualtalk import SYNTHETIC_METADATA, DatasetError
 from rsatalker_core.data.relationships import write_relationship_index
 from rsatalker_core.speech.dialogue import Turn, make_dialogue, split_phrases
 from rsatalker_core.errors import AudioError, ConfigError
+from rsatalker_core.head.standin import EYELID_EXPR_INDEX
 from rsatalker_core.io.motion_npz import save_motion_npz
 from rsatalker_core.relationship import Relationship
 
@@ -94,7 +119,9 @@ SYNTHETIC_NOTE = (
     "SYNTHETIC SUPERVISION: rule-based FLAME motion targets generated by "
     "rsatalker_core.data.synthetic from real recorded speech; not tracked from video"
 )
-GENERATOR_VERSION = "synthetic-v2"
+GENERATOR_VERSION = "synthetic-v3"
+#: Written into every npz (key ``expression_space``): which head model's basis ``exp`` is in.
+EXPRESSION_SPACE = "rsatalker-standin"
 
 #: Real human speech in Debian's codec2-examples (one person per file).
 CODEC2_VOICES: Dict[str, str] = {
@@ -137,13 +164,26 @@ _LINES = (
 #: Base motion amounts and the relationship rule table (see the module docstring).
 RULES: Dict[str, Dict[str, float]] = {
     "base": {
-        "jaw_rad": 0.30, "lips": 2.0, "brow": 0.8, "head_gain": 1.0,
-        "head_prosody_rad": 0.08, "stress_nod_rad": 0.05, "nod_rad": 0.10, "idle_rad": 0.01,
-        "smile_base": 0.0, "smile_bc": 0.8, "p_backchannel": 0.7,
+        # mouth
+        "jaw_rad": 0.30, "lips": 2.0, "brow": 0.8,
+        # head (radians; the first five are scaled by head_gain)
+        "head_gain": 1.0, "drift_rad": 0.045, "sway_rad": 0.05, "head_prosody_rad": 0.08,
+        "stress_nod_rad": 0.04, "anticipation_rad": 0.03, "nod_rad": 0.07, "listen_calm": 0.75,
+        # listening: backchannel nods after partner phrase ends, and during long partner turns
+        "p_backchannel": 0.6, "bc_per_min": 6.0, "smile_base": 0.0, "smile_bc": 0.8,
+        # eyes: blinks per minute, gaze at the partner (share of time), aversion (rad)
+        "blink_per_min": 24.0, "gaze_listen": 0.75, "gaze_speak": 0.4, "gaze_rad": 0.25,
+        "head_follows_gaze": 0.3,
+        # mimicry: gain on the partner's head motion, 0.6 s later
+        "mimicry": 0.15,
     },
-    "blood": {"smile_base+": 0.3, "smile_bc*": 1.5, "p_backchannel+": 0.15},
-    "non_equal_higher": {"head_gain*": 1.15, "p_backchannel*": 0.5, "smile_base*": 0.7, "smile_bc*": 0.7},
-    "non_equal_lower": {"head_gain*": 0.6, "jaw_rad*": 0.85, "brow*": 0.7, "smile_base*": 0.8, "smile_bc*": 0.8},
+    "blood": {"smile_base+": 0.3, "smile_bc*": 1.5, "p_backchannel+": 0.15, "bc_per_min*": 1.5,
+              "mimicry*": 2.0, "gaze_listen+": 0.1},
+    "non_equal_higher": {"head_gain*": 1.15, "p_backchannel*": 0.5, "bc_per_min*": 0.4, "smile_base*": 0.7,
+                         "smile_bc*": 0.7, "gaze_speak+": 0.3, "mimicry*": 0.5},
+    "non_equal_lower": {"head_gain*": 0.7, "jaw_rad*": 0.85, "brow*": 0.7, "smile_base*": 0.8, "smile_bc*": 0.8,
+                        "p_backchannel+": 0.15, "bc_per_min*": 1.4, "listen_calm*": 0.6, "gaze_listen+": 0.1,
+                        "gaze_speak-": 0.15, "mimicry*": 2.0, "blink_per_min*": 1.2},
 }
 JAW_RANGE = (0.0, 0.4)
 #: Each speaker talks at least this share of a clip's speech time (dialogues are redrawn,
@@ -151,6 +191,16 @@ JAW_RANGE = (0.0, 0.4)
 _MIN_TALK_SHARE = 0.3
 _DIALOGUE_TRIES = 20
 HEAD_LIMIT = 0.3
+#: Eye rotation limit, radians.
+GAZE_LIMIT = 0.4
+#: Expression index that carries blinks (the stand-in head's eyelid direction, 1 = shut).
+BLINK_EXPR = EYELID_EXPR_INDEX
+#: Blink closure profile, one value per 40-ms frame (fast close, slower opening: ~0.2 s).
+_BLINK_SHAPE = np.array([0.45, 1.0, 0.75, 0.4, 0.15])
+#: Minimum time between blinks, seconds.
+_BLINK_REFRACTORY_S = 0.5
+#: Mimicry lag, frames (0.6 s).
+_MIMICRY_LAG = 15
 
 
 def role_of(speaker: int, relationship: Relationship) -> str:
@@ -162,7 +212,8 @@ def role_of(speaker: int, relationship: Relationship) -> str:
 
 def motion_params(relationship: Relationship, speaker: int) -> Dict[str, float]:
     """Base amounts of :data:`RULES` with the relationship's rules applied (``+`` adds,
-    ``*`` multiplies), for ``speaker`` 1 or 2."""
+    ``-`` subtracts, ``*`` multiplies), for ``speaker`` 1 or 2; probabilities and gaze
+    shares are clipped to 0.05..0.95, ``mimicry`` to 0..0.4."""
     p = dict(RULES["base"])
     rules = []
     if relationship.blood:
@@ -173,8 +224,10 @@ def motion_params(relationship: Relationship, speaker: int) -> Dict[str, float]:
     for rule in rules:
         for key, v in rule.items():
             name, op = key[:-1], key[-1]
-            p[name] = p[name] + v if op == "+" else p[name] * v
-    p["p_backchannel"] = float(np.clip(p["p_backchannel"], 0.0, 0.95))
+            p[name] = p[name] + v if op == "+" else p[name] - v if op == "-" else p[name] * v
+    for k in ("p_backchannel", "gaze_listen", "gaze_speak"):
+        p[k] = float(np.clip(p[k], 0.05, 0.95))
+    p["mimicry"] = float(np.clip(p["mimicry"], 0.0, 0.4))
     return p
 
 
@@ -225,6 +278,108 @@ def _bump(num_frames: int, start: float, length: float) -> np.ndarray:
     return out
 
 
+def _stream(seed: int, speaker: int, part: int) -> np.random.Generator:
+    """One random stream per (seed, speaker, component): the draws never depend on the
+    relationship, so one clip under two relationships differs only by the rules."""
+    return np.random.default_rng([int(seed), int(speaker), int(part)])
+
+
+def _unit_noise(rng: np.random.Generator, T: int, sigma: float, sigma_hi: float = 0.0) -> np.ndarray:
+    """[T, 3] Gaussian low-pass (or band-pass, minus a wider low-pass) noise, unit std per axis."""
+    pad = int(4 * max(sigma, sigma_hi)) + 1
+    n = rng.standard_normal((T + 2 * pad, 3))
+    x = gaussian_filter1d(n, sigma, axis=0)
+    if sigma_hi > 0:
+        x = x - gaussian_filter1d(n, sigma_hi, axis=0)
+    x = x[pad:-pad]
+    return x / np.maximum(x.std(0), 1e-9)
+
+
+def _speaking_mask(turns: Sequence[Turn], speaker: int, T: int) -> np.ndarray:
+    out = np.zeros(T, dtype=bool)
+    for t in turns:
+        if t.speaker == speaker - 1:
+            out[int(t.start * FPS) : int(np.ceil(t.end * FPS))] = True
+    return out
+
+
+def _turn_starts(turns: Sequence[Turn], speaker: int) -> List[float]:
+    """Start times (s) of the speaker's turns: phrases that follow the partner's or open the clip."""
+    out, prev = [], None
+    for t in sorted(turns, key=lambda t: t.start):
+        if t.speaker == speaker - 1 and prev != t.speaker:
+            out.append(t.start)
+        prev = t.speaker
+    return out
+
+
+def _gaze(T: int, speaking: np.ndarray, starts: Sequence[float], p: Dict[str, float], rng) -> Tuple[np.ndarray, List[int]]:
+    """Gaze ``[T, 2]`` (eye pitch, yaw; radians, 0 = at the partner) and the shift frames.
+
+    An alternating renewal process: "at the partner" and "away" dwells, away 0.4-1.6 s,
+    at-partner dwells drawn so the share of time at the partner is ``gaze_listen`` while
+    listening and ``gaze_speak`` while speaking (Kendon 1967; Argyle and Cook 1976); each
+    own turn start forces an aversion (look away 0-0.2 s after it, for 0.6-1.4 s).
+    """
+    gaze = np.zeros((T, 2))
+    shifts: List[int] = []
+    forced = {int(round(s * FPS)) + int(rng.integers(0, 6)): int(rng.integers(15, 36)) for s in starts}
+    t, away = 0, False
+    while t < T:
+        share = p["gaze_speak"] if speaking[min(t, T - 1)] else p["gaze_listen"]
+        u = rng.uniform(size=4)
+        if away:
+            n = int(10 + 30 * u[0])
+        else:
+            mean_at = 25.0 * share / (1.0 - share)  # away dwells average 1 s
+            n = max(4, int(-mean_at * np.log(1.0 - u[0])))
+            f = next((k for k in sorted(forced) if t <= k < t + n), None)
+            if f is not None:  # a turn start interrupts the look at the partner
+                n = max(f - t, 1)
+        end = min(T, t + n)
+        if away:
+            gaze[t:end] = gaze_dir
+        t = end
+        if t < T:
+            shifts.append(t)
+            away = not away
+            if away:
+                forced_len = forced.pop(t, None)
+                side = 1.0 if u[1] < 0.5 else -1.0
+                gaze_dir = (p["gaze_rad"] * (0.3 * u[2] - 0.15), side * p["gaze_rad"] * (0.6 + 0.4 * u[3]))
+                if forced_len is not None:  # aversion at a turn start: up and to the side
+                    gaze_dir = (-0.4 * p["gaze_rad"], side * p["gaze_rad"])
+                    gaze[t : t + forced_len] = gaze_dir
+                    t = min(T, t + forced_len)
+                    if t < T:
+                        shifts.append(t)
+                    away = False
+    return np.clip(gaussian_filter1d(gaze, 0.7, axis=0), -GAZE_LIMIT, GAZE_LIMIT), shifts
+
+
+def _blinks(T: int, events: Sequence[int], p: Dict[str, float], rng) -> np.ndarray:
+    """Eyelid closure ``[T]`` (1 = shut): a blink after most own phrase ends and gaze shifts
+    (``events``: each kept with a probability that makes them about 60% of the blinks, at
+    most 0.5) plus random ones, for a rate of ``blink_per_min`` with a 0.5-s refractory
+    time (Bentivoglio et al. 1997)."""
+    n_target = p["blink_per_min"] * T / (60.0 * FPS)
+    keep = min(0.5, 0.6 * n_target / max(len(events), 1))  # events carry about 60% of the blinks
+    u_ev = rng.uniform(size=len(events))
+    cand = [e + 1 + int(3 * u) for e, u in zip(events, u_ev) if u < keep]
+    n_rand = rng.poisson(max(1.1 * n_target - len(cand), 0.0))  # +10%: the refractory time drops some
+    cand = sorted(cand + list(rng.integers(0, T, size=n_rand)))
+    out = np.zeros(T)
+    last = -10**9
+    amp = 0.85 + 0.15 * rng.uniform(size=len(cand))
+    for c, a in zip(cand, amp):
+        if c - last < _BLINK_REFRACTORY_S * FPS or c >= T:
+            continue
+        last = c
+        n = min(len(_BLINK_SHAPE), T - c)
+        out[c : c + n] = np.maximum(out[c : c + n], a * _BLINK_SHAPE[:n])
+    return out
+
+
 def synthesize_motion(
     own: np.ndarray,  # [S] this speaker's track
     turns: Sequence[Turn],
@@ -232,7 +387,9 @@ def synthesize_motion(
     relationship: Relationship,
     sample_rate: int,
     seed: int = 0,
-) -> np.ndarray:
+    partner_head: Optional[np.ndarray] = None,  # [T, 3]
+    return_eye_pose: bool = False,
+):
     """Rule-based SYNTHETIC motion ``[T, 56]`` (radians, 25 fps) for one speaker of a dialogue.
 
     Args:
@@ -241,14 +398,19 @@ def synthesize_motion(
             0 = speaker 1, 1 = speaker 2; times in seconds).
         speaker: 1 or 2 (decides the role in non-equal clips; see :func:`role_of`).
         relationship: the clip's relationship (rule table :data:`RULES`).
-        seed: seeds idle drift and backchannel draws (independent of ``relationship``).
+        seed: seeds every random draw (independent of ``relationship``).
+        partner_head: optional ``[T', 3]`` head rotation of the partner (radians), mimicked
+            with gain ``mimicry`` 0.6 s later; without it there is no mimicry.
+        return_eye_pose: also return the gaze as FLAME ``eye_pose [T, 6]`` (left eye
+            axis-angle 3 | right eye 3, radians; both eyes alike, 0 = at the partner).
 
     Returns:
-        float32 ``[T, 56]`` ``[exp 50 | jaw 3 | head 3]``, ``T = floor(S * 25 / sample_rate)``;
-        jaw within 0..0.4 rad, head within ±0.3 rad. Rules: module docstring.
+        float32 ``[T, 56]`` ``[exp 50 | jaw 3 | head 3]``, ``T = floor(S * 25 / sample_rate)``
+        (or ``(motion, eye_pose)``); jaw within 0..0.4 rad, head within ±0.3 rad, exp 12
+        (blinks) within 0..1. Rules: module docstring.
 
     Raises:
-        ConfigError: ``speaker`` not 1 or 2.
+        ConfigError: ``speaker`` not 1 or 2, or a ``partner_head`` that is not ``[T', 3]``.
         AudioError: ``own`` shorter than one frame, or an unusable sample rate.
     """
     if speaker not in (1, 2):
@@ -257,13 +419,10 @@ def synthesize_motion(
     if T < 1:
         raise AudioError(f"speech track of {len(own)} samples is shorter than one 40-ms frame")
     p = motion_params(relationship, speaker)
-    rng = np.random.default_rng([int(seed), int(speaker)])
     pro = prosody_tracks(own, sample_rate, T)
     loud, pz = pro["loud"], gaussian_filter1d(pro["pitch_z"], 2.0)
-    speaking = np.zeros(T, dtype=bool)
-    for t in turns:
-        if t.speaker == speaker - 1:
-            speaking[int(t.start * FPS) : int(np.ceil(t.end * FPS))] = True
+    speaking = _speaking_mask(turns, speaker, T)
+    starts = _turn_starts(turns, speaker)
     g = p["head_gain"]
     m = np.zeros((T, MOTION_DIM))
     # Mouth: jaw and lips follow the envelope.
@@ -271,30 +430,66 @@ def synthesize_motion(
     m[:, 0] = p["lips"] * loud
     m[:, 10] = 0.4 * p["lips"] * loud
     m[:, 8] = 0.3 * p["lips"] * pro["bright"] * loud
-    # Speaking head and brows follow prosody.
     head = np.zeros((T, 3))
+    # Posture drift for everyone (mostly below 0.5 Hz, like real heads).
+    calm = gaussian_filter1d(np.where(speaking, 1.0, p["listen_calm"]), 6.0)  # slower while listening
+    head += g * p["drift_rad"] * _unit_noise(_stream(seed, speaker, 1), T, 12.0) * np.array([1.0, 1.2, 0.8]) * calm[:, None]
+    # Speaking: prosody-coupled sway (0.3-1.5 Hz, follows loudness), pitch rises raise the
+    # chin, stressed syllables give short nods, roll follows slow pitch.
+    env = gaussian_filter1d(loud * speaking, 4.0)
+    sway = _unit_noise(_stream(seed, speaker, 2), T, 3.0, 12.0)
+    head += g * p["sway_rad"] * sway * env[:, None] * np.array([0.8, 1.0, 0.6])
     head[:, 0] -= g * p["head_prosody_rad"] * pz * speaking
     head[:, 2] += 0.5 * g * p["head_prosody_rad"] * gaussian_filter1d(pz * speaking, 6.0)
     peaks, _ = find_peaks(loud * speaking, prominence=0.35, distance=8)
     for k in peaks:
         head[:, 0] += g * p["stress_nod_rad"] * _bump(T, k - 2, 8)
     m[:, 3] = p["brow"] * np.maximum(pz, 0.0) * speaking
-    # Listening: nods and smiles after the partner's phrase ends.
+    # Anticipation of own turns: chin up and an in-breath (jaw parts) 0.5 s before.
+    for s in starts:
+        f = s * FPS
+        if f >= 10:
+            head[:, 0] -= g * p["anticipation_rad"] * _bump(T, f - 14, 16)
+            m[:, 50] += 0.03 * _bump(T, f - 8, 9)
+    # Listening: backchannel nods (with a smile) after partner phrase ends, and during long
+    # partner turns at bc_per_min; only when the listener stays silent for the whole nod.
+    rng_bc = _stream(seed, speaker, 3)
     smile = np.full(T, p["smile_base"])
+    partner_speaking = _speaking_mask(turns, 3 - speaker, T)
+    nod_starts = []
     for t in turns:
         if t.speaker == speaker - 1:
             continue
-        u, delay = rng.uniform(), rng.uniform(0.15, 0.45)
-        start = (t.end + delay) * FPS
-        quiet = not speaking[int(start) : int(np.ceil(start + 0.5 * FPS)) + 1].any()
-        if u < p["p_backchannel"] and quiet:
-            head[:, 0] += g * p["nod_rad"] * _bump(T, start, 0.5 * FPS)
-            smile += p["smile_bc"] * _bump(T, start - 0.1 * FPS, 1.2 * FPS)
+        u, delay = rng_bc.uniform(), rng_bc.uniform(0.15, 0.45)
+        if u < p["p_backchannel"]:
+            nod_starts.append((t.end + delay) * FPS)
+    for f, u in zip(np.arange(T), rng_bc.uniform(size=T)):
+        if partner_speaking[f] and u < p["bc_per_min"] / (60.0 * FPS):
+            nod_starts.append(float(f))
+    rng_len = _stream(seed, speaker, 4)
+    for start in sorted(nod_starts):
+        length, amp = rng_len.uniform(0.45, 0.8) * FPS, rng_len.uniform(0.7, 1.2)
+        if speaking[int(start) : int(np.ceil(start + length)) + 1].any() or start >= T:
+            continue
+        head[:, 0] += p["nod_rad"] * amp * _bump(T, start, length)
+        smile += p["smile_bc"] * _bump(T, start - 0.1 * FPS, 1.2 * FPS)
     m[:, 1] = smile
-    # Idle drift for everyone: low-pass noise normalised to idle_rad (std).
-    drift = gaussian_filter1d(rng.standard_normal((T + 200, 3)), 25.0, axis=0)[100:-100]
-    drift *= g * p["idle_rad"] / np.maximum(drift.std(0), 1e-9) * np.array([1.0, 1.0, 0.5])
-    head += drift
+    # Gaze (eye_pose), with the head following its yaw and pitch in part.
+    gaze, shifts = _gaze(T, speaking, starts, p, _stream(seed, speaker, 5))
+    head[:, 0] += p["head_follows_gaze"] * gaussian_filter1d(gaze[:, 0], 4.0)
+    head[:, 1] += p["head_follows_gaze"] * gaussian_filter1d(gaze[:, 1], 4.0)
+    # Mimicry of the partner's head motion.
+    if partner_head is not None:
+        ph = np.asarray(partner_head, dtype=np.float64)
+        if ph.ndim != 2 or ph.shape[1] != 3:
+            raise ConfigError(f"partner_head must be [T, 3] radians, got shape {ph.shape}")
+        ph = ph[:T] - ph[:T].mean(0)
+        lagged = np.zeros((T, 3))
+        lagged[_MIMICRY_LAG : _MIMICRY_LAG + len(ph)] = ph[: max(T - _MIMICRY_LAG, 0)]
+        head += p["mimicry"] * lagged
+    # Blinks at own phrase ends and gaze shifts, plus random ones.
+    ends = [int(t.end * FPS) for t in turns if t.speaker == speaker - 1]
+    m[:, BLINK_EXPR] = _blinks(T, sorted(ends + shifts), p, _stream(seed, speaker, 6))
     # Smooth and clip to human ranges.
     m[:, 50] = np.clip(gaussian_filter1d(m[:, 50], 0.75), *JAW_RANGE)
     for c in (0, 8, 10):
@@ -302,7 +497,13 @@ def synthesize_motion(
     for c in (1, 3):
         m[:, c] = gaussian_filter1d(m[:, c], 2.0)
     m[:, 53:56] = np.clip(gaussian_filter1d(head, 1.5, axis=0), -HEAD_LIMIT, HEAD_LIMIT)
-    return m.astype(np.float32)
+    motion = m.astype(np.float32)
+    if not return_eye_pose:
+        return motion
+    eye = np.zeros((T, 6), dtype=np.float32)
+    eye[:, [0, 3]] = gaze[:, :1]
+    eye[:, [1, 4]] = gaze[:, 1:]
+    return motion, eye
 
 
 # ---------------------------------------------------------------------------- voices
@@ -382,6 +583,8 @@ class SyntheticClip:
     relationship: Relationship
     voices: Tuple[str, str]
     sample_rate: int
+    #: ``(speaker 1, speaker 2)`` FLAME ``eye_pose [T, 6]`` (gaze, radians; 0 = at the partner).
+    eye_pose: Optional[Tuple[np.ndarray, np.ndarray]] = None
 
 
 def _rotate_at_pause(wav: np.ndarray, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
@@ -427,8 +630,13 @@ def synthesize_clip(
         if share >= _MIN_TALK_SHARE:
             break
     _, a, b, turns = best
-    motion = tuple(synthesize_motion(w, turns, spk, rel, sample_rate, seed) for spk, w in ((1, a), (2, b)))
-    return SyntheticClip((a, b), motion, turns, rel, tuple(voices), sample_rate)  # type: ignore[arg-type]
+    wavs = {1: a, 2: b}
+    # Two passes: each speaker mimics the partner's motion without mimicry (no feedback loop).
+    alone = {k: synthesize_motion(w, turns, k, rel, sample_rate, seed) for k, w in wavs.items()}
+    out = {k: synthesize_motion(w, turns, k, rel, sample_rate, seed, partner_head=alone[3 - k][:, 53:56],
+                                return_eye_pose=True) for k, w in wavs.items()}
+    return SyntheticClip((a, b), (out[1][0], out[2][0]), turns, rel, tuple(voices), sample_rate,  # type: ignore[arg-type]
+                         eye_pose=(out[1][1], out[2][1]))
 
 
 @dataclass
@@ -512,7 +720,10 @@ def make_synthetic_corpus(cfg: SyntheticCorpusConfig) -> dict:
             for spk in (1, 2):
                 base = os.path.join(cfg.root, split, f"{cid}_speaker{spk}")
                 _write_wav(base + ".wav", clip.audio[spk - 1], cfg.sample_rate)
-                save_motion_npz(base + ".npz", clip.motion[spk - 1], extra={"synthetic_note": np.array(SYNTHETIC_NOTE)})
+                save_motion_npz(base + ".npz", clip.motion[spk - 1], extra={
+                    "synthetic_note": np.array(SYNTHETIC_NOTE), "eye_pose": clip.eye_pose[spk - 1],
+                    "expression_space": np.array(EXPRESSION_SPACE),
+                })
             labels[cid] = rel
             clips_meta.append({
                 "clip": cid, "split": split, "relationship": rel, "seed": clip_seed,
