@@ -38,6 +38,7 @@ from rsatalker_core.config import load_config  # noqa: E402
 from rsatalker_core.evaluation.report import write_report  # noqa: E402
 from rsatalker_core.evaluation.runner import evaluate_split  # noqa: E402
 from rsatalker_core.model.motion_model import MotionModel  # noqa: E402
+from rsatalker_core.runtime import tune_process  # noqa: E402
 
 DEFAULT_DATA = os.path.join(os.path.dirname(REPO), "shared", "data", "dualtalk_sample")
 
@@ -84,6 +85,7 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    tune_process()  # as the rsatalker CLI does at start-up
     if not glob.glob(os.path.join(args.data, "*_speaker[12].npz")):
         print(f"no <clip>_speaker{{1,2}}.npz under {args.data}: pass --data", file=sys.stderr)
         return 1

@@ -99,6 +99,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
+    from rsatalker_core.runtime import tune_process
+
+    tune_process()  # as the rsatalker CLI and the nodes do at start-up
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for dev in devices:

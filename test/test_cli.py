@@ -76,3 +76,49 @@ def test_bad_input_one_line_and_nonzero_exit(short_clip, tmp_path, override, mes
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out.mp4").exists()
+
+
+def test_generate_no_video_writes_motion_only(short_clip, tmp_path):
+    args = _args(short_clip, tmp_path, **{"--out-video": None}) + ["--no-video"]
+    assert main(args) == 0
+    with np.load(tmp_path / "out.npz") as m:
+        assert m["exp"].shape == (75, 50) and m["pose"].shape == (75, 6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
+
+
+def test_generate_needs_exactly_one_of_out_video_and_no_video(short_clip, tmp_path):
+    with pytest.raises(SystemExit) as both:
+        main(_args(short_clip, tmp_path) + ["--no-video"])
+    with pytest.raises(SystemExit) as neither:
+        main(_args(short_clip, tmp_path, **{"--out-video": None}))
+    assert both.value.code == neither.value.code == 2
+
+
+def test_generate_streams_frames_into_the_video(short_clip, tmp_path, monkeypatch):
+    # Frames reach the encoder while rendering goes on (none are collected first), and an
+    # interruption mid-render leaves the motion npz but no mp4 and no temporary files.
+    from rsatalker_core.io import video as video_mod
+    from rsatalker_core.render.renderer import AvatarRenderer
+
+    written_while_rendering = []
+    real_iter = AvatarRenderer.render_iter
+
+    def render_iter(self, *a, **kw):
+        for i, frame in enumerate(real_iter(self, *a, **kw)):
+            if i == 30:
+                raise KeyboardInterrupt
+            written_while_rendering.append(video_writer[0].frames_written)
+            yield frame
+
+    video_writer = []
+    real_init = video_mod.VideoWriter.__init__
+
+    def init(self, *a, **kw):
+        real_init(self, *a, **kw)
+        video_writer.append(self)
+
+    monkeypatch.setattr(AvatarRenderer, "render_iter", render_iter)
+    monkeypatch.setattr(video_mod.VideoWriter, "__init__", init)
+    assert main(_args(short_clip, tmp_path)) == 130
+    assert written_while_rendering == list(range(30))  # frame i is rendered after i were encoded
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
