@@ -1,6 +1,7 @@
-"""One rasterizer interface over two backends: gsplat's CUDA kernels and a pure-PyTorch one.
+"""One rasterizer interface over three backends: gsplat's CUDA kernels, a differentiable
+pure-PyTorch one, and a fused numba loop for CPU inference (no gradients).
 
-Both backends follow gsplat's 'classic' conventions (docs/method.md §6): pixel centres at +0.5,
+All backends follow gsplat's 'classic' conventions (docs/method.md §6): pixel centres at +0.5,
 ``eps2d = 0.3`` added to projected covariances, an opacity-aware box of at most 3.33 sigma,
 alpha clamped to 0.999, alpha below 1/255 skipped, compositing stopped at transmittance
 1e-4, near/far planes at 0.01 / 1e10 metres.
@@ -21,7 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -31,27 +32,68 @@ from rsatalker_core.render.gsplat_backend import gsplat_available, gsplat_unavai
 from rsatalker_core.render.gsplat_backend import rasterize_gsplat
 from rsatalker_core.render.torch_backend import rasterize_torch
 
-BACKENDS = ("auto", "torch", "gsplat")
+BACKENDS = ("auto", "torch", "gsplat", "numba")
 
-__all__ = ["rasterize", "resolve_backend", "RenderError", "BACKENDS", "gsplat_available"]
+__all__ = [
+    "rasterize", "resolve_backend", "warmup_backend", "RenderError", "BACKENDS",
+    "gsplat_available", "numba_available",
+]
+
+_numba_error: Optional[str] = None
+_numba_checked = False
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Map ``"auto"`` / ``"torch"`` / ``"gsplat"`` to the backend that will run on ``device``.
+def numba_available() -> bool:
+    """Whether the numba CPU rasterizer imports here (checked once, on first call)."""
+    global _numba_checked, _numba_error
+    if not _numba_checked:
+        try:
+            import rsatalker_core.render.numba_backend  # noqa: F401  (numba is imported lazily)
+        except Exception as exc:  # ImportError, or numba refusing this numpy
+            _numba_error = f"{type(exc).__name__}: {exc}"
+        _numba_checked = True
+    return _numba_error is None
 
-    ``"auto"`` picks gsplat for CUDA tensors when its CUDA extension is usable, else torch.
+
+def resolve_backend(backend: str, device: torch.device, needs_grad: bool = True) -> str:
+    """Map ``"auto"`` / ``"torch"`` / ``"gsplat"`` / ``"numba"`` to the backend that will run.
+
+    ``"auto"`` picks gsplat for CUDA tensors when its CUDA extension is usable; for CPU
+    tensors, the numba rasterizer when no gradient is needed (``needs_grad=False``) and numba
+    imports, else the differentiable torch backend.
+
+    Args:
+        backend: ``render.backend``.
+        device: where the Gaussians are.
+        needs_grad: whether the caller needs gradients through the images.
 
     Raises:
-        RenderError: an unknown backend, or ``"gsplat"`` for non-CUDA tensors or without a
-            usable gsplat CUDA extension.
+        RenderError: an unknown backend; ``"gsplat"`` for non-CUDA tensors or without a
+            usable gsplat CUDA extension; ``"numba"`` for non-CPU tensors, with gradients
+            needed, or when numba does not import.
     """
     if backend not in BACKENDS:
         raise RenderError(f"render.backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "torch":
         return "torch"
     on_cuda = device.type == "cuda"
+    if backend == "numba":
+        if device.type != "cpu":
+            raise RenderError(f"render.backend 'numba' needs CPU tensors, got tensors on '{device}'")
+        if needs_grad:
+            raise RenderError(
+                "render.backend 'numba' gives no gradients, but the inputs require grad with "
+                "grad mode on; use backend 'torch' or 'auto' (or torch.no_grad())"
+            )
+        if not numba_available():
+            raise RenderError(f"render.backend 'numba' is unusable: {_numba_error}")
+        return "numba"
     if backend == "auto":
-        return "gsplat" if on_cuda and gsplat_available() else "torch"
+        if on_cuda and gsplat_available():
+            return "gsplat"
+        if device.type == "cpu" and not needs_grad and numba_available():
+            return "numba"
+        return "torch"
     if not on_cuda:
         raise RenderError(
             f"render.backend 'gsplat' needs CUDA tensors, got tensors on '{device}' "
@@ -60,6 +102,26 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if not gsplat_available():
         raise RenderError(f"render.backend 'gsplat' is unusable: {gsplat_unavailable_reason()}")
     return "gsplat"
+
+
+def warmup_backend(backend: str = "auto", device: Union[str, torch.device] = "cpu") -> str:
+    """Compile or load the rasterizer that inference (no gradients) will use, on a tiny scene.
+
+    Call at start-up (renderer construction, a render node) so the first frame does not pay
+    numba's JIT (a few seconds the first time on a machine, ~0.5 s from its cache).
+
+    Returns:
+        the backend name ``resolve_backend(backend, device, needs_grad=False)`` gives.
+
+    Raises:
+        RenderError: as :func:`resolve_backend`.
+    """
+    which = resolve_backend(backend, torch.device(device), needs_grad=False)
+    if which == "numba":
+        from rsatalker_core.render.numba_backend import warmup
+
+        warmup()
+    return which
 
 
 def rasterize(
@@ -75,7 +137,7 @@ def rasterize(
     backgrounds: Optional[Tensor] = None,  # [C, 3]
     backend: str = "auto",
 ) -> Tuple[Tensor, Tensor]:
-    """Splat N 3D Gaussians into C images (differentiable in both backends).
+    """Splat N 3D Gaussians into C images (differentiable with torch and gsplat).
 
     Args:
         means: Gaussian centres, world frame, metres. [N, 3]
@@ -87,17 +149,25 @@ def rasterize(
         Ks: pinhole intrinsics, pixels. [C, 3, 3]
         width, height: image size, pixels.
         backgrounds: colour seen where the Gaussians leave transmittance; ``None`` = black. [C, 3]
-        backend: ``"auto"`` (gsplat on CUDA when usable, else torch), ``"torch"`` or ``"gsplat"``.
+        backend: ``"auto"`` (gsplat on CUDA when usable; on CPU the numba rasterizer when no
+            gradient is needed, else torch), ``"torch"``, ``"gsplat"`` or ``"numba"``.
 
     Returns:
         ``(rgb [C, H, W, 3], alpha [C, H, W, 1])``, with ``alpha = 1 - T_final``.
 
     Raises:
         RenderError: mismatched shapes, devices or dtypes, a non-positive image size, an
-            unknown backend, or ``backend="gsplat"`` with non-CUDA tensors / no gsplat CUDA.
+            unknown backend, ``backend="gsplat"`` with non-CUDA tensors / no gsplat CUDA, or
+            ``backend="numba"`` with non-CPU tensors or inputs that need gradients.
     """
     _validate(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
-    which = resolve_backend(backend, means.device)
+    inputs = (means, quats, scales, opacities, colors, viewmats, Ks, backgrounds)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    which = resolve_backend(backend, means.device, needs_grad)
+    if which == "numba":
+        from rsatalker_core.render.numba_backend import rasterize_numba
+
+        return rasterize_numba(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
     if which == "gsplat":
         return rasterize_gsplat(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds
