@@ -85,7 +85,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         )
         return 0
 
-    renderer = AvatarRenderer(cfg, device=model.device, social=model.generator.social)
+    renderer = AvatarRenderer(cfg, device=model.device)  # applies the avatar's offsets for rel
     t1 = time.perf_counter()
     # Frames stream into ONE ffmpeg pass with the audio (memory flat in clip length); the
     # mp4 appears only when complete (VideoWriter renames a temporary file on success).

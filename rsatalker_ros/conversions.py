@@ -39,6 +39,7 @@ __all__ = [
     "make_header",
     "flame_params_to_array",
     "array_to_flame_params",
+    "flame_params_relationship",
     "audio_chunk_to_array",
     "array_to_audio_chunk",
     "image_to_array",
@@ -180,6 +181,22 @@ def array_to_flame_params(
     if source_stamp_ns is not None:
         msg.source_stamp = ns_to_time(source_stamp_ns)
     return msg
+
+
+def flame_params_relationship(msg: FlameParams) -> Optional[Relationship]:
+    """The relationship a ``rsatalker/FlameParams`` frame was generated under, or ``None``
+    when its ``relationship`` field is empty (unknown, e.g. tracked motion).
+
+    Raises:
+        ConversionError: a non-empty ``relationship`` that is not a known relationship.
+    """
+    name = str(msg.relationship).strip()
+    if not name:
+        return None
+    try:
+        return Relationship.parse(name)
+    except RelationshipError as exc:
+        raise ConversionError(f"FlameParams.relationship: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- audio

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Export stage-1 motion weights as the shipped asset ``rsatalker_core/assets/default_motion.pt``.
 
-Stage 1 never trains the socially-aware module's Gaussian offsetnet (it corrects Gaussian
-positions and is trained with the renderer, stages 2-3; rsatalker_core/training/stage1.py),
-and its last layer starts at zero, so its output is ``c = 0`` whatever the rest holds. Its
-output layer is ``hidden x 3·9976`` floats (15 MB at the default size), three quarters of
-the file. This script checks that the offsetnet is still untrained (last layer all zero)
-and leaves its weights out; :class:`rsatalker_core.motion_model.MotionModel` keeps its own
-(seeded) initialisation for keys a checkpoint omits under ``"omitted_untrained"``. Every
-other tensor is copied unchanged (float32).
+The motion checkpoint holds the speech-to-motion generator only: the Gaussian offsetnet
+belongs to the avatar (rsatalker_core/avatar/offsets.py). Stage-1 runs from before that
+move still hold an untrained ``social.gaussian_offsetnet`` (last layer all zero, so
+``c = 0``; 15 MB at the default size); this script drops it (refusing a trained one, which
+belongs in an avatar checkpoint: ``RelationshipOffsets.from_legacy_motion_state``) and
+copies every other tensor unchanged (float32). :class:`rsatalker_core.model.motion_model.MotionModel`
+reads both layouts, so the shipped file (written with ``omitted_untrained`` by the earlier
+version of this script) needs no conversion.
 
     python scripts/export_default_motion.py runs/default_motion/motion_stage1.pt \\
         rsatalker_core/assets/default_motion.pt
@@ -27,26 +27,27 @@ except ImportError:  # running from a source checkout without `pip install -e .`
 
 from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint  # noqa: E402
 from rsatalker_core.errors import CheckpointError  # noqa: E402
-from rsatalker_core.model.motion_model import MOTION_CKPT_FORMAT, OFFSETNET_PREFIX  # noqa: E402
+from rsatalker_core.avatar.offsets import LEGACY_OFFSETNET_PREFIX  # noqa: E402
+from rsatalker_core.model.motion_model import MOTION_CKPT_FORMAT  # noqa: E402
 
 
 def export(src: str, dst: str) -> dict:
-    """Copy ``src`` to ``dst`` without the untrained offsetnet; returns the written dict.
+    """Copy ``src`` to ``dst`` without a legacy untrained offsetnet; returns the written dict.
 
     Raises:
-        CheckpointError: ``src`` is not a motion checkpoint, or its offsetnet was trained.
+        CheckpointError: ``src`` is not a motion checkpoint, or it holds a trained offsetnet.
     """
     data = load_checkpoint(src, MOTION_CKPT_FORMAT)
     state = data["state_dict"]
-    off = {k: v for k, v in state.items() if k.startswith(OFFSETNET_PREFIX)}
-    last = [k for k in off if k.startswith(OFFSETNET_PREFIX + "2.")]
-    if not last or any(bool(off[k].abs().max() > 0) for k in last):
-        raise CheckpointError(f"{src}: the Gaussian offsetnet is trained (or absent); refusing to drop it")
-    out = dict(data)
+    off = {k: v for k, v in state.items() if k.startswith(LEGACY_OFFSETNET_PREFIX)}
+    last = [k for k in off if k.startswith(LEGACY_OFFSETNET_PREFIX + "2.")]
+    if any(bool(off[k].abs().max() > 0) for k in last):
+        raise CheckpointError(f"{src}: holds a trained Gaussian offsetnet; it belongs in the avatar checkpoint")
+    out = {k: v for k, v in data.items() if k != "omitted_untrained"}
     out["state_dict"] = {k: v.clone() for k, v in state.items() if k not in off}
-    out["omitted_untrained"] = sorted(off)
     out["exported_from"] = os.path.basename(src)
     atomic_save(out, dst)
+    out["dropped"] = sorted(off)
     return out
 
 
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         return 2
     n = sum(v.numel() for v in out["state_dict"].values())
     print(f"wrote {args.dst}: {n} values, {os.path.getsize(args.dst) / 1e6:.1f} MB "
-          f"(left out untrained: {', '.join(out['omitted_untrained'])})")
+          f"(dropped legacy untrained offsetnet: {', '.join(out['dropped']) or 'none'})")
     return 0
 
 

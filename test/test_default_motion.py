@@ -14,8 +14,11 @@ import torch
 from rsatalker_core.config import FPS, load_config, resolve_asset
 from rsatalker_core.data.synthetic import CODEC2_VOICES, synthesize_clip
 from rsatalker_core.errors import CheckpointError
-from rsatalker_core.model.motion_model import OFFSETNET_PREFIX, MotionModel
+from rsatalker_core.avatar.offsets import LEGACY_OFFSETNET_PREFIX
+from rsatalker_core.model.motion_model import MotionModel
 from rsatalker_core.relationship import Relationship, relationship_tensors
+
+from conftest import REPO
 
 VOICES = ("codec2-hts1a", "codec2-morig")
 #: Not a seed the corpus generator draws for the training clips (those come from
@@ -27,11 +30,11 @@ def test_default_config_names_the_shipped_checkpoint():
     cfg = load_config(None)
     path = resolve_asset(cfg.motion.checkpoint)
     assert cfg.motion.checkpoint == "default_motion.pt" and os.path.isfile(path)
-    assert os.path.getsize(path) < 8e6  # the untrained Gaussian offsetnet is left out
+    assert os.path.getsize(path) < 8e6  # no Gaussian offsetnet (the avatar's)
     data = torch.load(path, map_location="cpu", weights_only=False)
     assert data["speech_encoder"] == cfg.speech.encoder == "whisper-tiny"
     assert data["trained"]["stage"] == 1 and data["trained"]["step"] > 0
-    assert data["omitted_untrained"] and all(k.startswith(OFFSETNET_PREFIX) for k in data["omitted_untrained"])
+    assert not any(k.startswith(LEGACY_OFFSETNET_PREFIX) for k in data["state_dict"])
 
 
 def test_other_encoder_is_refused():
@@ -94,9 +97,36 @@ def test_relationship_changes_the_motion(model, clip):
     assert all(not np.allclose(by_rel["couple"], by_rel[r], atol=1e-3) for r in by_rel if r != "couple")
 
 
-def test_offsetnet_left_out_gives_no_gaussian_offsets(model):
-    social = model.generator.social
-    q = social.query(*relationship_tensors(["siblings"]))
-    with torch.no_grad():
-        c = social.gaussian_offsets(q, torch.tensor([0.5]))
-    assert c.shape == (1, social.num_anchors, 3) and float(c.abs().max()) == 0.0
+def test_legacy_offsetnet_keys_are_ignored_when_loading(tmp_path, caplog):
+    """A motion checkpoint from before the offsetnet moved to the avatar still loads (its
+    ``social.gaussian_offsetnet.*`` keys are skipped with a log line) into the same weights."""
+    import logging
+
+    from rsatalker_core.avatar.offsets import RelationshipOffsets
+
+    cfg = load_config(str(REPO / "config" / "test_small.yaml"))
+    ref = MotionModel(cfg)
+    ref.save(str(tmp_path / "new.pt"))
+    data = torch.load(str(tmp_path / "new.pt"), weights_only=False)
+    torch.manual_seed(1)
+    legacy = RelationshipOffsets(cfg.social, 9976)
+    torch.nn.init.normal_(legacy.offsetnet[-1].weight, std=1.0)
+    data["state_dict"].update({f"{LEGACY_OFFSETNET_PREFIX}{k[len('offsetnet.'):]}": v
+                               for k, v in legacy.state_dict().items() if k.startswith("offsetnet.")})
+    torch.save(data, str(tmp_path / "old.pt"))
+    with caplog.at_level(logging.INFO, logger="rsatalker.motion"):
+        old = MotionModel(load_config(str(REPO / "config" / "test_small.yaml"),
+                                      {"motion.checkpoint": str(tmp_path / "old.pt")}))
+    assert "legacy Gaussian offsetnet" in caplog.text
+    for k, v in ref.generator.state_dict().items():
+        assert torch.equal(old.generator.state_dict()[k], v), k
+    # ... and the legacy offsetnet can be moved to an avatar with the model's embeddings.
+    moved = RelationshipOffsets.from_legacy_motion_state(data["state_dict"], cfg.social, 9976)
+    assert torch.equal(moved.offsetnet[-1].weight, legacy.offsetnet[-1].weight)
+    assert torch.equal(moved.blood_embeddings, ref.generator.social.blood_embeddings)
+
+
+def test_shipped_layout_loads_without_offsetnet(model):
+    """The shipped file lists the offsetnet keys it left out (``omitted_untrained``, the
+    earlier layout); the model holds no offsetnet at all."""
+    assert not any("offsetnet" in k for k in model.generator.state_dict())

@@ -177,7 +177,7 @@ def test_social_bypass_switch(small_cfg):
     from rsatalker_core.relationship import relationship_tensors
 
     torch.manual_seed(0)
-    gen = SpeakerListenerMotionGenerator(small_cfg.motion, small_cfg.social, 8, num_anchors=4).eval()
+    gen = SpeakerListenerMotionGenerator(small_cfg.motion, small_cfg.social, 8).eval()
     fs, fp = torch.randn(1, 20, 8), torch.randn(1, 20, 8)
     sib, boss = relationship_tensors(["siblings"]), relationship_tensors(["superior_subordinate"])
     with torch.no_grad():

@@ -10,7 +10,7 @@ def _model(**kw):
     torch.manual_seed(0)
     cfg = MotionConfig(d_model=32, n_heads=2, n_encoder_layers=1, n_decoder_layers=1, ff_dim=64,
                        dropout=0.0, max_frames=100, **kw)
-    return SpeakerListenerMotionGenerator(cfg, SocialConfig(embed_dim=16, hidden_dim=32), speech_dim=12, num_anchors=5).eval()
+    return SpeakerListenerMotionGenerator(cfg, SocialConfig(embed_dim=16, hidden_dim=32), speech_dim=12).eval()
 
 
 def _inputs(B=2, T=30, seed=1):

@@ -24,7 +24,7 @@ from rsatalker_core.data.dualtalk import DualTalkDataset, collate_windows
 from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.render.camera import default_camera
 from rsatalker_core.training import Trainer, read_log
-from rsatalker_core.training.stage2 import render_frames
+from rsatalker_core.render.renderer import render_motion
 from rsatalker_core.training.stage3 import FINAL_AVATAR, FINAL_MOTION, JointStage, select_frames
 
 from conftest import REPO
@@ -68,8 +68,7 @@ class TeacherTriplets(Dataset):
             item = self.base[i]
             T = int(item["num_frames"])
             with torch.no_grad():
-                verts = flame.forward_motion(item["self_motion"]).float()
-                frames = render_frames(teacher, verts, flame.faces.long(), view.expand(T, 4, 4), K.expand(T, 3, 3),
+                frames = render_motion(flame, teacher, item["self_motion"].float(), view, K,
                                        cfg.render.width, cfg.render.height, bg, backend="torch")
             item.update(frames=frames.clamp(0, 1), cam=torch.zeros(T, 3), cam_valid=torch.tensor(False))
             self.items.append(item)
@@ -123,8 +122,11 @@ def test_image_loss_reaches_generator_and_avatar(excerpt, student_path, data, tm
     for name, p in (("head", gen.head.weight), ("decoder", next(gen.decoder.parameters())),
                     ("socialnet", gen.social.motion_socialnet[0].weight),
                     ("blood embeddings", gen.social.blood_embeddings),
-                    ("offsetnet", gen.social.gaussian_offsetnet[-1].weight)):
+                    ("offsetnet", av.offsets.offsetnet[-1].weight)):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # the avatar's offsets read the generator's own embeddings (one q for both MLPs)
+    assert av.offsets.blood_embeddings is gen.social.blood_embeddings
+    assert av.offsets.equal_embeddings is gen.social.equal_embeddings
     # ... and in every attribute of the avatar
     for name in ("means_local", "log_scales", "quats_local", "opacity_logits", "colors_logit"):
         g = getattr(av, name).grad
@@ -171,6 +173,8 @@ def test_fit_logs_terms_writes_weights_and_resumes_exactly(excerpt, student_path
     assert trained.num_gaussians == 5000
     start = GaussianAvatar.load(str(student_path))
     assert not torch.equal(trained.colors_logit, start.colors_logit)  # the avatar was trained
+    # ... and exported with the relationship offsets it trained (start: none, c = 0)
+    assert start.offsets is None and trained.offsets is not None and not trained.offsets.is_zero()
 
     cfg2 = _cfg(excerpt, student_path, tmp_path / "split", **val)
     part = Trainer(JointStage(cfg2, train_data=data, val_data=data), cfg2.train, seed=cfg2.seed).fit(stop_at=1)

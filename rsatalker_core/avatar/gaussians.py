@@ -12,7 +12,10 @@ non-trainable ``binding`` index. For triangle ``(v0, v1, v2)``:
 A Gaussian with local mean ``mu_c``, log-scale ``s_c`` and rotation ``r_c`` is, in world
 space, ``mu = k R mu_c + T + c``, ``scale = k exp(s_c)``, ``rotation = R o r_c``, where ``c``
 is the social position offset of its triangle's anchor (RSATalker §3.3; neural Gaussians added
-by densification inherit their anchor's triangle and therefore its ``c``).
+by densification inherit their anchor's triangle and therefore its ``c``). An avatar trained
+with the relationship (stages 2-3) carries the module computing ``c``
+(:class:`~rsatalker_core.avatar.offsets.RelationshipOffsets`, attribute ``offsets``, saved in
+its checkpoint); one without it renders with ``c = 0``.
 
 Appearance: ``colors = sigmoid(colors_logit)`` (RGB in [0, 1], view-independent: the paper
 renders the face from one frontal camera, so SH degree 0 suffices and the sigmoid keeps
@@ -28,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsatalker_core.avatar.offsets import RelationshipOffsets
 from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint
 from rsatalker_core.errors import CheckpointError
 from rsatalker_core.render import RenderError
@@ -141,7 +145,9 @@ class GaussianAvatar(nn.Module):
     Parameters (all ``[N, ...]``, trainable): ``means_local [N, 3]`` (``mu_c``),
     ``log_scales [N, 3]`` (``s_c``), ``quats_local [N, 4]`` (``r_c``, wxyz),
     ``opacity_logits [N]``, ``colors_logit [N, 3]``. Buffer: ``binding [N]`` (long, the
-    triangle of each Gaussian). Build one with :meth:`from_mesh` or :meth:`load`.
+    triangle of each Gaussian). Optional submodule ``offsets``
+    (:class:`~rsatalker_core.avatar.offsets.RelationshipOffsets` or ``None``): the
+    relationship's per-anchor offsets ``c``. Build one with :meth:`from_mesh` or :meth:`load`.
 
     Args:
         binding: triangle index of each Gaussian. [N]
@@ -172,6 +178,20 @@ class GaussianAvatar(nn.Module):
         self.quats_local = nn.Parameter(torch.tensor([1.0, 0.0, 0.0, 0.0]).repeat(n, 1))
         self.opacity_logits = nn.Parameter(torch.full((n,), math.log(0.9 / 0.1)))
         self.colors_logit = nn.Parameter(torch.zeros(n, 3))
+        self.register_module("offsets", None)
+
+    def attach_offsets(self, offsets: Optional[RelationshipOffsets]) -> None:
+        """Set (or, with ``None``, remove) the relationship offsets module.
+
+        Raises:
+            RenderError: ``offsets.num_anchors`` is not the avatar's number of triangles.
+        """
+        if offsets is not None and offsets.num_anchors != self.num_triangles:
+            raise RenderError(
+                f"GaussianAvatar: offsets for {offsets.num_anchors} anchors, the avatar is bound to "
+                f"{self.num_triangles} triangles"
+            )
+        self.offsets = offsets
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -354,18 +374,31 @@ class GaussianAvatar(nn.Module):
             "opacity_activation": "sigmoid",
         }
         meta.update(extra or {})
-        state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items()}
-        atomic_save(
-            {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "meta": meta, "state_dict": state}, path
-        )
+        state = {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if not k.startswith("offsets.")}
+        data = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "meta": meta, "state_dict": state}
+        if self.offsets is not None:
+            data["offsets"] = self.offsets.to_checkpoint()
+        atomic_save(data, path)
 
     @classmethod
-    def load(cls, path: str, map_location: Optional[Union[str, torch.device]] = "cpu") -> "GaussianAvatar":
-        """Read an avatar written by :meth:`save`.
+    def load(
+        cls,
+        path: str,
+        map_location: Optional[Union[str, torch.device]] = "cpu",
+        num_triangles: Optional[int] = None,
+    ) -> "GaussianAvatar":
+        """Read an avatar written by :meth:`save` (with its relationship offsets, when saved).
+
+        Args:
+            path: the checkpoint.
+            map_location: device to load onto.
+            num_triangles: when given, the triangles of the mesh the avatar must be bound to
+                (``FlameModel.faces.shape[0]``).
 
         Raises:
-            CheckpointError: the file is missing, corrupt, of another format or version, or
-                its tensors disagree with its metadata (the message names ``path``).
+            CheckpointError: the file is missing, corrupt, of another format or version, its
+                tensors disagree with its metadata, or it is bound to another number of
+                triangles than ``num_triangles`` (the message names ``path``).
         """
         data = load_checkpoint(path, CHECKPOINT_FORMAT, map_location, required_keys=("state_dict", "meta", "version"))
         if data["version"] != CHECKPOINT_VERSION:
@@ -392,6 +425,15 @@ class GaussianAvatar(nn.Module):
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: state does not fit a GaussianAvatar ({exc})") from exc
         avatar.meta = dict(meta)
+        if data.get("offsets") is not None:
+            try:
+                avatar.attach_offsets(RelationshipOffsets.from_checkpoint(data["offsets"], path))
+            except RenderError as exc:
+                raise CheckpointError(f"{path}: {exc}") from exc
+        if num_triangles is not None and avatar.num_triangles != int(num_triangles):
+            raise CheckpointError(
+                f"{path}: avatar is bound to {avatar.num_triangles} triangles, the mesh has {int(num_triangles)}"
+            )
         return avatar.to(map_location) if map_location is not None else avatar
 
 

@@ -325,14 +325,28 @@ def evaluate_session(
 # --------------------------------------------------------------------------- media
 
 
-def session_motion(s: Session) -> Tuple[int, np.ndarray]:
-    """``(first frame_index, motion [T, 56])`` for indices first..last; a dropped frame
-    holds the previous one (as the recorder's ``motion.npz``)."""
+def _frame_rows(s: Session) -> Tuple[int, np.ndarray]:
+    """``(first frame_index, rows [T])``: the FLAME message row of each frame index
+    first..last; a dropped frame takes the previous one's row."""
     order = _first_by_index(s)
     idx = s.flame_index[order]
     first, last = int(idx[0]), int(idx[-1])
     pos = np.searchsorted(idx, np.arange(first, last + 1), side="right") - 1
-    return first, s.flame_motion[order][pos]
+    return first, np.asarray(order)[pos]
+
+
+def session_motion(s: Session) -> Tuple[int, np.ndarray]:
+    """``(first frame_index, motion [T, 56])`` for indices first..last; a dropped frame
+    holds the previous one (as the recorder's ``motion.npz``)."""
+    first, rows = _frame_rows(s)
+    return first, s.flame_motion[rows]
+
+
+def session_relationships(s: Session) -> List[str]:
+    """The ``relationship`` of each frame first..last (as :func:`session_motion`; ``""`` =
+    unknown)."""
+    _, rows = _frame_rows(s)
+    return [s.flame_relationship[int(i)] for i in rows]
 
 
 def session_video_frames(s: Session) -> List[np.ndarray]:
@@ -393,8 +407,9 @@ def export_video(
         s: from :func:`read_session` with ``load_images=True``.
         path: output ``.mp4``.
         rerender: when the bag holds no images, render the FLAME stream with
-            :class:`rsatalker_core.renderer.AvatarRenderer` (``config``, ``device``); it
-            applies no relationship offsets (the motion model's social module is not loaded).
+            :class:`rsatalker_core.render.renderer.AvatarRenderer` (``config``, ``device``),
+            each frame with its recorded ``relationship`` and ``frame_index``, so the pixels
+            are the live render node's.
 
     Returns:
         ``{"path", "frames", "audio": bool, "source": "bag images" | "re-rendered"}``.
@@ -415,8 +430,8 @@ def export_video(
         from rsatalker_core.render.renderer import AvatarRenderer
 
         cfg = load_config(config, {"device": device} if device else {})
-        _, motion = session_motion(s)
-        frames = list(AvatarRenderer(cfg).render_iter(motion))
+        first, motion = session_motion(s)
+        frames = list(AvatarRenderer(cfg).render_iter(motion, session_relationships(s), frame_index=first))
         source = "re-rendered"
     audio, sr = session_audio(s, "self")
     if audio is not None:

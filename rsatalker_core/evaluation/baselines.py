@@ -9,7 +9,7 @@ speech or the partner.
 
 1. If the data directory has a ``train/`` split, the per-channel mean over every frame of
    every supervised track there (each npz frame once;
-   :func:`rsatalker_core.training.stage1.motion_statistics`, the statistics stage-1 training
+   :func:`rsatalker_core.data.statistics.motion_statistics`, the statistics stage-1 training
    sets). An existing ``train/`` that cannot be read is an error, never silently skipped.
 2. Otherwise the motion model's ``motion_mean`` buffer (the training-split mean saved with
    trained weights; all zeros — FLAME's neutral face — for an untrained model).
@@ -57,7 +57,7 @@ def mean_pose(data_root: str, data_cfg: DataConfig, motion_mean: np.ndarray) -> 
     train_dir = os.path.join(data_root, "train")
     if os.path.isdir(train_dir):
         from rsatalker_core.data import DualTalkDataset
-        from rsatalker_core.training.stage1 import motion_statistics
+        from rsatalker_core.data.statistics import motion_statistics
 
         cfg = dataclasses.replace(data_cfg, root=data_root, split="train", window_frames=0, feature_cache="")
         mean, _ = motion_statistics(DualTalkDataset(cfg))

@@ -68,12 +68,9 @@ class SpeakerListenerMotionGenerator(nn.Module):
         cfg: :class:`MotionConfig` (widths, layers, heads).
         social_cfg: :class:`SocialConfig` for the socially-aware module.
         speech_dim: width ``D_s`` of the (frozen) speech encoder's features.
-        num_anchors: anchor Gaussians the socially-aware module's offsetnet corrects.
     """
 
-    def __init__(
-        self, cfg: MotionConfig, social_cfg: SocialConfig, speech_dim: int, num_anchors: int = 9976
-    ):
+    def __init__(self, cfg: MotionConfig, social_cfg: SocialConfig, speech_dim: int):
         super().__init__()
         d = cfg.d_model
         self.cfg = cfg
@@ -89,7 +86,7 @@ class SpeakerListenerMotionGenerator(nn.Module):
         self.encoder = nn.TransformerEncoder(
             enc_layer, cfg.n_encoder_layers, enable_nested_tensor=False
         )
-        self.social = SociallyAwareModule(social_cfg, d, num_anchors)
+        self.social = SociallyAwareModule(social_cfg, d)
         self.social_cross_attn = CrossAttentionBlock(d, cfg.n_heads, cfg.ff_dim, cfg.dropout)
         dec_layer = nn.TransformerDecoderLayer(
             d, cfg.n_heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True

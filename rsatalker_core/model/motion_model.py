@@ -9,10 +9,11 @@ from typing import Callable, Optional, Union
 import numpy as np
 import torch
 
+from rsatalker_core.avatar.offsets import LEGACY_OFFSETNET_PREFIX
 from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint
 from rsatalker_core.config import MOTION_DIM, RsatalkerConfig, resolve_asset
 from rsatalker_core.device import resolve_device
-from rsatalker_core.errors import CheckpointError
+from rsatalker_core.errors import CheckpointError, ConfigError
 from rsatalker_core.model.generator import SpeakerListenerMotionGenerator
 from rsatalker_core.relationship import Relationship, relationship_tensors
 from rsatalker_core.speech.factory import build_speech_encoder
@@ -20,8 +21,6 @@ from rsatalker_core.speech.factory import build_speech_encoder
 log = logging.getLogger("rsatalker.motion")
 
 MOTION_CKPT_FORMAT = "rsatalker-motion"
-#: State-dict prefix of the socially-aware module's Gaussian offsetnet (trained in stages 2-3).
-OFFSETNET_PREFIX = "social.gaussian_offsetnet."
 
 
 class MotionModel:
@@ -50,19 +49,24 @@ class MotionModel:
         self.generator.eval()
 
     def load(self, path: str) -> None:
+        """Load generator weights written by :meth:`save`.
+
+        Checkpoints from before the Gaussian offsetnet moved to the avatar may hold
+        ``social.gaussian_offsetnet.*`` keys: they are skipped with a log message (the
+        offsets render from the avatar checkpoint; a trained legacy offsetnet can be moved
+        there with :meth:`rsatalker_core.avatar.offsets.RelationshipOffsets.from_legacy_motion_state`).
+
+        Raises:
+            CheckpointError: missing/corrupt file, another speech encoder, or weights that
+                do not fit the motion config.
+        """
         data = load_checkpoint(path, MOTION_CKPT_FORMAT, self.device)
         if data.get("speech_encoder") != self.cfg.speech.encoder:
             raise CheckpointError(
                 f"{path}: trained with speech encoder '{data.get('speech_encoder')}', "
                 f"config uses '{self.cfg.speech.encoder}'"
             )
-        state = data["state_dict"]
-        # Stage-1 exports may leave out the untrained offsetnet (scripts/export_default_motion.py):
-        # those keys keep this model's seeded initialisation, whose zero last layer gives c = 0.
-        omitted = [k for k in data.get("omitted_untrained", []) if k.startswith(OFFSETNET_PREFIX)]
-        if omitted:
-            own = self.generator.state_dict()
-            state = {**{k: own[k] for k in omitted if k in own}, **state}
+        state = strip_legacy_offsetnet(data["state_dict"], path)
         try:
             self.generator.load_state_dict(state)
         except RuntimeError as exc:
@@ -131,6 +135,35 @@ class MotionModel:
                 break
             start += hop
         return out / np.maximum(weight, 1e-8)
+
+
+def strip_legacy_offsetnet(state: dict, path: str = "checkpoint") -> dict:
+    """``state`` without the legacy ``social.gaussian_offsetnet.*`` keys (logged when present)."""
+    legacy = [k for k in state if k.startswith(LEGACY_OFFSETNET_PREFIX)]
+    if not legacy:
+        return state
+    log.info("%s: ignoring %d legacy Gaussian offsetnet tensors (the offsets live in the avatar checkpoint)",
+             path, len(legacy))
+    return {k: v for k, v in state.items() if not k.startswith(LEGACY_OFFSETNET_PREFIX)}
+
+
+def frozen_speech_motion_model(cfg: RsatalkerConfig, device: torch.device) -> "MotionModel":
+    """The :class:`MotionModel` a motion-training stage (1, 3) trains, its speech encoder
+    frozen (the paper freezes it in every stage).
+
+    Raises:
+        ConfigError: DataLoader workers (``train.num_workers > 0``) with the encoder on a
+            non-CPU device and no ``data.feature_cache`` (forked workers cannot use CUDA).
+        CheckpointError, SpeechEncoderError: as :class:`MotionModel`.
+    """
+    if cfg.train.num_workers > 0 and device.type != "cpu" and not cfg.data.feature_cache:
+        raise ConfigError(
+            f"train.num_workers={cfg.train.num_workers} with the speech encoder on {device}: "
+            "set data.feature_cache (features are then computed once, here) or num_workers 0"
+        )
+    model = MotionModel(cfg, device)
+    model.speech.freeze()
+    return model
 
 
 def _fit_length(motion: np.ndarray, T: int) -> np.ndarray:

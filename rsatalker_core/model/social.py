@@ -7,7 +7,8 @@ two selected embeddings are fused into a query ``q`` (see :meth:`SociallyAwareMo
 and the *motion socialnet* (2-layer MLP) maps ``q`` to the social feature ``s`` that the
 motion generator attends with. The *Gaussian offsetnet*, which maps ``(q, t)`` to per-anchor
 position corrections for the avatar, belongs to the avatar
-(:class:`rsatalker_core.avatar.gaussians.offsets.RelationshipOffsets`); it reads the same embeddings.
+(:class:`rsatalker_core.avatar.offsets.RelationshipOffsets`); it fuses the same kind of
+embeddings into ``q`` and, in joint training (stage 3), shares these very Parameters.
 The relationship value type is :class:`rsatalker_core.relationship.Relationship`.
 """
 
@@ -40,12 +41,8 @@ def sinusoidal_encoding(t: Tensor, dim: int, max_period: float = 100.0) -> Tenso
     return torch.cat([torch.sin(ang), torch.cos(ang)], dim=-1)
 
 
-def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), nn.Linear(d_hidden, d_out))
-
-
 class SociallyAwareModule(nn.Module):
-    """Relationship embeddings, motion socialnet and Gaussian offsetnet (RSATalker §3.3).
+    """Relationship embeddings and the motion socialnet (RSATalker §3.3).
 
     Fusion choice (the paper says only that the two embeddings are fused): ``q`` is the
     sum of the selected blood-axis and equality-axis embeddings. Because each set's two
@@ -53,24 +50,20 @@ class SociallyAwareModule(nn.Module):
     four sums are distinct and the two axes stay separable.
 
     Args:
-        cfg: :class:`SocialConfig` (embedding width, MLP width, time encoding, offset bound).
+        cfg: :class:`SocialConfig` (``embed_dim``, ``hidden_dim``).
         d_model: width of the social feature ``s`` (the motion generator's width).
-        num_anchors: anchor Gaussians (= FLAME triangles, 9976) the offsetnet corrects.
     """
 
-    def __init__(self, cfg: SocialConfig, d_model: int, num_anchors: int = 9976):
+    def __init__(self, cfg: SocialConfig, d_model: int):
         super().__init__()
         self.cfg = cfg
-        self.num_anchors = num_anchors
         self.blood_embeddings = nn.Parameter(torch.empty(2, cfg.embed_dim))
         self.equal_embeddings = nn.Parameter(torch.empty(2, cfg.embed_dim))
         nn.init.orthogonal_(self.blood_embeddings)
         nn.init.orthogonal_(self.equal_embeddings)
-        self.motion_socialnet = _mlp(cfg.embed_dim, cfg.hidden_dim, d_model)
-        self.gaussian_offsetnet = _mlp(cfg.embed_dim + cfg.time_dim, cfg.hidden_dim, num_anchors * 3)
-        # Start with no correction: c = 0 until trained (stage 2/3).
-        nn.init.zeros_(self.gaussian_offsetnet[-1].weight)
-        nn.init.zeros_(self.gaussian_offsetnet[-1].bias)
+        self.motion_socialnet = nn.Sequential(
+            nn.Linear(cfg.embed_dim, cfg.hidden_dim), nn.GELU(), nn.Linear(cfg.hidden_dim, d_model)
+        )
 
     def query(self, blood: Tensor, equal: Tensor) -> Tensor:
         """Fused relationship query.
@@ -87,23 +80,6 @@ class SociallyAwareModule(nn.Module):
     def social_feature(self, q: Tensor) -> Tensor:
         """Motion socialnet: ``q [B, E] -> s [B, d_model]``."""
         return self.motion_socialnet(q)
-
-    def gaussian_offsets(self, q: Tensor, t: Tensor) -> Tensor:
-        """Gaussian offsetnet: per-anchor position corrections ``c``.
-
-        Args:
-            q: ``[B, E]`` relationship query.
-            t: ``[B]`` or ``[B, T]`` time in seconds.
-
-        Returns:
-            c: ``[B, num_anchors, 3]`` or ``[B, T, num_anchors, 3]``, metres, bounded by
-            ``cfg.max_offset`` through a tanh.
-        """
-        enc = sinusoidal_encoding(t, self.cfg.time_dim)
-        qq = q if t.dim() == 1 else q[:, None, :].expand(*t.shape, q.shape[-1])
-        out = self.gaussian_offsetnet(torch.cat([qq, enc], dim=-1))
-        out = torch.tanh(out) * self.cfg.max_offset
-        return out.reshape(*t.shape, self.num_anchors, 3)
 
     def orthogonality_loss(self) -> Tensor:
         """Squared cosine similarity within each embedding set (0 when orthogonal)."""

@@ -1,97 +1,227 @@
-"""FLAME motion → RGB: the FLAME layer, the Gaussian avatar bound to it, one rasterizer."""
+"""FLAME motion → pixels: the one path every caller renders through.
+
+:func:`render_motion` is the differentiable function (FLAME layer → Gaussians bound to the
+posed triangles, plus the relationship's offsets ``c`` → rasterizer, batched over frames);
+training stages 2 and 3 call it with gradients. :class:`AvatarRenderer` wraps it for
+inference (the CLI's ``generate``, the ROS render node, bag re-rendering, evaluation): it
+loads FLAME and the avatar from a config and ALWAYS applies the relationship's offsets when
+the avatar carries them (:class:`~rsatalker_core.avatar.offsets.RelationshipOffsets`), so
+the same motion, relationship and frame index give the same pixels everywhere.
+"""
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from rsatalker_core.avatar.gaussians import GaussianAvatar
-from rsatalker_core.config import FPS, MOTION_DIM, RsatalkerConfig, resolve_asset
+from rsatalker_core.avatar.offsets import RelationshipLike
+from rsatalker_core.config import MOTION_DIM, RsatalkerConfig, resolve_asset
 from rsatalker_core.device import resolve_device
-from rsatalker_core.errors import CheckpointError
 from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.render import rasterize
 from rsatalker_core.render.camera import default_camera
-from rsatalker_core.relationship import Relationship, relationship_tensors
+from rsatalker_core.errors import RelationshipError
+from rsatalker_core.relationship import Relationship
+
+
+def render_motion(
+    flame: FlameModel,
+    avatar: GaussianAvatar,
+    motion: Tensor,  # [N, 56]
+    viewmats: Tensor,  # [N, 4, 4] or [1, 4, 4]
+    Ks: Tensor,  # [N, 3, 3] or [1, 3, 3]
+    width: int,
+    height: int,
+    background: Optional[Tensor] = None,  # [3]
+    offsets: Optional[Tensor] = None,  # [N, F, 3]
+    backend: str = "auto",
+) -> Tensor:
+    """Render ``N`` frames of FLAME motion, one camera each (differentiable).
+
+    FLAME (:meth:`FlameModel.forward_motion`) → posed vertices → the avatar's Gaussians on
+    their triangles, each anchor moved by its ``c`` (RSATalker §3.3) → rasterizer
+    (:func:`rsatalker_core.render.rasterize`). Gradients flow into ``motion``, ``offsets``
+    and the avatar's parameters.
+
+    Args:
+        flame: the FLAME layer the avatar is bound to.
+        avatar: the Gaussian avatar (``num_triangles == flame.faces.shape[0]``).
+        motion: ``[exp 50 | jaw 3 | head 3]`` per frame (radians for the rotations). [N, 56]
+        viewmats, Ks: world-to-camera matrices and intrinsics, per frame or one for all.
+            [N or 1, 4, 4], [N or 1, 3, 3]
+        width, height: image size, pixels.
+        background: RGB in [0, 1] behind the head; ``None`` = black. [3]
+        offsets: per-anchor offsets ``c``, metres (:class:`RelationshipOffsets`); ``None``
+            = none. [N, F, 3]
+        backend: rasterizer backend (``render.backend``).
+
+    Returns:
+        ``rgb [N, H, W, 3]`` in [0, 1] up to rounding (not clamped: gradients pass everywhere).
+
+    Raises:
+        RenderError: shapes that do not fit (see :func:`rsatalker_core.render.rasterize` and
+            :meth:`GaussianAvatar.forward`).
+        ValueError: ``motion`` is not ``[N, 56]``.
+    """
+    if motion.dim() != 2 or motion.shape[-1] != MOTION_DIM:
+        raise ValueError(f"motion must be [N, {MOTION_DIM}], got {list(motion.shape)}")
+    verts = flame.forward_motion(motion).to(avatar.means_local.dtype)  # [N, V, 3]
+    g = avatar(verts, flame.faces, offsets)
+    bg = None if background is None else background.to(verts)[None]
+    one_cam = viewmats.shape[0] == 1
+    out = []
+    for i in range(motion.shape[0]):
+        c = slice(0, 1) if one_cam else slice(i, i + 1)
+        rgb, _ = rasterize(
+            g["means"][i], g["quats"][i], g["scales"][i], g["opacities"], g["colors"],
+            viewmats[c], Ks[c], width, height, backgrounds=bg, backend=backend,
+        )
+        out.append(rgb[0])
+    return torch.stack(out) if out else motion.new_zeros(0, height, width, 3)
+
+
+def batch_cameras(
+    cam: Optional[Tensor],  # [B, T, 3]
+    cam_valid: Optional[Tensor],  # [B] bool
+    default_viewmat: Tensor,  # [1, 4, 4]
+    default_K: Tensor,  # [1, 3, 3]
+    num_frames: int,
+    width: int,
+    height: int,
+) -> Tuple[Tensor, Tensor]:
+    """Per-frame cameras of a training batch: DualTalk's weak-perspective ``cam``
+    (:func:`~rsatalker_core.data.triplets.weak_perspective_camera`) where ``cam_valid``,
+    else the default camera.
+
+    Returns:
+        ``(viewmats [B * T, 4, 4], Ks [B * T, 3, 3])``, frames in batch-major order.
+    """
+    if cam is None or cam_valid is None:
+        B = 1 if cam is None else cam.shape[0]
+        n = B * num_frames
+        return default_viewmat.expand(n, 4, 4), default_K.expand(n, 3, 3)
+    from rsatalker_core.data.triplets import weak_perspective_camera  # data -> cv2: only when needed
+
+    B = cam.shape[0]
+    view, K = weak_perspective_camera(cam.to(default_viewmat), width, height)  # [B, T, ...]
+    valid = cam_valid.to(default_viewmat.device).bool()[:, None, None, None]
+    view = torch.where(valid, view, default_viewmat[None].expand(B, num_frames, 4, 4))
+    K = torch.where(valid, K, default_K[None].expand(B, num_frames, 3, 3))
+    return view.reshape(-1, 4, 4), K.reshape(-1, 3, 3)
 
 
 class AvatarRenderer:
-    """FLAME motion → image: FLAME layer, Gaussian avatar bound to it, one rasterizer.
+    """FLAME motion (+ relationship) → RGB images, for inference (see the module docstring).
+
+    Frames are posed and rasterized one at a time, so a frame's pixels do not depend on
+    which frames it is rendered with (batched FLAME / MLP products round differently): the
+    live render node, which gets one frame per message, and ``rsatalker generate`` give
+    identical pixels.
 
     Args:
         cfg: full config (``flame``, ``avatar``, ``render`` sections are used).
         device: overrides ``cfg.device``.
-        social: the motion model's socially-aware module; when given, its Gaussian
-            offsetnet adds the relationship's per-anchor corrections ``c`` (§3.3).
+
+    Attributes:
+        avatar: the loaded :class:`GaussianAvatar`; ``avatar.offsets`` is its relationship
+            offsets module, or ``None`` (then ``c = 0`` for every relationship).
 
     Raises:
         CheckpointError: the avatar file is missing/corrupt or bound to another mesh.
         FlameModelError: ``flame.model_path`` names an unusable FLAME file.
     """
 
-    def __init__(self, cfg: RsatalkerConfig, device=None, social=None):
+    def __init__(self, cfg: RsatalkerConfig, device=None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device if device is None else device)
         self.flame = FlameModel(cfg.flame).to(self.device).eval()
-        self.avatar = GaussianAvatar.load(resolve_asset(cfg.avatar.checkpoint), map_location=self.device)
-        self.avatar.to(self.device).eval()
-        n_faces = int(self.flame.faces.shape[0])
-        if int(self.avatar.binding.max()) >= n_faces:
-            raise CheckpointError(
-                f"{cfg.avatar.checkpoint}: avatar is bound to triangles beyond the FLAME mesh's {n_faces}"
-            )
+        self.avatar = GaussianAvatar.load(
+            resolve_asset(cfg.avatar.checkpoint), map_location=self.device,
+            num_triangles=int(self.flame.faces.shape[0]),
+        )
+        self.avatar.eval()
         self.viewmat, self.K = default_camera(cfg.render, self.device)
-        self.background = torch.tensor(cfg.render.background, dtype=torch.float32, device=self.device)[None]
-        self.social = social
+        self.background = torch.tensor(cfg.render.background, dtype=torch.float32, device=self.device)
 
     @property
     def size(self) -> tuple:
+        """``(height, width)`` of the images, pixels."""
         return (self.cfg.render.height, self.cfg.render.width)
 
     @torch.no_grad()
     def render(
         self,
         motion: np.ndarray,  # [56] or [T, 56]
-        relationship: Optional[Union[str, Relationship]] = None,
-        frame_index: Optional[int] = None,
+        relationship: Union[RelationshipLike, Sequence[RelationshipLike]] = None,
+        frame_index: Union[int, Sequence[int]] = 0,
     ) -> np.ndarray:
-        """Render FLAME motion to RGB.
+        """Render FLAME motion to RGB through :func:`render_motion`.
 
         Args:
             motion: ``[56]`` or ``[T, 56]`` ``[exp | jaw | head]`` (radians).
-            relationship: with a ``social`` module, selects the Gaussian offsets.
-            frame_index: index of the first frame (time ``t = index / 25`` s for offsets).
+            relationship: the relationship the motion was generated under, one for all
+                frames or one per frame (name, axis form or :class:`Relationship`);
+                ``None`` / ``""`` = unknown (``c = 0``). With an avatar that carries
+                offsets, they are always applied for it.
+            frame_index: index of the first frame since the clip / stream started, or one
+                index per frame; time ``t = index / 25`` s for the offsets.
 
         Returns:
             ``[H, W, 3]`` or ``[T, H, W, 3]`` uint8 RGB.
+
+        Raises:
+            RelationshipError: an unknown relationship, or per-frame lists of another length.
+            ValueError: ``motion`` is not ``[56]`` / ``[T, 56]``.
         """
         m = np.asarray(motion, dtype=np.float32)
         single = m.ndim == 1
+        if m.ndim not in (1, 2) or m.shape[-1] != MOTION_DIM:
+            raise ValueError(f"motion must be [{MOTION_DIM}] or [T, {MOTION_DIM}], got {list(m.shape)}")
         m = torch.as_tensor(m.reshape(-1, MOTION_DIM), device=self.device)
-        verts = self.flame.forward_motion(m)  # [T, V, 3]
-        offsets = None
-        if self.social is not None and relationship is not None:
-            blood, equal = relationship_tensors([relationship], self.device)
-            t0 = 0 if frame_index is None else frame_index
-            t = (torch.arange(len(m), device=self.device, dtype=torch.float32) + t0) / FPS
-            q = self.social.query(blood, equal).expand(len(m), -1)
-            offsets = self.social.gaussian_offsets(q, t)  # [T, F, 3]
-        g = self.avatar(verts, self.flame.faces, offsets)
+        T = len(m)
+        rels = list(relationship) if _is_per_frame(relationship) else [relationship] * T
+        idx = (
+            [int(frame_index) + i for i in range(T)] if np.ndim(frame_index) == 0 else [int(i) for i in frame_index]
+        )
+        if len(rels) != T or len(idx) != T:
+            raise RelationshipError(f"{len(rels)} relationships and {len(idx)} frame indices for {T} frames")
         frames = []
-        for i in range(len(m)):
-            rgb, _ = rasterize(
-                g["means"][i], g["quats"][i], g["scales"][i], g["opacities"], g["colors"],
-                self.viewmat, self.K, self.cfg.render.width, self.cfg.render.height,
-                backgrounds=self.background, backend=self.cfg.render.backend,
+        for i in range(T):  # one at a time: see the class docstring
+            offsets = None
+            if self.avatar.offsets is not None:
+                offsets = self.avatar.offsets.for_frames(rels[i], idx[i], 1)
+            rgb = render_motion(
+                self.flame, self.avatar, m[i : i + 1], self.viewmat, self.K, self.cfg.render.width,
+                self.cfg.render.height, self.background, offsets, self.cfg.render.backend,
             )
             frames.append((rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
         out = np.stack(frames)
         return out[0] if single else out
 
-    def render_iter(self, motion: np.ndarray, relationship=None, batch: int = 8) -> Iterable[np.ndarray]:
-        """Yield ``[H, W, 3]`` frames of ``motion [T, 56]`` a few at a time (for progress bars)."""
+    def render_iter(
+        self,
+        motion: np.ndarray,  # [T, 56]
+        relationship: Union[RelationshipLike, Sequence[RelationshipLike]] = None,
+        batch: int = 8,
+        frame_index: int = 0,
+    ) -> Iterable[np.ndarray]:
+        """Yield the ``[H, W, 3]`` frames of :meth:`render` a few at a time (progress bars).
+
+        ``relationship`` is one for all frames or one per frame; ``frame_index`` is the
+        index of ``motion[0]``.
+        """
+        per_frame = _is_per_frame(relationship)
+        rels = list(relationship) if per_frame else None
         for s in range(0, len(motion), batch):
-            for frame in self.render(motion[s : s + batch], relationship, frame_index=s):
+            rel = rels[s : s + batch] if per_frame else relationship
+            for frame in self.render(motion[s : s + batch], rel, frame_index=frame_index + s):
                 yield frame
+
+
+def _is_per_frame(relationship) -> bool:
+    """True for a sequence of per-frame relationships (not one name / Relationship / None)."""
+    return not (relationship is None or isinstance(relationship, (str, Relationship)))

@@ -37,7 +37,7 @@ Optimisers. gsplat expects one optimiser with one parameter group per attribute.
 training loop with a single optimiser (as the project's Trainer) gives each attribute its
 own parameter group; :func:`group_views` wraps those groups as gsplat "optimisers" that
 share the real optimiser's state, so Adam moments are extended (zeros for new Gaussians)
-and pruned consistently.
+and pruned consistently. :func:`avatar_param_groups` builds those groups (stages 2 and 3).
 
 Example:
     >>> strategy = BindingStrategy(refine_every=100, refine_start_iter=500)
@@ -49,7 +49,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -70,14 +70,40 @@ PARAM_NAMES: Dict[str, str] = {
     "binding": "binding",
 }
 
+#: Avatar attribute -> ``train.stage2`` learning-rate field (config.py, ``Stage2Config``).
+AVATAR_LR_FIELDS: Dict[str, str] = {
+    "means_local": "lr_means",
+    "log_scales": "lr_scales",
+    "quats_local": "lr_quats",
+    "opacity_logits": "lr_opacity",
+    "colors_logit": "lr_colors",
+}
+
 __all__ = [
+    "AVATAR_LR_FIELDS",
     "PARAM_NAMES",
+    "avatar_param_groups",
     "BindingStrategy",
     "avatar_params",
     "write_back",
     "group_views",
     "protect_triangles",
 ]
+
+
+def avatar_param_groups(avatar: GaussianAvatar, stage2_cfg: Any, scale: float = 1.0) -> List[Dict[str, Any]]:
+    """One optimiser parameter group per Gaussian attribute, at ``train.stage2.lr_* x scale``
+    without weight decay (each attribute alone in its group, as gsplat's ops need).
+
+    Args:
+        avatar: the avatar being trained.
+        stage2_cfg: ``cfg.train.stage2`` (the ``lr_*`` fields of :data:`AVATAR_LR_FIELDS`).
+        scale: learning-rate factor (stage 3's ``avatar_lr_scale``).
+    """
+    return [
+        {"params": [getattr(avatar, attr)], "lr": float(getattr(stage2_cfg, f)) * float(scale), "weight_decay": 0.0}
+        for attr, f in AVATAR_LR_FIELDS.items()
+    ]
 
 
 def avatar_params(avatar: GaussianAvatar) -> Dict[str, Tensor]:

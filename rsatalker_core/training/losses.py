@@ -1,4 +1,5 @@
-"""Renderer losses of RSATalker (§3.4; docs/method.md §7, stages 2 and 3).
+"""Training losses of RSATalker (§3.4; docs/method.md §7): the renderer's (stages 2 and 3) and
+the motion's ``L_mesh`` (stages 1 and 3, :func:`masked_mse`).
 
 Stage 2 (renderer) minimises ``L_image + lambda_pos L_pos + lambda_offset L_offset`` and
 stage 3 (joint) ``L_mesh + 0.5 L_image + 0.01 L_pos + 0.01 L_offset``, with
@@ -30,13 +31,17 @@ safety net that is inactive in normal training, exactly as the paper's ``eps = 1
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from rsatalker_core.errors import TrainingError
 from rsatalker_core.metrics.image import bhwc_to_bchw, dssim, l1
+
+if TYPE_CHECKING:  # the renderer imports FLAME and the avatar; only renderer_loss needs them
+    from rsatalker_core.avatar.gaussians import GaussianAvatar
+    from rsatalker_core.head.flame import FlameModel
 
 __all__ = [
     "L1_WEIGHT",
@@ -156,7 +161,7 @@ def offset_loss(
 
     Args:
         offsets: per-anchor social position corrections ``c`` from the Gaussian offsetnet
-            (:meth:`SociallyAwareModule.gaussian_offsets`), metres. [B, F, 3] or [B, T, F, 3]
+            (:class:`~rsatalker_core.avatar.offsets.RelationshipOffsets`), metres. [B, F, 3] or [B, T, F, 3]
         eps: tolerance, metres (paper: 1).
 
     Returns:
@@ -166,3 +171,93 @@ def offset_loss(
         TrainingError: not ``[..., 3]`` vectors or negative ``eps``.
     """
     return _hinge_norm(offsets, eps, None, "offset_loss")
+
+
+# --------------------------------------------------------------------------- motion (L_mesh)
+def masked_mse(
+    pred: Tensor,  # [B, T, C]
+    target: Tensor,  # [B, T, C]
+    mask: Optional[Tensor] = None,  # [B, T] bool
+) -> Tensor:
+    """Mean squared error over channels and the frames where ``mask`` is True.
+
+    ``sum_{b,t} mask[b,t] * mean_c (pred - target)^2 / sum_{b,t} mask[b,t]``; with no mask
+    (or all True) this is ``torch.nn.functional.mse_loss``. An all-False mask gives 0.
+
+    Returns:
+        scalar tensor.
+
+    Raises:
+        ValueError: shapes differ, or ``mask`` is not ``[B, T]``.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    err = (pred - target).pow(2).mean(dim=-1)  # [B, T]
+    if mask is None:
+        return err.mean()
+    if mask.shape != err.shape:
+        raise ValueError(f"mask must be {tuple(err.shape)}, got {tuple(mask.shape)}")
+    m = mask.to(err.dtype)
+    return (err * m).sum() / m.sum().clamp_min(1.0)
+
+
+def velocity(
+    x: Tensor,  # [B, T, C]
+    mask: Optional[Tensor] = None,  # [B, T] bool
+) -> Tuple[Tensor, Optional[Tensor]]:
+    """Frame-to-frame differences ``x[:, 1:] - x[:, :-1]`` (per frame at 25 fps) and their
+    mask (both frames real): ``([B, T-1, C], [B, T-1] | None)``."""
+    v = x[:, 1:] - x[:, :-1]
+    return v, None if mask is None else (mask[:, 1:] & mask[:, :-1])
+
+
+# --------------------------------------------------------------------------- renderer (stages 2, 3)
+def renderer_loss(
+    flame: FlameModel,
+    avatar: GaussianAvatar,
+    motion: Tensor,  # [N, 56]
+    target: Tensor,  # [N, H, W, 3]
+    viewmats: Tensor,  # [N, 4, 4]
+    Ks: Tensor,  # [N, 3, 3]
+    background: Optional[Tensor] = None,  # [3]
+    offsets: Optional[Tensor] = None,  # [N, F, 3]
+    lambda_pos: float = 0.01,
+    lambda_offset: float = 0.01,
+    pos_eps: float = 1.0,
+    offset_eps: float = 1.0,
+    backend: str = "auto",
+) -> Tuple[Tensor, Dict[str, Tensor], Tensor]:
+    """Render and score: ``L_image + lambda_pos L_pos + lambda_offset L_offset`` (RSATalker §3.4).
+
+    Renders through :func:`rsatalker_core.render.renderer.render_motion` (the one motion ->
+    pixels path). Stage 3 weights the same terms ``0.5 / 0.01 / 0.01`` and adds ``L_mesh``:
+    it calls this with ``lambda_* / lambda_image`` and scales the result (gradients flow
+    into ``motion`` and ``offsets`` as well as the avatar).
+
+    Args:
+        flame, avatar, motion, viewmats, Ks, background, offsets, backend: as
+            :func:`~rsatalker_core.render.renderer.render_motion`.
+        target: ground-truth frames in [0, 1], H, W >= 11. [N, H, W, 3]
+        lambda_pos, lambda_offset: weights of ``L_pos`` / ``L_offset``.
+        pos_eps, offset_eps: their tolerances (triangle sizes / metres; paper: 1).
+
+    Returns:
+        ``(loss, terms, rgb)``: the scalar loss; detached scalars ``{"image", "l1", "dssim",
+        "pos", "offset", "psnr"}``; the rendered ``rgb [N, H, W, 3]``.
+
+    Raises:
+        RenderError, ValueError: as ``render_motion``; TrainingError: as the loss terms.
+    """
+    from rsatalker_core.render.renderer import render_motion
+
+    H, W = target.shape[1:3]
+    rgb = render_motion(flame, avatar, motion, viewmats, Ks, W, H, background, offsets, backend)
+    terms = image_loss_terms(rgb, target)
+    l_pos = position_loss(avatar.means_local, pos_eps)
+    l_off = offset_loss(offsets, offset_eps) if offsets is not None else rgb.new_zeros(())
+    loss = terms["image"] + lambda_pos * l_pos + lambda_offset * l_off
+    with torch.no_grad():
+        mse = (rgb.clamp(0, 1) - target).pow(2).flatten(1).mean(1).clamp_min(1e-12)
+        out = {k: v.detach() for k, v in terms.items()}
+        out.update(pos=l_pos.detach(), offset=l_off.detach(), psnr=(-10.0 * torch.log10(mse)).mean())
+    return loss, out, rgb

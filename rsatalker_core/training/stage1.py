@@ -2,9 +2,9 @@
 
 **Loss.** ``L_mesh`` is the squared L2 error of the 56-D FLAME motion ``[exp 50 | jaw 3 |
 head 3]`` (paper: ``L_mesh = ||M - M_gt||_2``), averaged over the 56 channels and over the
-real frames of each window (:func:`masked_mse`; padded frames, ``frame_mask == False``, do
+real frames of each window (:func:`~rsatalker_core.training.losses.masked_mse`; padded frames, ``frame_mask == False``, do
 not count). ``train.velocity_weight > 0`` adds DualTalk's velocity term, the same masked
-MSE of frame-to-frame differences (:func:`velocity`), over pairs of real frames. The loss is
+MSE of frame-to-frame differences (:func:`~rsatalker_core.training.losses.velocity`), over pairs of real frames. The loss is
 in raw motion units (FLAME coefficients, radians), as DualTalk trains.
 
 **Frozen speech encoder.** The encoder built from ``cfg.speech`` stays frozen (the paper
@@ -15,9 +15,9 @@ on CUDA, which forked workers cannot use).
 
 **Motion statistics.** Before training, the generator's ``motion_mean`` / ``motion_std``
 buffers (its output de-normalisation and partner-motion normalisation) are set from the
-training data (:func:`motion_statistics`): per-channel mean and population standard
+training data (:func:`~rsatalker_core.data.statistics.motion_statistics`): per-channel mean and population standard
 deviation over every frame of every supervised track of the training split (each frame
-once, however many windows overlap it), std floored at :data:`STD_FLOOR`. They are saved in
+once, however many windows overlap it), std floored at ``STD_FLOOR``. They are saved in
 the weights. When ``motion.checkpoint`` names trained weights, training fine-tunes them and
 keeps that checkpoint's statistics.
 
@@ -28,9 +28,9 @@ p`` replaces each training sample's partner motion by that fallback with probabi
 (drawn from torch's global generator, so resume stays exact), for corpora where every clip
 has both tracks but the model must also run without a partner tracker (the live demo).
 
-**Trained parameters.** Every generator parameter except the socially-aware module's
-Gaussian offsetnet, which corrects Gaussian positions and is trained with the renderer
-(stages 2 and 3). The relationship embeddings and the motion socialnet are trained here.
+**Trained parameters.** Every generator parameter, the socially-aware module's relationship
+embeddings and motion socialnet included. (The Gaussian offsetnet belongs to the avatar,
+:mod:`rsatalker_core.avatar.offsets`, and is trained with the renderer in stages 2 and 3.)
 
 **Validation.** Whole clips of ``train.val_split`` (one window per clip and avatar speaker,
 the first ``train.val_max_samples``), generated through :meth:`MotionModel.generate` — the
@@ -56,110 +56,22 @@ import torch
 from torch import Tensor
 
 from rsatalker_core.config import (
-    EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM, RsatalkerConfig,
+    EXP_SLICE, HEAD_SLICE, JAW_SLICE, RsatalkerConfig,
 )
 from rsatalker_core.data import DualTalkDataset, collate_windows
+from rsatalker_core.data.statistics import STD_FLOOR, motion_statistics  # noqa: F401 (re-exported)
 from rsatalker_core.device import resolve_device
-from rsatalker_core.errors import ConfigError, DatasetError
+from rsatalker_core.errors import ConfigError
 from rsatalker_core.metrics.motion import motion_metrics
-from rsatalker_core.io.motion_npz import load_motion_npz
-from rsatalker_core.model.motion_model import MotionModel
+from rsatalker_core.model.motion_model import frozen_speech_motion_model
+from rsatalker_core.training.losses import masked_mse, velocity
 from rsatalker_core.training.trainer import Stage
 
 log = logging.getLogger("rsatalker.train")
 
-#: Smallest per-channel std set from data (FLAME coefficients / radians): a channel that
-#: never moves in the data is then predicted as its mean instead of dividing by ~0.
-STD_FLOOR = 1e-3
 #: Name of the final weights a completed stage-1 run writes into ``train.out_dir``.
 FINAL_WEIGHTS = "motion_stage1.pt"
 _GROUPS = {"exp": EXP_SLICE, "jaw": JAW_SLICE, "pose": HEAD_SLICE}
-
-
-def masked_mse(
-    pred: Tensor,  # [B, T, C]
-    target: Tensor,  # [B, T, C]
-    mask: Optional[Tensor] = None,  # [B, T] bool
-) -> Tensor:
-    """Mean squared error over channels and the frames where ``mask`` is True.
-
-    ``sum_{b,t} mask[b,t] * mean_c (pred - target)^2 / sum_{b,t} mask[b,t]``; with no mask
-    (or all True) this is ``torch.nn.functional.mse_loss``. An all-False mask gives 0.
-
-    Returns:
-        scalar tensor.
-
-    Raises:
-        ValueError: shapes differ, or ``mask`` is not ``[B, T]``.
-    """
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ")
-    err = (pred - target).pow(2).mean(dim=-1)  # [B, T]
-    if mask is None:
-        return err.mean()
-    if mask.shape != err.shape:
-        raise ValueError(f"mask must be {tuple(err.shape)}, got {tuple(mask.shape)}")
-    m = mask.to(err.dtype)
-    return (err * m).sum() / m.sum().clamp_min(1.0)
-
-
-def velocity(
-    x: Tensor,  # [B, T, C]
-    mask: Optional[Tensor] = None,  # [B, T] bool
-) -> Tuple[Tensor, Optional[Tensor]]:
-    """Frame-to-frame differences ``x[:, 1:] - x[:, :-1]`` (per frame at 25 fps) and their
-    mask (both frames real): ``([B, T-1, C], [B, T-1] | None)``."""
-    v = x[:, 1:] - x[:, :-1]
-    return v, None if mask is None else (mask[:, 1:] & mask[:, :-1])
-
-
-def motion_statistics(dataset: DualTalkDataset) -> Tuple[Tensor, Tensor]:
-    """Per-channel mean and std of the training motion (see the module docstring).
-
-    Every supervised track (``<clip>_speaker{1,2}.npz``) of ``dataset.clips`` counts once
-    over its usable ``num_frames`` frames; float64 sums.
-
-    Returns:
-        ``(mean [56], std [56])`` float32; std floored at :data:`STD_FLOOR`.
-
-    Raises:
-        DatasetError: the dataset holds no motion frames.
-        MotionFileError: an unreadable npz (named).
-    """
-    total = np.zeros(MOTION_DIM, np.float64)
-    total_sq = np.zeros(MOTION_DIM, np.float64)
-    count = 0
-    for info in dataset.clips:
-        for spk in sorted(info.npz):
-            m = load_motion_npz(info.npz[spk])[: info.num_frames].astype(np.float64)
-            total += m.sum(0)
-            total_sq += (m * m).sum(0)
-            count += len(m)
-    if count == 0:
-        raise DatasetError(f"no motion frames in {dataset.directory} to compute statistics from")
-    mean = total / count
-    var = np.maximum(total_sq / count - mean * mean, 0.0)
-    std = np.maximum(np.sqrt(var), STD_FLOOR)
-    return torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(std.astype(np.float32))
-
-
-def frozen_speech_motion_model(cfg: RsatalkerConfig, device: torch.device) -> MotionModel:
-    """The :class:`MotionModel` a motion-training stage (1, 3) trains, its speech encoder
-    frozen (the paper freezes it in every stage).
-
-    Raises:
-        ConfigError: DataLoader workers (``train.num_workers > 0``) with the encoder on a
-            non-CPU device and no ``data.feature_cache`` (forked workers cannot use CUDA).
-        CheckpointError, SpeechEncoderError: as :class:`MotionModel`.
-    """
-    if cfg.train.num_workers > 0 and device.type != "cpu" and not cfg.data.feature_cache:
-        raise ConfigError(
-            f"train.num_workers={cfg.train.num_workers} with the speech encoder on {device}: "
-            "set data.feature_cache (features are then computed once, here) or num_workers 0"
-        )
-    model = MotionModel(cfg, device)
-    model.speech.freeze()
-    return model
 
 
 def _mean_by_key(per_sample: Sequence[Dict[str, float]]) -> Dict[str, float]:
@@ -230,9 +142,8 @@ class MotionStage(Stage):
         return collate_windows
 
     def param_groups(self) -> List[Dict[str, Any]]:
-        """All generator parameters except the Gaussian offsetnet's (renderer stages)."""
-        skip = {id(p) for p in self.generator.social.gaussian_offsetnet.parameters()}
-        return [{"params": [p for p in self.generator.parameters() if p.requires_grad and id(p) not in skip]}]
+        """All trainable generator parameters, at ``train.lr``."""
+        return [{"params": [p for p in self.generator.parameters() if p.requires_grad]}]
 
     def predict(self, batch: Dict[str, Any]) -> Tensor:
         """Generator output ``[B, T, 56]`` for a collated batch (moved to :attr:`device`)."""

@@ -2,10 +2,14 @@
 
 **What is trained.** The Gaussians bound to FLAME triangles (:class:`GaussianAvatar`: local
 means, log-scales, rotations, opacities, colours) and, with ``train.stage2.train_offsetnet``,
-the socially-aware module's Gaussian offsetnet, which maps (relationship query ``q``, time
-``t``) to per-anchor offsets ``c``. The relationship embeddings and the motion socialnet
-stay as stage 1 left them (loaded from ``motion.checkpoint`` when set); FLAME is fixed and
-the motion comes from the data (tracked FLAME parameters), so no speech is needed.
+the avatar's Gaussian offsetnet (:class:`~rsatalker_core.avatar.offsets.RelationshipOffsets`),
+which maps (relationship query ``q``, time ``t``) to per-anchor offsets ``c``. Its relationship
+embeddings are copied from the motion model's socially-aware module (``motion.checkpoint``,
+when set; else the seeded orthogonal initialisation) and stay frozen, so ``q`` is the query
+the motion generator was trained with. A starting avatar that already carries offsets keeps
+them (and trains them further). A legacy ``motion.checkpoint`` holding a trained
+``social.gaussian_offsetnet`` seeds the avatar's offsetnet with it. FLAME is fixed and the
+motion comes from the data (tracked FLAME parameters), so no speech is needed.
 
 **Loss** (:func:`renderer_loss`): ``L = L_image + lambda_pos L_pos + lambda_offset L_offset``
 with ``L_image = 0.8 L1 + 0.2 D-SSIM`` and the hinge regularisers of
@@ -27,21 +31,19 @@ Parameter objects so the optimiser built before loading stays valid), the optimi
 moments of every Gaussian, and the strategy's running state and step (:meth:`state_dict`),
 so a resumed run continues bit for bit on the CPU.
 
-**Cameras.** Items with a DualTalk weak-perspective ``cam`` are rendered through
-:func:`~rsatalker_core.data.triplets.weak_perspective_camera`, others through the fixed
-default camera (``render.*``).
+**Rendering.** :func:`~rsatalker_core.render.renderer.render_motion`, the one motion ->
+pixels path (inference renders through it too). Items with a DualTalk weak-perspective
+``cam`` are rendered through :func:`~rsatalker_core.data.triplets.weak_perspective_camera`,
+others through the fixed default camera (``render.*``;
+:func:`~rsatalker_core.render.renderer.batch_cameras`).
 
 **Validation.** Frames of ``train.val_split`` (the first ``train.val_max_samples`` items, 0 =
 all) rendered in eval mode: mean ``PSNR`` (dB), ``SSIM``, ``L1``, ``num_gaussians``, and the
 first ``train.stage2.val_images`` frames as ``prediction | target`` images (TensorBoard).
 
-**Output.** A completed run writes ``<out_dir>/avatar_stage2.pt`` (a
-:class:`GaussianAvatar` checkpoint for ``avatar.checkpoint``), ``social_stage2.pt`` (the
-socially-aware module's state) and, when ``motion.checkpoint`` was set, ``motion_stage2.pt``
-(that motion checkpoint with the trained offsetnet, for ``motion.checkpoint``).
-
-Reusable pieces for stage 3: :func:`render_frames`, :func:`renderer_loss`,
-:func:`batch_cameras` and :func:`frame_times`.
+**Output.** A completed run writes ``<out_dir>/avatar_stage2.pt``: a :class:`GaussianAvatar`
+checkpoint for ``avatar.checkpoint`` carrying the relationship offsets when they were used
+(the motion model is not changed by this stage).
 """
 
 from __future__ import annotations
@@ -53,173 +55,28 @@ import weakref
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.utils.data import Dataset
 
 from rsatalker_core.avatar.gaussians import GaussianAvatar
-from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint
-from rsatalker_core.config import FPS, MOTION_DIM, RsatalkerConfig, resolve_asset
+from rsatalker_core.avatar.offsets import initial_offsets, window_times
+from rsatalker_core.config import MOTION_DIM, RsatalkerConfig, resolve_asset
 from rsatalker_core.data.dualtalk import collate_windows
-from rsatalker_core.data.triplets import TripletDataset, weak_perspective_camera
+from rsatalker_core.data.triplets import TripletDataset
 from rsatalker_core.device import resolve_device
-from rsatalker_core.errors import CheckpointError, ConfigError, DatasetError
+from rsatalker_core.errors import ConfigError, DatasetError
 from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.metrics.image import bhwc_to_bchw, image_metrics
-from rsatalker_core.model.motion_model import MOTION_CKPT_FORMAT as _MOTION_CKPT_FORMAT
-from rsatalker_core.render import rasterize
 from rsatalker_core.render.camera import default_camera
-from rsatalker_core.model.social import SociallyAwareModule
-from rsatalker_core.training.densify import BindingStrategy
-from rsatalker_core.training.losses import image_loss_terms, offset_loss, position_loss
+from rsatalker_core.render.renderer import batch_cameras
+from rsatalker_core.training.densify import AVATAR_LR_FIELDS, BindingStrategy, avatar_param_groups
+from rsatalker_core.training.losses import renderer_loss
 from rsatalker_core.training.trainer import Stage
 
 log = logging.getLogger("rsatalker.train")
 
 FINAL_AVATAR = "avatar_stage2.pt"
-FINAL_SOCIAL = "social_stage2.pt"
-FINAL_MOTION = "motion_stage2.pt"
-#: ``format`` tag of ``social_stage2.pt``.
-SOCIAL_CKPT_FORMAT = "rsatalker.social_module"
-
-#: Avatar attribute -> ``train.stage2`` learning-rate field.
-AVATAR_LR_FIELDS = {
-    "means_local": "lr_means",
-    "log_scales": "lr_scales",
-    "quats_local": "lr_quats",
-    "opacity_logits": "lr_opacity",
-    "colors_logit": "lr_colors",
-}
-
-
-# --------------------------------------------------------------------------- reusable pieces
-def frame_times(start: Tensor, num_frames: int) -> Tensor:
-    """Time of each frame of windows starting at frame ``start [B]``: ``[B, T]`` seconds (25 fps)."""
-    t = torch.arange(num_frames, device=start.device, dtype=torch.float32)
-    return (start.to(torch.float32)[:, None] + t[None]) / FPS
-
-
-def batch_cameras(
-    cam: Optional[Tensor],  # [B, T, 3]
-    cam_valid: Optional[Tensor],  # [B] bool
-    default_viewmat: Tensor,  # [1, 4, 4]
-    default_K: Tensor,  # [1, 3, 3]
-    num_frames: int,
-    width: int,
-    height: int,
-) -> Tuple[Tensor, Tensor]:
-    """Per-frame cameras of a batch: weak-perspective where ``cam_valid``, else the default.
-
-    Returns:
-        ``(viewmats [B * T, 4, 4], Ks [B * T, 3, 3])``, frames in batch-major order.
-    """
-    if cam is None or cam_valid is None:
-        B = 1 if cam is None else cam.shape[0]
-        n = B * num_frames
-        return default_viewmat.expand(n, 4, 4), default_K.expand(n, 3, 3)
-    B = cam.shape[0]
-    view, K = weak_perspective_camera(cam.to(default_viewmat), width, height)  # [B, T, ...]
-    valid = cam_valid.to(default_viewmat.device).bool()[:, None, None, None]
-    view = torch.where(valid, view, default_viewmat[None].expand(B, num_frames, 4, 4))
-    K = torch.where(valid, K, default_K[None].expand(B, num_frames, 3, 3))
-    return view.reshape(-1, 4, 4), K.reshape(-1, 3, 3)
-
-
-def render_frames(
-    avatar: GaussianAvatar,
-    verts: Tensor,  # [N, V, 3]
-    faces: Tensor,  # [F, 3]
-    viewmats: Tensor,  # [N, 4, 4]
-    Ks: Tensor,  # [N, 3, 3]
-    width: int,
-    height: int,
-    background: Optional[Tensor] = None,  # [3]
-    offsets: Optional[Tensor] = None,  # [N, F, 3]
-    backend: str = "auto",
-) -> Tensor:
-    """Render the avatar on ``N`` posed meshes, one camera each (differentiable).
-
-    Args:
-        avatar: the Gaussian avatar bound to ``faces``.
-        verts: posed FLAME vertices, metres (e.g. ``FlameModel.forward_motion``). [N, V, 3]
-        faces: FLAME triangles. [F, 3]
-        viewmats, Ks: per-frame world-to-camera matrices and intrinsics. [N, 4, 4], [N, 3, 3]
-        width, height: image size, pixels.
-        background: RGB in [0, 1] behind the head; ``None`` = black. [3]
-        offsets: per-anchor social offsets ``c``, metres; ``None`` = none. [N, F, 3]
-        backend: rasterizer backend (``render.backend``).
-
-    Returns:
-        ``rgb [N, H, W, 3]`` in [0, 1] (not clamped: gradients pass everywhere).
-
-    Raises:
-        RenderError: shapes that do not fit (see :func:`rsatalker_core.render.rasterize`).
-    """
-    g = avatar(verts, faces, offsets)
-    bg = None if background is None else background.to(verts)[None]
-    out = []
-    for i in range(verts.shape[0]):
-        rgb, _ = rasterize(
-            g["means"][i], g["quats"][i], g["scales"][i], g["opacities"], g["colors"],
-            viewmats[i : i + 1], Ks[i : i + 1], width, height, backgrounds=bg, backend=backend,
-        )
-        out.append(rgb[0])
-    return torch.stack(out)
-
-
-def renderer_loss(
-    avatar: GaussianAvatar,
-    verts: Tensor,  # [N, V, 3]
-    faces: Tensor,  # [F, 3]
-    target: Tensor,  # [N, H, W, 3]
-    viewmats: Tensor,  # [N, 4, 4]
-    Ks: Tensor,  # [N, 3, 3]
-    background: Optional[Tensor] = None,  # [3]
-    offsets: Optional[Tensor] = None,  # [N, F, 3]
-    lambda_pos: float = 0.01,
-    lambda_offset: float = 0.01,
-    pos_eps: float = 1.0,
-    offset_eps: float = 1.0,
-    backend: str = "auto",
-) -> Tuple[Tensor, Dict[str, Tensor], Tensor]:
-    """Render and score: ``L_image + lambda_pos L_pos + lambda_offset L_offset`` (RSATalker §3.4).
-
-    Stage 3 weights the same terms ``0.5 / 0.01 / 0.01`` and adds ``L_mesh``: call this
-    with ``lambda_*`` and scale ``terms["image"]`` as needed (gradients flow into ``verts``
-    and ``offsets`` as well as the avatar).
-
-    Args:
-        avatar, verts, faces, viewmats, Ks, background, offsets, backend: as
-            :func:`render_frames`.
-        target: ground-truth frames in [0, 1], H, W >= 11. [N, H, W, 3]
-        lambda_pos, lambda_offset: weights of ``L_pos`` / ``L_offset``.
-        pos_eps, offset_eps: their tolerances (triangle sizes / metres; paper: 1).
-
-    Returns:
-        ``(loss, terms, rgb)``: the scalar loss; detached scalars ``{"image", "l1", "dssim",
-        "pos", "offset", "psnr"}``; the rendered ``rgb [N, H, W, 3]``.
-    """
-    H, W = target.shape[1:3]
-    rgb = render_frames(avatar, verts, faces, viewmats, Ks, W, H, background, offsets, backend)
-    terms = image_loss_terms(rgb, target)
-    l_pos = position_loss(avatar.means_local, pos_eps)
-    l_off = offset_loss(offsets, offset_eps) if offsets is not None else rgb.new_zeros(())
-    loss = terms["image"] + lambda_pos * l_pos + lambda_offset * l_off
-    with torch.no_grad():
-        mse = (rgb.clamp(0, 1) - target).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-        out = {k: v.detach() for k, v in terms.items()}
-        out.update(pos=l_pos.detach(), offset=l_off.detach(), psnr=(-10.0 * torch.log10(mse)).mean())
-    return loss, out, rgb
-
-
-# --------------------------------------------------------------------------- the stage
-class RendererModel(nn.Module):
-    """What stage 2 checkpoints: the ``avatar`` and the socially-aware module ``social``."""
-
-    def __init__(self, avatar: GaussianAvatar, social: SociallyAwareModule):
-        super().__init__()
-        self.avatar = avatar
-        self.social = social
 
 
 def _initial_avatar(cfg: RsatalkerConfig, flame: FlameModel) -> GaussianAvatar:
@@ -229,46 +86,7 @@ def _initial_avatar(cfg: RsatalkerConfig, flame: FlameModel) -> GaussianAvatar:
         with torch.no_grad():
             verts = flame.forward_motion(torch.zeros(1, MOTION_DIM, device=faces.device))[0]
         return GaussianAvatar.from_mesh(verts.float().cpu(), faces.cpu())
-    return load_bound_avatar(resolve_asset(init or cfg.avatar.checkpoint), faces)
-
-
-def load_bound_avatar(path: str, faces: Tensor) -> GaussianAvatar:
-    """Load an avatar checkpoint and check it is bound to this FLAME mesh.
-
-    Args:
-        path: avatar checkpoint (:meth:`GaussianAvatar.save`).
-        faces: the FLAME mesh's triangles ``[F, 3]``.
-
-    Raises:
-        CheckpointError: unreadable checkpoint, or bound to another number of triangles.
-    """
-    avatar = GaussianAvatar.load(path)
-    if avatar.num_triangles != faces.shape[0]:
-        raise CheckpointError(
-            f"{path}: avatar is bound to {avatar.num_triangles} triangles, the FLAME mesh has {faces.shape[0]}"
-        )
-    return avatar
-
-
-def load_social_weights(social: SociallyAwareModule, path: str) -> None:
-    """Load the ``social.*`` weights of a MotionModel checkpoint (stage 1) into ``social``.
-
-    Raises:
-        CheckpointError: unreadable checkpoint or weights that do not fit (named).
-    """
-    data = load_checkpoint(path, _MOTION_CKPT_FORMAT)
-    state = {k[len("social."):]: v for k, v in data["state_dict"].items() if k.startswith("social.")}
-    # A stage-1 export may leave out the untrained Gaussian offsetnet ("omitted_untrained",
-    # scripts/export_default_motion.py): it keeps its initialisation, which stage 2 trains.
-    own = social.state_dict()
-    for key in data.get("omitted_untrained", []):
-        sub = key[len("social."):] if key.startswith("social.") else None
-        if sub is not None and sub.startswith("gaussian_offsetnet.") and sub in own:
-            state.setdefault(sub, own[sub])
-    try:
-        social.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: socially-aware module does not match the config ({exc})") from exc
+    return GaussianAvatar.load(resolve_asset(init or cfg.avatar.checkpoint), num_triangles=int(faces.shape[0]))
 
 
 class RendererStage(Stage):
@@ -311,16 +129,17 @@ class RendererStage(Stage):
         self.faces = self.flame.faces.long()
         avatar = _initial_avatar(cfg, self.flame)
         avatar.resize_on_load = True
-        torch.manual_seed(cfg.seed)
-        social = SociallyAwareModule(cfg.social, cfg.motion.d_model, num_anchors=int(self.faces.shape[0]))
-        if cfg.motion.checkpoint:
-            load_social_weights(social, resolve_asset(cfg.motion.checkpoint))
-        for p in social.parameters():
-            p.requires_grad_(False)
-        if s2.train_offsetnet:
-            for p in social.gaussian_offsetnet.parameters():
-                p.requires_grad_(True)
-        self.model = RendererModel(avatar, social).to(self.device)
+        if avatar.offsets is None:
+            offsets = initial_offsets(cfg, int(self.faces.shape[0]))
+            if s2.train_offsetnet or not offsets.is_zero():  # c = 0 and frozen: leave it out
+                avatar.attach_offsets(offsets)
+        if avatar.offsets is not None:
+            for p in avatar.offsets.parameters():  # embeddings frozen: the motion model's q
+                p.requires_grad_(False)
+            for p in avatar.offsets.offsetnet.parameters():
+                p.requires_grad_(bool(s2.train_offsetnet))
+        #: What the Trainer checkpoints: the avatar (with its offsets module, if any).
+        self.model = avatar.to(self.device)
         W, H = cfg.render.width, cfg.render.height
         self.viewmat, self.K = default_camera(cfg.render, self.device)
         self.background = torch.tensor(cfg.render.background, dtype=torch.float32, device=self.device)
@@ -345,11 +164,7 @@ class RendererStage(Stage):
 
     @property
     def avatar(self) -> GaussianAvatar:
-        return self.model.avatar
-
-    @property
-    def social(self) -> SociallyAwareModule:
-        return self.model.social
+        return self.model
 
     def close(self) -> None:
         """Remove the optimiser hook (the stage cannot densify afterwards)."""
@@ -366,18 +181,14 @@ class RendererStage(Stage):
     def param_groups(self) -> List[Dict[str, Any]]:
         """One group per Gaussian attribute (``train.stage2.lr_*``; gsplat's ops need each
         alone in its group), plus the offsetnet at ``train.lr`` when trained."""
-        s2 = self.cfg.train.stage2
-        groups = [
-            {"params": [getattr(self.avatar, attr)], "lr": float(getattr(s2, f)), "weight_decay": 0.0}
-            for attr, f in AVATAR_LR_FIELDS.items()
-        ]
-        off = [p for p in self.social.gaussian_offsetnet.parameters() if p.requires_grad]
+        groups = avatar_param_groups(self.avatar, self.cfg.train.stage2)
+        off = [] if self.avatar.offsets is None else [p for p in self.avatar.offsets.parameters() if p.requires_grad]
         if off:
             groups.append({"params": off, "lr": float(self.cfg.train.lr)})
         return groups
 
     def _prepare(self, batch: Dict[str, Any]) -> Dict[str, Tensor]:
-        """Posed vertices, offsets, cameras and targets of the real frames of ``batch``."""
+        """Motion, offsets, cameras and targets of the real frames of ``batch``."""
         dev = self.device
         motion = batch["self_motion"].to(dev)  # [B, T, 56]
         B, T = motion.shape[:2]
@@ -387,17 +198,15 @@ class RendererStage(Stage):
             raise DatasetError(f"frames are {tuple(frames.shape[2:])}, the render size is ({H}, {W}, 3)")
         mask = batch.get("frame_mask")
         keep = (mask.to(dev) if mask is not None else torch.ones(B, T, dtype=torch.bool, device=dev)).reshape(-1)
-        with torch.no_grad():
-            verts = self.flame.forward_motion(motion).reshape(B * T, -1, 3).float()
         view, K = batch_cameras(batch.get("cam"), batch.get("cam_valid"), self.viewmat, self.K, T, W, H)
         offsets = None
-        if self.cfg.train.stage2.train_offsetnet or self.cfg.motion.checkpoint:
-            q = self.social.query(batch["blood"].to(dev), batch["equal"].to(dev))
+        if self.avatar.offsets is not None:
             start = torch.as_tensor(batch.get("start", torch.zeros(B, dtype=torch.long))).to(dev)
-            offsets = self.social.gaussian_offsets(q, frame_times(start, T)).reshape(B * T, -1, 3)
-            offsets = offsets[keep]
+            times = window_times(start, T).reshape(-1)[keep]  # [N] seconds
+            rep = lambda x: x.to(dev).repeat_interleave(T)[keep]  # noqa: E731 per window -> per frame
+            offsets = self.avatar.offsets(rep(batch["blood"]), rep(batch["equal"]), times)  # [N, F, 3]
         return {
-            "verts": verts[keep], "target": frames.reshape(B * T, H, W, 3)[keep],
+            "motion": motion.reshape(B * T, -1)[keep], "target": frames.reshape(B * T, H, W, 3)[keep],
             "viewmats": view.to(dev)[keep], "Ks": K.to(dev)[keep], "offsets": offsets,
         }
 
@@ -406,7 +215,7 @@ class RendererStage(Stage):
         s2 = self.cfg.train.stage2
         x = self._prepare(batch)
         loss, terms, rgb = renderer_loss(
-            self.avatar, x["verts"], self.faces, x["target"], x["viewmats"], x["Ks"], self.background,
+            self.flame, self.avatar, x["motion"], x["target"], x["viewmats"], x["Ks"], self.background,
             x["offsets"], s2.lambda_pos, s2.lambda_offset, s2.pos_eps, s2.offset_eps, self.cfg.render.backend,
         )
         return loss, terms, rgb, x["target"]
@@ -468,21 +277,12 @@ class RendererStage(Stage):
             }
 
     def finalize(self, out_dir: str, step: int) -> str:
-        """Write ``avatar_stage2.pt``, ``social_stage2.pt`` and (with ``motion.checkpoint``)
-        ``motion_stage2.pt`` into ``out_dir``; returns the avatar's path."""
+        """Write ``avatar_stage2.pt`` (with the relationship offsets, when used) into
+        ``out_dir``; returns its path."""
         trained = {"stage": 2, "step": int(step), "seed": int(self.cfg.seed), "data_root": self.cfg.data.root,
                    "densify": dict(self.densify_totals)}
         path = os.path.join(out_dir, FINAL_AVATAR)
         self.avatar.save(path, extra={"trained": trained})
-        social_state = {k: v.detach().cpu() for k, v in self.social.state_dict().items()}
-        atomic_save({"format": SOCIAL_CKPT_FORMAT, "version": 1, "social": dataclasses.asdict(self.cfg.social),
-                     "state_dict": social_state, "trained": trained}, os.path.join(out_dir, FINAL_SOCIAL))
-        if self.cfg.motion.checkpoint:
-            src = resolve_asset(self.cfg.motion.checkpoint)
-            data = load_checkpoint(src, _MOTION_CKPT_FORMAT)
-            data["state_dict"].update({f"social.{k}": v for k, v in social_state.items()})
-            data["trained_stage2"] = trained
-            atomic_save(data, os.path.join(out_dir, FINAL_MOTION))
         return path
 
 

@@ -5,19 +5,21 @@ lambda_offset L_offset`` with the paper's weights ``1, 0.5, 0.01, 0.01`` by defa
 (``train.stage3``):
 
 * ``L_mesh``: stage 1's masked MSE of the generated 56-D FLAME motion against the tracked
-  motion (:func:`~rsatalker_core.training.stage1.masked_mse`);
-* ``L_image = 0.8 L1 + 0.2 D-SSIM``, ``L_pos``, ``L_offset``: stage 2's
-  :func:`~rsatalker_core.training.stage2.renderer_loss` (the hinge regularisers of
-  :mod:`rsatalker_core.training.losses`, ``eps = 1``) on images rendered from the
-  **generated** motion.
+  motion (:func:`~rsatalker_core.training.losses.masked_mse`);
+* ``L_image = 0.8 L1 + 0.2 D-SSIM``, ``L_pos``, ``L_offset``:
+  :func:`~rsatalker_core.training.losses.renderer_loss` (as stage 2; the hinge regularisers,
+  ``eps = 1``) on images rendered from the **generated** motion.
 
 **Gradient path.** speech features (frozen encoder) -> speaker–listener motion generator ->
-motion ``[B, T, 56]`` -> FLAME (:meth:`FlameModel.forward_motion`, differentiable linear
-blend skinning) -> Gaussians bound to the posed triangles (+ the socially-aware module's
-offsets ``c`` from the Gaussian offsetnet) -> rasterizer (gsplat on CUDA, the pure-PyTorch
-tile rasterizer on CPU) -> ``L_image``. So the image loss trains the generator (the
-socially-aware module's embeddings, motion socialnet and offsetnet included) as well as the
-avatar; only the speech encoder stays frozen (outside the checkpointed model).
+motion ``[B, T, 56]`` -> :func:`~rsatalker_core.render.renderer.render_motion` (the one
+motion -> pixels path: FLAME, differentiable linear blend skinning -> Gaussians bound to the
+posed triangles + the avatar's relationship offsets ``c`` -> rasterizer, gsplat on CUDA, the
+pure-PyTorch tile rasterizer on CPU) -> ``L_image``. The avatar's offsets module
+(:class:`~rsatalker_core.avatar.offsets.RelationshipOffsets`) is tied to the generator's
+relationship embeddings (the same Parameters), so its offsetnet and the motion socialnet read
+one query ``q`` as in the paper. So the image loss trains the generator (embeddings and
+motion socialnet included), the offsetnet and the avatar; only the speech encoder stays
+frozen (outside the checkpointed model).
 
 **Frames rendered.** Rendering every frame of a window costs too much on a CPU, so each
 step renders ``train.stage3.render_frames`` real (unpadded) frames of every window, drawn
@@ -25,15 +27,16 @@ without replacement from torch's global generator (seeded by the Trainer and sav
 checkpoints, so a resumed run draws the same frames); 0 renders them all. ``L_mesh`` always
 covers the whole window.
 
-**What is trained.** Every generator parameter at ``train.lr``, and each Gaussian attribute
+**What is trained.** Every generator parameter and the avatar's offsetnet at ``train.lr``,
+and each Gaussian attribute
 of the avatar in its own parameter group at ``train.stage2.lr_* x train.stage3.avatar_lr_scale``
 (a fine-tuning scale: the avatar comes from stage 2). The set of Gaussians is fixed (no
 densification in the joint stage).
 
-**Start.** ``motion.checkpoint`` (stage 1's ``motion_stage1.pt`` or stage 2's
-``motion_stage2.pt``, which carries the trained offsetnet) and the avatar
+**Start.** ``motion.checkpoint`` (stage 1's ``motion_stage1.pt``) and the avatar
 ``train.stage3.init_avatar`` (default ``avatar.checkpoint``; set it to stage 2's
-``avatar_stage2.pt``). Without ``motion.checkpoint`` the generator is untrained and its
+``avatar_stage2.pt``, which carries the trained offsets; an avatar without them gets new
+ones, :func:`~rsatalker_core.avatar.offsets.initial_offsets`). Without ``motion.checkpoint`` the generator is untrained and its
 motion statistics are computed from the training data, as stage 1 does.
 
 **Data.** :class:`~rsatalker_core.data.triplets.TripletDataset` over ``data.root`` /
@@ -45,7 +48,8 @@ dataset with the same item keys (``train_data=``).
 same loss terms in eval mode (``loss``, ``mesh``, ``image``, ``l1``, ``dssim``, ``psnr``).
 
 **Output.** A completed run writes ``<out_dir>/motion_stage3.pt`` (a MotionModel checkpoint
-for ``motion.checkpoint``) and ``<out_dir>/avatar_stage3.pt`` (for ``avatar.checkpoint``).
+for ``motion.checkpoint``) and ``<out_dir>/avatar_stage3.pt`` (for ``avatar.checkpoint``, with
+the trained relationship offsets).
 """
 
 from __future__ import annotations
@@ -60,18 +64,19 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from rsatalker_core.avatar.gaussians import GaussianAvatar
+from rsatalker_core.avatar.offsets import initial_offsets, window_times
 from rsatalker_core.config import RsatalkerConfig, resolve_asset
 from rsatalker_core.data.dualtalk import collate_windows
+from rsatalker_core.data.statistics import motion_statistics
 from rsatalker_core.data.triplets import TripletDataset
 from rsatalker_core.device import resolve_device
 from rsatalker_core.errors import ConfigError
 from rsatalker_core.head.flame import FlameModel
+from rsatalker_core.model.motion_model import frozen_speech_motion_model
 from rsatalker_core.render.camera import default_camera
-from rsatalker_core.training.losses import offset_loss, position_loss
-from rsatalker_core.training.stage1 import frozen_speech_motion_model, masked_mse, motion_statistics
-from rsatalker_core.training.stage2 import (
-    AVATAR_LR_FIELDS, batch_cameras, frame_times, load_bound_avatar, renderer_loss,
-)
+from rsatalker_core.render.renderer import batch_cameras
+from rsatalker_core.training.densify import avatar_param_groups
+from rsatalker_core.training.losses import masked_mse, offset_loss, position_loss, renderer_loss
 from rsatalker_core.training.trainer import Stage
 
 log = logging.getLogger("rsatalker.train")
@@ -152,7 +157,15 @@ class JointStage(Stage):
         self.generator = self.motion_model.generator
         self.flame = FlameModel(cfg.flame).to(self.device).eval()
         self.faces = self.flame.faces.long()
-        avatar = load_bound_avatar(resolve_asset(s3.init_avatar or cfg.avatar.checkpoint), self.faces)
+        n_tri = int(self.faces.shape[0])
+        avatar = GaussianAvatar.load(resolve_asset(s3.init_avatar or cfg.avatar.checkpoint), num_triangles=n_tri)
+        if avatar.offsets is None:
+            avatar.attach_offsets(initial_offsets(cfg, n_tri))
+        avatar.to(self.device)
+        # Both MLPs read one q (paper §3.3): the avatar's embeddings ARE the generator's.
+        avatar.offsets.tie_embeddings(self.generator.social)
+        for p in avatar.offsets.parameters():
+            p.requires_grad_(True)
         self.model = JointModel(self.generator, avatar).to(self.device)
         W, H = cfg.render.width, cfg.render.height
         self.viewmat, self.K = default_camera(cfg.render, self.device)
@@ -193,14 +206,14 @@ class JointStage(Stage):
         return collate_windows
 
     def param_groups(self) -> List[Dict[str, Any]]:
-        """The generator at ``train.lr``; each Gaussian attribute alone in a group at
+        """The generator and the avatar's offsetnet at ``train.lr`` (the tied embeddings
+        once, with the generator); each Gaussian attribute alone in a group at
         ``train.stage2.lr_* x train.stage3.avatar_lr_scale``, without weight decay."""
-        s2, scale = self.cfg.train.stage2, float(self.cfg.train.stage3.avatar_lr_scale)
-        groups = [{"params": [p for p in self.generator.parameters() if p.requires_grad]}]
-        groups += [
-            {"params": [getattr(self.avatar, attr)], "lr": float(getattr(s2, f)) * scale, "weight_decay": 0.0}
-            for attr, f in AVATAR_LR_FIELDS.items()
-        ]
+        gen = [p for p in self.generator.parameters() if p.requires_grad]
+        seen = {id(p) for p in gen}
+        off = [p for p in self.avatar.offsets.parameters() if p.requires_grad and id(p) not in seen]
+        groups = [{"params": gen + off}]
+        groups += avatar_param_groups(self.avatar, self.cfg.train.stage2, self.cfg.train.stage3.avatar_lr_scale)
         return groups
 
     def compute(self, batch: Dict[str, Any]) -> Tuple[Tensor, Dict[str, Tensor], Tensor, Tensor]:
@@ -226,17 +239,16 @@ class JointStage(Stage):
         sel = select_frames(mask, int(s3.render_frames))  # [N]
         b_idx = torch.div(sel, T, rounding_mode="floor")
         start = torch.as_tensor(batch.get("start", torch.zeros(B, dtype=torch.long))).to(dev)
-        times = frame_times(start, T).reshape(-1)[sel]  # [N] seconds
-        q = self.generator.social.query(blood, equal)  # [B, E]
-        offsets = self.generator.social.gaussian_offsets(q[b_idx], times)  # [N, F, 3]
+        times = window_times(start, T).reshape(-1)[sel]  # [N] seconds
+        offsets = self.avatar.offsets(blood[b_idx], equal[b_idx], times)  # [N, F, 3]
         W, H = self.cfg.render.width, self.cfg.render.height
         if s3.lambda_image > 0:
-            verts = self.flame.forward_motion(pred.reshape(B * T, -1)[sel]).float()  # [N, V, 3]
             view, K = batch_cameras(batch.get("cam"), batch.get("cam_valid"), self.viewmat, self.K, T, W, H)
             target = batch["frames"].to(dev).reshape(B * T, H, W, 3)[sel]
             # renderer_loss = L_image + (lambda_pos / lambda_image) L_pos + ...; scaled by lambda_image
             l_render, rterms, rgb = renderer_loss(
-                self.avatar, verts, self.faces, target, view.to(dev)[sel], K.to(dev)[sel], self.background,
+                self.flame, self.avatar, pred.reshape(B * T, -1)[sel], target, view.to(dev)[sel], K.to(dev)[sel],
+                self.background,
                 offsets, s3.lambda_pos / s3.lambda_image, s3.lambda_offset / s3.lambda_image,
                 s3.pos_eps, s3.offset_eps, self.cfg.render.backend,
             )

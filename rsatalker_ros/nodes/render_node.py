@@ -1,15 +1,19 @@
 """Render node: the avatar's FLAME parameters -> RGB images (sensor_msgs/Image, rgb8).
 
-Subscribes ``avatar/flame_params`` (FlameParams, reliable), publishes ``avatar/image``
-(best effort). Rendering (:class:`rsatalker_core.render.renderer.AvatarRenderer`: FLAME ->
-bound Gaussians -> rasterizer) runs in a worker thread. The subscription only keeps the
-NEWEST message: when rendering is slower than 25 fps, frames that arrived meanwhile are
-dropped (counted in ``frames_skipped``) and the most recent one is rendered next, so the
-image stream lags by at most one render time. The worker also never renders more than
-``max_busy_fraction`` of the wall time (after a render of ``d`` s it rests at least
-``d * (1 / max_busy_fraction - 1)`` s), so a renderer that cannot keep up degrades to a
-lower image rate instead of starving the motion node of CPU and of the GIL. The image ``header.stamp`` is the FLAME message's
-stamp (the frame's media time), carried through for latency measurement and alignment.
+Subscribes ``avatar/flame_params`` (FlameParams, reliable), publishes ``avatar/image`` (best
+effort). Rendering (:class:`rsatalker_core.render.renderer.AvatarRenderer`: FLAME -> bound
+Gaussians + the relationship's offsets -> rasterizer) runs in a worker thread. Each frame
+renders with the message's own ``relationship`` and ``frame_index`` (time ``frame_index /
+25`` s), exactly as ``rsatalker generate`` renders the same motion offline
+(:meth:`RenderNode.render_message`); an avatar without relationship offsets ignores both.
+The subscription only keeps the NEWEST message: when rendering is slower than 25 fps, frames
+that arrived meanwhile are dropped (counted in ``frames_skipped``) and the most recent one
+is rendered next, so the image stream lags by at most one render time. The worker also never
+renders more than ``max_busy_fraction`` of the wall time (after a render of ``d`` s it rests
+at least ``d * (1 / max_busy_fraction - 1)`` s), so a renderer that cannot keep up degrades
+to a lower image rate instead of starving the motion node of CPU and of the GIL. The image
+``header.stamp`` is the FLAME message's stamp (the frame's media time), carried through for
+latency measurement and alignment.
 
 Parameters: ``config_file``, ``device``, ``flame.*``, ``avatar.*``, ``render.*``, plus
 ``frame_id`` (the camera frame of the images), ``max_fps`` (a bound on the image rate) and
@@ -20,16 +24,21 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from rsatalker.msg import FlameParams
 from rsatalker_ros import topics
-from rsatalker_ros.conversions import ConversionError, array_to_image, flame_params_to_array, time_to_ns
+from rsatalker_ros.conversions import (
+    ConversionError, array_to_image, flame_params_relationship, flame_params_to_array, time_to_ns,
+)
 from rsatalker_ros.nodes.common import run_node
 from rsatalker_ros.params import ParameterSet, ParamSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NODE_NAME = "render_node"
 CONFIG_PREFIXES = ["device", "flame", "avatar", "render"]
@@ -85,6 +94,17 @@ class RenderNode(Node):
             self._latest = msg
             self._cond.notify()
 
+    def render_message(self, msg: FlameParams) -> "np.ndarray":
+        """RGB ``[H, W, 3]`` uint8 of one FlameParams message: its motion, its
+        ``relationship`` (empty = unknown: no offsets) at its ``frame_index``.
+
+        Raises:
+            ConversionError: a malformed message or an unknown relationship.
+        """
+        motion = flame_params_to_array(msg)
+        rel = flame_params_relationship(msg)
+        return self.renderer.render(motion, rel, frame_index=int(msg.frame_index))
+
     def _work(self) -> None:
         while True:
             # Rest first (so the newest frame is the one rendered): the max_fps slot, and at
@@ -101,14 +121,12 @@ class RenderNode(Node):
                 if self._stop:
                     return
                 msg, self._latest = self._latest, None
+            self._last_render = time.monotonic()
             try:
-                motion = flame_params_to_array(msg)
+                rgb = self.render_message(msg)
             except ConversionError as exc:
                 self.get_logger().warning(f"dropped FLAME parameters: {exc}", throttle_duration_sec=2.0)
                 continue
-            self._last_render = time.monotonic()
-            try:
-                rgb = self.renderer.render(motion)
             except Exception as exc:  # keep running; the next frame may render
                 self.get_logger().error(f"render failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
                 continue
