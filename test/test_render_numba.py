@@ -104,15 +104,18 @@ def test_default_avatar_matches_brute_force_and_torch(avatar_gaussians):
     cfg.render.width, cfg.render.height = 40, 40
     view, K = default_camera(cfg.render)
     bg = torch.tensor([cfg.render.background])
+    g64 = [t.double() for t in gaussians]
     with torch.no_grad():
+        rgb64, alpha64 = rasterize_numba(*g64, view.double(), K.double(), 40, 40, bg.double())
         rgb, alpha = rasterize_numba(*gaussians, view, K, 40, 40, bg)
         t_rgb, _ = rasterize_torch(*gaussians, view, K, 40, 40, bg)
+    # The reference sorts float64 depths: compare the float64 run.
     ref_rgb, ref_a = brute_force(*gaussians, view[0], K[0], 40, 40, bg[0])
     assert 0.2 < alpha.mean() < 0.95, "the head should fill part of the frame"
-    assert (rgb[0].double() - ref_rgb).abs().max() < 1e-4
-    assert (alpha[0].double() - ref_a).abs().max() < 1e-4
-    # The torch backend composites in float32: an alpha within rounding of 1/255 can flip in
-    # or out there (one Gaussian's <= 1/255 share); the frames still agree to one level.
+    assert (rgb64[0] - ref_rgb).abs().max() < 1e-6
+    assert (alpha64[0] - ref_a).abs().max() < 1e-6
+    # Both backends in float32: float32 rounding in the torch backend (an alpha within rounding
+    # of 1/255, a depth tie) moves a few pixels by up to ~1/255; frames agree to one level.
     assert (_u8(rgb) - _u8(t_rgb)).abs().max() <= 1
     assert ((rgb - t_rgb).abs() > 1e-4).float().mean() < 0.005
 

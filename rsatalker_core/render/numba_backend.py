@@ -20,8 +20,13 @@ contribute. Per camera:
    excluded), and the tile stops once all its pixels have.
 4. ``rgb = sum_i alpha_i T_i c_i + T_final * background``, ``alpha = 1 - T_final``.
 
-All arithmetic is float64 (projection, transmittance, colour sums); the result is cast back to
-the input dtype. It agrees with the torch backend to about 1e-6 (test/test_render_numba.py).
+All arithmetic is float64 (projection, transmittance, colour sums); the depth sort key is
+rounded to the inputs' precision first, as the other backends sort (surface Gaussians often
+tie in float32 depth, and a tie broken the other way swaps two layers); the result is cast
+back to the input dtype. With float64 inputs it matches the torch backend to ~1e-10; with
+float32 inputs to ~1e-4 (at most one uint8 level), the rest being float32 rounding in the
+torch backend: an alpha within rounding of 1/255 or a depth tie resolved differently
+(test/test_render_numba.py).
 
 Compilation: the kernels are JIT-compiled by numba with ``cache=True``, so a process pays the
 few-second compile once per machine (the cache lives in ``__pycache__`` beside this file, or
@@ -373,6 +378,7 @@ def rasterize_numba(
     m, q, s, o, col = (_f64(t) for t in (means, quats, scales, opacities, colors))
     vm, ks = _f64(viewmats), _f64(Ks)
     bg = np.zeros((C, D)) if backgrounds is None else _f64(backgrounds)
+    sort_dtype = np.float32 if means.dtype in (torch.float32, torch.float16, torch.bfloat16) else np.float64
     rgbs = np.empty((C, height, width, D))
     alphas = np.empty((C, height, width, 1))
     for c in range(C):
@@ -380,7 +386,10 @@ def rasterize_numba(
             m, q, s, o, vm[c], ks[c], width, height, float(near_plane), float(far_plane), float(eps2d)
         )
         ids = np.flatnonzero(keep)
-        ids = ids[np.argsort(depth[ids], kind="stable")]
+        # Sort on depth rounded to the inputs' precision, as the other backends do: surface
+        # Gaussians often tie in float32 depth, and ties then go by index there too.
+        key = depth[ids].astype(sort_dtype)
+        ids = ids[np.argsort(key, kind="stable")]
         rgb, alpha = _composite(ids, mean2d, conic, box, o, col, bg[c], width, height, ts)
         rgbs[c] = rgb
         alphas[c, ..., 0] = alpha
