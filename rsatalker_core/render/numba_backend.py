@@ -305,8 +305,8 @@ def _composite(ids, mean2d, conic, box, opacities, colors, background, width, he
                     e = sigma * EXP_STEPS
                     ki = min(int(e), n_tab - 1)
                     r = (e - ki) * (1.0 / EXP_STEPS)
-                    a = o * etab[ki] * (1.0 - r * (1.0 - r * (0.5 - r * (1.0 / 6.0 - r * (1.0 / 24.0 - r * (1.0 / 120.0))))))
-                    a = min(ALPHA_MAX, a)
+                    poly = 1.0 - r * (1.0 - r * (0.5 - r * (1.0 / 6.0 - r * (1.0 / 24.0 - r * (1.0 / 120.0)))))
+                    a = min(ALPHA_MAX, o * etab[ki] * poly)  # o exp(-sigma)
                     if a < ALPHA_THRESHOLD:
                         continue
                     nT = Tp * (1.0 - a)
