@@ -15,9 +15,10 @@ $(VENV)/.stamp-system: scripts/install_system_deps.sh
 	bash scripts/install_system_deps.sh
 	@mkdir -p $(VENV) && touch $@
 
-$(VENV)/.stamp-deps: requirements.txt requirements-core.txt setup.py $(VENV)/.stamp-system
+$(VENV)/.stamp-deps: requirements.txt requirements-core.txt requirements-nodeps.txt setup.py $(VENV)/.stamp-system
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 

@@ -2,6 +2,7 @@
 
     rsatalker generate --self-audio B.wav --partner-audio A.wav --relationship couple \\
         --out-motion out.npz (--out-video out.mp4 | --no-video) [--partner-motion A.npz] [--device cpu]
+    rsatalker track VIDEO --out OUT.npz [--overlay OUT.mp4]   (face video -> FLAME npz + wav)
 
 Every subcommand first tunes the process (allocator, torch threads, thread switch interval;
 ``runtime.*`` of the config, :mod:`rsatalker_core.runtime`).
@@ -22,6 +23,7 @@ from rsatalker_core.errors import RsatalkerError
 from rsatalker_core.training.cli import add_train_parser
 from rsatalker_core.evaluation.bag_cli import add_evaluate_bag_parser
 from rsatalker_core.evaluation.cli import add_evaluate_parser
+from rsatalker_core.tracking.cli import add_track_parser
 
 log = logging.getLogger("rsatalker")
 
@@ -110,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_evaluate_bag_parser(sub)
     add_evaluate_parser(sub)
+    add_track_parser(sub)
     return parser
 
 

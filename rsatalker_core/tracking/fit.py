@@ -1,0 +1,354 @@
+"""Fit of the loaded head model's parameters to 2D face landmarks (docs/ros.md "Face tracker").
+
+:class:`LandmarkFitter` solves, per frame, for the parameters of the FLAME layer the rest of
+rsatalker uses (:class:`~rsatalker_core.head.flame.FlameModel`, stand-in or official), so
+tracked motion, the motion model and the renderer share one parameter space:
+
+* head rotation (FLAME's global rotation, axis-angle, radians) and translation (camera
+  frame, metres),
+* jaw rotation (axis-angle, radians),
+* the first ``n_exp`` expression coefficients (50: the motion target's),
+* eye gaze: pitch and yaw of each eyeball (radians; roll stays 0) from the iris centres.
+
+Model: the landmark points of :class:`~rsatalker_core.tracking.embedding.LandmarkEmbedding`
+on the posed mesh (FLAME Eq. 1-4 as in :func:`rsatalker_core.head.flame.lbs`, evaluated on
+one virtual vertex per landmark that blends its triangle's attributes), seen by a pinhole camera
+``p_cam = R_cam p + t``, ``u = fx x / z + cx``, ``v = fy y / z + cy`` (OpenCV axes,
+:mod:`rsatalker_core.render.camera`). ``R_cam`` is fixed (default: a camera in front of the
+face, ``diag(1, -1, -1)``, the avatar camera's rotation); ``t`` is fitted.
+
+Solver: Levenberg-Marquardt (Gauss-Newton with a damping term) on residuals in percent of
+the face's size; Jacobians analytic for translation and expression, by forward
+differences (one batched evaluation) for the rotations; priors pull expression, jaw and
+gaze toward zero, and a temporal prior toward the previous frame's solution (the warm start).
+A few iterations per frame when warm, more after a (re)acquisition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM
+from rsatalker_core.head.flame import batch_rodrigues
+from rsatalker_core.tracking.embedding import LandmarkEmbedding
+from rsatalker_core.tracking.landmarks import FACE_OVAL, IRIS_CENTRES, TrackingError
+
+__all__ = ["FitResult", "LandmarkFitter", "CAMERA_FACING_FACE", "default_intrinsics"]
+
+#: Rotation of a camera in front of the face (world y up, face toward +z) in OpenCV axes.
+CAMERA_FACING_FACE = np.diag([1.0, -1.0, -1.0])
+
+
+def default_intrinsics(width: int, height: int, hfov_deg: float = 60.0) -> np.ndarray:
+    """``K [3, 3]`` for a camera without calibration: square pixels, centred principal
+    point, horizontal field of view ``hfov_deg`` degrees (webcams: 55-70)."""
+    f = 0.5 * width / np.tan(np.radians(hfov_deg) / 2)
+    return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+
+
+@dataclass
+class FitResult:
+    """One frame's fit.
+
+    Attributes:
+        motion: ``[56]`` float32 ``[exp 50 | jaw 3 | head 3]`` (radians; config.EXP_SLICE...).
+        eye_pose: ``[6]`` float32 left eye 3 | right eye 3, axis-angle radians (FLAME order).
+        translation: ``[3]`` float32 head translation in the camera frame, metres.
+        rms_px: root-mean-square landmark residual, pixels.
+        rms_rel: the same in percent of the face size.
+        iterations: solver iterations run.
+    """
+
+    motion: np.ndarray
+    eye_pose: np.ndarray
+    translation: np.ndarray
+    rms_px: float
+    rms_rel: float
+    iterations: int
+    params: np.ndarray = field(repr=False, default=None)
+
+
+class LandmarkFitter:
+    """Fits FLAME parameters to the landmarks of one face, frame after frame (module docstring).
+
+    Args:
+        flame: the loaded :class:`~rsatalker_core.head.flame.FlameModel`.
+        embedding: landmark embedding for that mesh
+            (:func:`~rsatalker_core.tracking.embedding.embedding_for`).
+        n_exp: expression coefficients fitted (<= ``flame.n_expr``; 50 = the motion's).
+        shape: ``[<= n_shape]`` identity coefficients of the tracked person (None: zeros).
+        camera_rotation: ``[3, 3]`` world-to-camera rotation (default :data:`CAMERA_FACING_FACE`).
+        exp_prior, jaw_prior, eye_prior: weights of the zero priors (per coefficient /
+            per radian, in squared residual units).
+        temporal_prior: weight of the pull toward the previous frame (per parameter).
+        oval_weight: weight of face-oval landmarks (silhouette points) relative to 1.
+        iters_warm, iters_cold: solver iterations per frame with / without a warm start.
+
+    Raises:
+        TrackingError: ``n_exp`` larger than the FLAME layer's, or an embedding for another mesh.
+    """
+
+    def __init__(
+        self,
+        flame,
+        embedding: LandmarkEmbedding,
+        n_exp: int = 50,
+        shape: Optional[np.ndarray] = None,
+        camera_rotation: Optional[np.ndarray] = None,
+        exp_prior: float = 0.02,
+        jaw_prior: float = 1.0,
+        eye_prior: float = 1.0,
+        temporal_prior: float = 0.0,
+        oval_weight: float = 0.3,
+        iters_warm: int = 3,
+        iters_cold: int = 25,
+    ):
+        if not 0 < int(n_exp) <= flame.n_expr:
+            raise TrackingError(f"n_exp must be in 1..{flame.n_expr} (flame.n_expr), got {n_exp}")
+        dt = torch.float64
+        self.n_exp = E = int(n_exp)
+        faces = flame.faces.cpu().numpy()
+        vid = embedding.vertex_ids(faces)  # [L, 3]
+        self.embedding = embedding
+        self.landmark_ids = torch.as_tensor(embedding.landmark_indices)
+        vt = flame.v_template.to(dt)
+        sd = flame.shapedirs.to(dt)
+        ns = flame.n_shape
+        if shape is not None:
+            s = torch.as_tensor(np.asarray(shape, dtype=np.float64).reshape(-1))
+            if s.numel() > ns:
+                raise TrackingError(f"shape has {s.numel()} coefficients, the FLAME layer keeps {ns}")
+            vt = vt + (sd[:, :, : s.numel()] @ s.to(vt))
+        sde = sd[:, :, ns : ns + E]  # [V, 3, E]
+        jr = flame.J_regressor.to(dt)  # [5, V]
+        # Reduced model: one "virtual vertex" per landmark whose template, blendshapes, pose
+        # correctives and skinning weights are the barycentric blend of its triangle's (exact
+        # for everything but the skinning, which differs by the weights' variation across one
+        # triangle: well under a millimetre); joints from the full mesh (J_regressor).
+        bary = torch.as_tensor(embedding.bary, dtype=dt)  # [L, 3]
+        vids = torch.as_tensor(vid)
+        blend = lambda x: (x[vids] * bary.view(*bary.shape, *([1] * (x.dim() - 1)))).sum(1)
+        self._vt = blend(vt)  # [L, 3]
+        self._sd = blend(sde)  # [L, 3, E]
+        self._pd = blend(flame.posedirs.to(dt).view(36, -1, 3).permute(1, 0, 2))  # [L, 36, 3]
+        self._w = blend(flame.lbs_weights.to(dt))  # [L, 5]
+        self._J0 = jr @ vt  # [5, 3]
+        self._Jd = torch.einsum("jv,vce->jce", jr, sde)  # [5, 3, E]
+        self._parents = flame.parents.tolist()
+        Rc = CAMERA_FACING_FACE if camera_rotation is None else np.asarray(camera_rotation, dtype=np.float64)
+        self._Rc = torch.as_tensor(Rc, dtype=dt)
+        lw = np.ones(len(embedding))
+        lw[np.isin(embedding.landmark_indices, FACE_OVAL)] = oval_weight
+        lw[np.isin(embedding.landmark_indices, IRIS_CENTRES)] = 2.0
+        self._lw = torch.as_tensor(np.repeat(np.sqrt(lw), 2))  # per residual (x, y)
+        # Parameter layout.
+        self.P = 9 + E + 4
+        self._rot, self._tr, self._jaw = slice(0, 3), slice(3, 6), slice(6, 9)
+        self._exp, self._eye = slice(9, 9 + E), slice(9 + E, 13 + E)
+        prior = np.zeros(self.P)
+        prior[self._exp] = exp_prior
+        prior[self._jaw] = [jaw_prior, 20 * jaw_prior, 20 * jaw_prior]  # the jaw mostly opens (x)
+        prior[self._eye] = eye_prior
+        self._prior = torch.as_tensor(prior)
+        self.temporal_prior = float(temporal_prior)
+        self.iters_warm, self.iters_cold = int(iters_warm), int(iters_cold)
+        self._nonlinear = torch.as_tensor(list(range(0, 3)) + list(range(6, 9)) + list(range(9 + E, 13 + E)))
+        self._rest_pts = self._forward(torch.zeros(1, self.P, dtype=dt))[0][0]  # [L, 3] world
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the warm start (the face was lost)."""
+        self._prev: Optional[Tensor] = None
+
+    # ---- model --------------------------------------------------------------------------
+    def _forward(self, th: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(points [B, L, 3] world metres, rotations [B, L, 3, 3])`` for ``th [B, P]``:
+        FLAME Eq. 1-4 (:func:`rsatalker_core.head.flame.lbs`) on the landmark points;
+        ``rotations`` is each point's blended skinning rotation (for the Jacobian)."""
+        B = th.shape[0]
+        exp = th[:, self._exp]
+        pose = th.new_zeros(B, 5, 3)
+        pose[:, 0] = th[:, self._rot]
+        pose[:, 2] = th[:, self._jaw]
+        pose[:, 3, :2] = th[:, self._eye][:, :2]
+        pose[:, 4, :2] = th[:, self._eye][:, 2:]
+        v = self._vt + torch.einsum("lce,be->blc", self._sd, exp)  # [B, L, 3]
+        J = self._J0 + torch.einsum("jce,be->bjc", self._Jd, exp)  # [B, 5, 3]
+        rot = batch_rodrigues(pose.reshape(-1, 3)).view(B, 5, 3, 3)
+        feat = (rot[:, 1:] - torch.eye(3, dtype=th.dtype)).reshape(B, 36)
+        v = v + torch.einsum("lpc,bp->blc", self._pd, feat)
+        Rw, tw = [rot[:, 0]], [J[:, 0]]
+        for j in range(1, 5):
+            p = self._parents[j]
+            Rw.append(Rw[p] @ rot[:, j])
+            tw.append(Rw[p] @ (J[:, j] - J[:, p])[..., None] + tw[p][..., None])
+            tw[-1] = tw[-1][..., 0]
+        Rw, tw = torch.stack(Rw, 1), torch.stack(tw, 1)  # [B, 5, 3, 3], [B, 5, 3]
+        off = tw - (Rw @ J[..., None])[..., 0]
+        Rv = torch.einsum("lj,bjrc->blrc", self._w, Rw)  # [B, L, 3, 3]
+        tv = torch.einsum("lj,bjr->blr", self._w, off)
+        return (Rv @ v[..., None])[..., 0] + tv, Rv
+
+    def _camera(self, th: Tensor, pts: Tensor) -> Tensor:
+        return pts @ self._Rc.T + th[:, None, self._tr]
+
+    @staticmethod
+    def _pixels(q: Tensor, K: Tensor) -> Tensor:
+        z = q[..., 2].clamp_min(1e-3)
+        return torch.stack([K[0, 0] * q[..., 0] / z + K[0, 2], K[1, 1] * q[..., 1] / z + K[1, 2]], -1)
+
+    def _project(self, th: Tensor, K: Tensor) -> Tensor:
+        """Pixels ``[B, L, 2]`` of the landmarks for parameters ``th [B, P]``."""
+        return self._pixels(self._camera(th, self._forward(th)[0]), K)
+
+    def _residuals(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor) -> Tensor:
+        """Weighted residuals ``[B, 2L]`` in percent of the face size."""
+        return ((self._project(th, K) - obs) / scale).flatten(1) * self._lw
+
+    def _residual_fn(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor) -> Tensor:
+        return self._residuals(th[None], K, obs, scale)[0]
+
+    def _jacobian(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor) -> Tuple[Tensor, Tensor]:
+        """``(r [M], J [M, P])``: rotations (head, jaw, eyes) by forward differences in one
+        batched evaluation; translation and expression analytically (the expression's small
+        effect on the joint positions is left out of the Jacobian, not out of the model)."""
+        eps = 1e-6
+        nl = self._nonlinear
+        batch = th[None].repeat(len(nl) + 1, 1)
+        batch[torch.arange(1, len(nl) + 1), nl] += eps
+        pts, Rv = self._forward(batch)
+        q = self._camera(batch, pts)
+        px = self._pixels(q, K)  # [B, L, 2]
+        w = (self._lw / scale).view(-1, 2)  # [L, 2]
+        r = ((px - obs) * w).flatten(1)  # [B, M]
+        Jm = r.new_zeros(r.shape[1], self.P)
+        Jm[:, nl] = ((r[1:] - r[0]) / eps).T
+        q0 = q[0]
+        z = q0[:, 2].clamp_min(1e-3)
+        L = len(z)
+        dq = q0.new_zeros(L, 2, 3)  # d pixel / d camera point
+        dq[:, 0, 0] = K[0, 0] / z
+        dq[:, 0, 2] = -K[0, 0] * q0[:, 0] / z**2
+        dq[:, 1, 1] = K[1, 1] / z
+        dq[:, 1, 2] = -K[1, 1] * q0[:, 1] / z**2
+        dq = dq * w[..., None]
+        Jm[:, self._tr] = dq.reshape(-1, 3)
+        M = dq @ self._Rc @ Rv[0]  # [L, 2, 3]
+        Jm[:, self._exp] = torch.einsum("lrc,lce->lre", M, self._sd).reshape(-1, self.n_exp)
+        return r[0], Jm
+
+    # ---- fitting ------------------------------------------------------------------------
+    def _initial(self, obs: Tensor, K: Tensor) -> Tensor:
+        """Rotation 0; translation from the landmarks' centroid and spread (pinhole)."""
+        th = torch.zeros(self.P, dtype=obs.dtype)
+        rest = self._rest_pts @ self._Rc.T
+        c3, c2 = rest.mean(0), obs.mean(0)
+        s3 = (rest[:, :2] - c3[:2]).norm(dim=1).mean()
+        s2 = (obs - c2).norm(dim=1).mean()
+        z = K[0, 0] * s3 / s2
+        x = (c2[0] - K[0, 2]) * z / K[0, 0] - c3[0]
+        y = (c2[1] - K[1, 2]) * z / K[1, 1] - c3[1]
+        th[self._tr] = torch.stack([x, y, z - c3[2]])
+        return th
+
+    @torch.no_grad()
+    def fit(self, points_px: np.ndarray, K: np.ndarray, iterations: Optional[int] = None) -> FitResult:
+        """Fit one frame.
+
+        Args:
+            points_px: ``[478, >=2]`` MediaPipe landmarks in pixels
+                (:class:`~rsatalker_core.tracking.landmarks.FaceLandmarks.points`).
+            K: ``[3, 3]`` camera intrinsics, pixels.
+            iterations: solver iterations (default: ``iters_warm`` after a fitted frame,
+                ``iters_cold`` after :meth:`reset`).
+
+        Returns:
+            :class:`FitResult`; the solution becomes the next frame's warm start.
+
+        Raises:
+            TrackingError: landmarks of the wrong shape or not finite.
+        """
+        pts = np.asarray(points_px, dtype=np.float64)
+        if pts.ndim != 2 or pts.shape[0] < int(self.embedding.landmark_indices.max()) + 1 or pts.shape[1] < 2:
+            raise TrackingError(f"landmarks must be [478, >=2] pixels, got {pts.shape}")
+        if not np.isfinite(pts[:, :2]).all():
+            raise TrackingError("landmarks hold NaN or Inf")
+        obs = torch.as_tensor(pts[self.embedding.landmark_indices, :2])
+        Kt = torch.as_tensor(np.asarray(K, dtype=np.float64))
+        span = obs.max(0).values - obs.min(0).values
+        scale = span.norm() / 100.0  # residuals in percent of the face size
+        cold = self._prev is None
+        th = self._initial(obs, Kt) if cold else self._prev.clone()
+        n_it = iterations if iterations is not None else (self.iters_cold if cold else self.iters_warm)
+        prev = None if cold else self._prev
+        prior = self._prior.clone()
+        lam = 1e-3
+        r = self._residual_fn(th, Kt, obs, scale)
+        cost = self._cost(r, th, prior, prev)
+        for it in range(n_it):
+            r, J = self._jacobian(th, Kt, obs, scale)  # [M], [M, P]
+            H = J.T @ J + torch.diag(prior)
+            g = J.T @ r + prior * th
+            if prev is not None and self.temporal_prior > 0:
+                H = H + self.temporal_prior * torch.eye(self.P, dtype=H.dtype)
+                g = g + self.temporal_prior * (th - prev)
+            if cold and it < 4:  # pose first: expression, jaw and gaze held at 0
+                mask = torch.zeros(self.P, dtype=torch.bool)
+                mask[self._rot] = mask[self._tr] = True
+            else:
+                mask = torch.ones(self.P, dtype=torch.bool)
+            Hm, gm = H[mask][:, mask], g[mask]
+            for _ in range(6):
+                delta = torch.linalg.solve(Hm + lam * torch.diag(Hm.diagonal() + 1e-9), -gm)
+                cand = th.clone()
+                cand[mask] = th[mask] + delta
+                rc = self._residual_fn(cand, Kt, obs, scale)
+                cc = self._cost(rc, cand, prior, prev)
+                if cc <= cost:
+                    th, r, cost = cand, rc, cc
+                    lam = max(lam / 3, 1e-6)
+                    break
+                lam *= 4
+        self._prev = th.detach().clone()
+        n = len(self.embedding)
+        err = (self._project(th[None], Kt)[0] - obs).norm(dim=1)
+        rms_px = float(err.pow(2).mean().sqrt())
+        return self._result(th, rms_px, rms_px / float(scale), n_it)
+
+    def _cost(self, r: Tensor, th: Tensor, prior: Tensor, prev: Optional[Tensor]) -> float:
+        c = float(r @ r + (prior * th * th).sum())
+        if prev is not None and self.temporal_prior > 0:
+            c += self.temporal_prior * float(((th - prev) ** 2).sum())
+        return c
+
+    def _result(self, th: Tensor, rms_px: float, rms_rel: float, iters: int) -> FitResult:
+        t = th.detach().numpy()
+        motion = np.zeros(MOTION_DIM, np.float32)
+        motion[EXP_SLICE.start : EXP_SLICE.start + self.n_exp] = t[self._exp]
+        motion[JAW_SLICE] = t[self._jaw]
+        motion[HEAD_SLICE] = t[self._rot]
+        e = t[self._eye]
+        eye = np.array([e[0], e[1], 0.0, e[2], e[3], 0.0], np.float32)
+        return FitResult(motion, eye, t[self._tr].astype(np.float32), rms_px, rms_rel, iters, params=t.copy())
+
+    @torch.no_grad()
+    def mouth_opening(self, result: FitResult) -> float:
+        """Distance between the fitted mesh points of MediaPipe's inner-lip landmarks 13
+        (upper) and 14 (lower), metres; NaN when the embedding lacks them."""
+        ids = self.embedding.landmark_indices.tolist()
+        if 13 not in ids or 14 not in ids:
+            return float("nan")
+        th = torch.as_tensor(result.params, dtype=torch.float64)[None]
+        p = self._forward(th)[0][0]
+        return float((p[ids.index(13)] - p[ids.index(14)]).norm())
+
+    @torch.no_grad()
+    def project(self, result: FitResult, K: np.ndarray) -> np.ndarray:
+        """``[L, 2]`` pixels of the embedding's landmarks under a fit (for overlays and tests)."""
+        th = torch.as_tensor(result.params, dtype=torch.float64)
+        return self._project(th[None], torch.as_tensor(np.asarray(K, dtype=np.float64)))[0].numpy()
