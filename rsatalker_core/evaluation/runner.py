@@ -45,6 +45,7 @@ from rsatalker_core.config import RsatalkerConfig
 from rsatalker_core.data import DualTalkDataset
 from rsatalker_core.data.dualtalk import SPLITS
 from rsatalker_core.errors import DatasetError
+from rsatalker_core.evaluation.acceptance import fd_terms
 from rsatalker_core.evaluation.baselines import mean_pose, mean_pose_prediction, mirror_prediction
 from rsatalker_core.metrics.motion import GROUPS, aggregate, motion_metrics
 
@@ -62,6 +63,8 @@ ROWS: Dict[str, str] = {
 METRICS: Tuple[str, ...] = ("FD", "P-FD", "MSE", "SID", "rPCC", "STS")
 #: Every metric key ``"<metric>-<group>"`` in table order.
 METRIC_KEYS: Tuple[str, ...] = tuple(f"{m}-{g}" for m in METRICS for g in GROUPS)
+#: Groups whose FD is split into offset and centred terms (rotations, same on every head).
+FD_TERM_GROUPS: Tuple[str, ...] = ("JAW", "POSE")
 
 
 @dataclass
@@ -72,6 +75,9 @@ class SampleResult:
         clip: clip id; self_speaker: 1 or 2 (the avatar); relationship: canonical name.
         num_frames: T at 25 fps; has_partner: the partner npz exists.
         metrics: ``row -> {metric key -> value}`` (unscaled; rows absent when skipped).
+        fd_terms: ``row -> {"JAW" | "POSE" -> {"fd", "offset", "centred"}}``: each FD split
+            into the constant-offset term and the mean-centred (dynamics) term
+            (:func:`rsatalker_core.evaluation.acceptance.fd_terms`).
         motion: ``"gt"``, ``"partner_gt"`` and row keys -> ``[T, 56]`` (kept for the first
             few samples only, for the curve plots; empty otherwise).
     """
@@ -83,6 +89,7 @@ class SampleResult:
     has_partner: bool
     metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
     motion: Dict[str, np.ndarray] = field(default_factory=dict)
+    fd_terms: Dict[str, Dict[str, Dict[str, float]]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -100,6 +107,8 @@ class EvaluationResult:
             any partner npz).
         samples: per-sample results.
         info: provenance (data dir, split, checkpoint, device, mean-pose source, timing).
+        fd_terms: ``row -> {"JAW" | "POSE" -> {"fd", "offset", "centred"}}`` means over the
+            samples (:data:`FD_TERM_GROUPS`): FD = offset + centred.
     """
 
     rows: Dict[str, Dict[str, Optional[float]]]
@@ -107,6 +116,7 @@ class EvaluationResult:
     skipped: Dict[str, str]
     samples: List[SampleResult]
     info: Dict[str, object]
+    fd_terms: Dict[str, Dict[str, Dict[str, float]]] = field(default_factory=dict)
 
 
 def _mean_over_samples(per_sample: List[Dict[str, float]]) -> Dict[str, Optional[float]]:
@@ -203,6 +213,7 @@ def evaluate_split(
         res = SampleResult(clip, spk, rel, T, has_partner)
         for row, pred in preds.items():
             res.metrics[row] = motion_metrics(pred, gt, partner)
+            res.fd_terms[row] = {g: fd_terms(pred[:, GROUPS[g]], gt[:, GROUPS[g]]) for g in FD_TERM_GROUPS}
         if len(samples) < keep_motion:
             res.motion = {"gt": gt, **preds}
             if partner is not None:
@@ -212,6 +223,7 @@ def evaluate_split(
     rows: Dict[str, Dict[str, Optional[float]]] = {}
     counts: Dict[str, Tuple[int, int]] = {}
     skipped: Dict[str, str] = {}
+    terms: Dict[str, Dict[str, Dict[str, float]]] = {}
     for row in ROWS:
         scored = [s for s in samples if row in s.metrics]
         counts[row] = (len(scored), sum(s.has_partner for s in scored))
@@ -219,6 +231,8 @@ def evaluate_split(
             skipped[row] = "no sample has the partner's npz" if row == "mirror" else "no sample"
             continue
         rows[row] = _mean_over_samples([s.metrics[row] for s in scored])
+        terms[row] = {g: {k: float(np.mean([s.fd_terms[row][g][k] for s in scored])) for k in ("fd", "offset", "centred")}
+                      for g in FD_TERM_GROUPS}
     elapsed = time.perf_counter() - t0
     n_clips = len({s.clip for s in samples})
     info: Dict[str, object] = {
@@ -236,4 +250,4 @@ def evaluate_split(
         "seconds_model": t_model,
         "clips_per_second": n_clips / elapsed if elapsed > 0 else float("inf"),
     }
-    return EvaluationResult(rows, counts, skipped, samples, info)
+    return EvaluationResult(rows, counts, skipped, samples, info, terms)
