@@ -15,6 +15,7 @@ NODES = {
     "render_node": "rsatalker_ros.nodes.render_node:main",
     "recorder": "rsatalker_ros.nodes.recorder:main",
     "training_node": "rsatalker_ros.nodes.training_node:main",
+    "face_tracker": "rsatalker_ros.nodes.face_tracker:main",
     "bringup": "rsatalker_ros.bringup:main",
 }
 

@@ -322,6 +322,48 @@ def array_to_image(
     return msg
 
 
+def camera_image_to_array(msg) -> np.ndarray:
+    """A camera frame -> RGB ``[H, W, 3]`` uint8 (cv_bridge-style).
+
+    ``sensor_msgs/Image`` in ``rgb8``, ``bgr8`` or ``mono8`` (grey replicated to three
+    channels; row padding removed), or ``sensor_msgs/CompressedImage`` in ``jpeg`` / ``png``
+    (``format`` as image_transport writes it, e.g. ``"rgb8; jpeg compressed bgr8"``).
+
+    Raises:
+        ConversionError: another encoding or format, inconsistent sizes, undecodable data.
+    """
+    if hasattr(msg, "format"):  # CompressedImage
+        fmt = str(msg.format).lower()
+        if fmt and not any(k in fmt for k in ("jpeg", "jpg", "png")):
+            raise ConversionError(f"CompressedImage format '{msg.format}' is not supported (use jpeg or png)")
+        import cv2
+
+        buf = np.frombuffer(msg.data, dtype=np.uint8)
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+        if bgr is None:
+            raise ConversionError(f"CompressedImage ({msg.format or 'no format'}, {buf.size} bytes) cannot be decoded")
+        return np.ascontiguousarray(bgr[..., ::-1])
+    if msg.encoding != "mono8":
+        return image_to_array(msg)
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h == 0 or w == 0 or step < w:
+        raise ConversionError(f"mono8 Image {w}x{h} with step {step} is empty or shorter than a row")
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size != step * h:
+        raise ConversionError(f"Image data holds {data.size} bytes, expected step*height = {step * h}")
+    grey = data.reshape(h, step)[:, :w]
+    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+
+
+def camera_info_to_k(msg) -> Optional[np.ndarray]:
+    """``sensor_msgs/CameraInfo`` -> ``K [3, 3]`` float64 pixels, or None when uncalibrated
+    (``k[0] == 0``, as camera drivers publish without calibration)."""
+    k = np.asarray(msg.k, dtype=np.float64).reshape(3, 3)
+    if not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
+        return None
+    return k
+
+
 # --------------------------------------------------------------------------- relationship
 
 

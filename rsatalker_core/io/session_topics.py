@@ -18,11 +18,14 @@ topic                     type                             role                 
 ``audio/partner``         ``rsatalker/msg/AudioChunk``     ``partner_audio``    best effort
 ``partner/flame_params``  ``rsatalker/msg/FlameParams``    ``partner_flame``    reliable
 ``relationship``          ``rsatalker/msg/Relationship``   ``relationship``     reliable
+``partner/camera/image``  ``sensor_msgs/msg/Image``        ``partner_camera``   best effort
 ``training/progress``     ``rsatalker/msg/TrainingProgress`` ``training_progress`` reliable
 ========================  ===============================  ===================  ===========
 
 The first six are the *session topics* (:data:`SESSION`): what a recording holds and what
-``rsatalker evaluate-bag`` reads. Training progress is not part of a session.
+``rsatalker evaluate-bag`` reads. Training progress and the partner camera (the face
+tracker's input; ``partner/camera/image/compressed`` and ``partner/camera/camera_info``
+beside it, image_transport style) are not part of a session.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ __all__ = [
     "PARTNER_FLAME",
     "RELATIONSHIP",
     "TRAINING_PROGRESS",
+    "PARTNER_CAMERA",
+    "PARTNER_CAMERA_COMPRESSED",
+    "PARTNER_CAMERA_INFO",
     "SESSION",
     "SESSION_TOPICS",
     "ALL_TOPICS",
@@ -100,11 +106,20 @@ RELATIONSHIP = TopicSpec("relationship", "rsatalker/msg/Relationship", "relation
 TRAINING_PROGRESS = TopicSpec("training/progress", "rsatalker/msg/TrainingProgress", "training_progress",
                               RELIABLE, "training reports (step, losses, checkpoints)")
 
+PARTNER_CAMERA = TopicSpec("partner/camera/image", "sensor_msgs/msg/Image", "partner_camera", BEST_EFFORT,
+                           "the camera that sees the partner (rgb8, bgr8 or mono8), stamped at capture")
+PARTNER_CAMERA_COMPRESSED = TopicSpec(
+    "partner/camera/image/compressed", "sensor_msgs/msg/CompressedImage", "partner_camera_compressed", BEST_EFFORT,
+    "the same camera, jpeg or png (image_transport's compressed transport)")
+PARTNER_CAMERA_INFO = TopicSpec("partner/camera/camera_info", "sensor_msgs/msg/CameraInfo", "partner_camera_info",
+                                BEST_EFFORT, "its intrinsics (optional; without them a 60-degree field of view)")
+
 #: The topics of a recorded session, in recording order.
 SESSION: Tuple[TopicSpec, ...] = (AVATAR_FLAME, AVATAR_IMAGE, AUDIO_SELF, AUDIO_PARTNER, PARTNER_FLAME,
                                   RELATIONSHIP)
 #: Every topic of the graph.
-ALL_TOPICS: Tuple[TopicSpec, ...] = SESSION + (TRAINING_PROGRESS,)
+ALL_TOPICS: Tuple[TopicSpec, ...] = SESSION + (TRAINING_PROGRESS, PARTNER_CAMERA, PARTNER_CAMERA_COMPRESSED,
+                                               PARTNER_CAMERA_INFO)
 #: Session topic (relative name) -> message type.
 SESSION_TOPICS: Dict[str, str] = {t.name: t.msgtype for t in SESSION}
 
