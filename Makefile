@@ -59,7 +59,10 @@ default-motion: $(VENV)/.stamp-deps
 		--out $(DM_DIR)/corpus --train-clips 200 --test-clips 0 --seconds 10 --seed 0 --voices all
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/rsatalker train --stage 1 \
 		--config config/train_default_motion.yaml $$(test -f $(DM_RUN)/checkpoints/last.pt && echo --resume)
-	$(PY) scripts/export_default_motion.py $(DM_RUN)/motion_stage1.pt rsatalker_core/assets/default_motion.pt
+	$(PY) scripts/export_default_motion.py $(DM_RUN)/motion_stage1.pt $(DM_RUN)/default_motion.pt
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) scripts/fit_residual_motion.py $(DM_RUN)/default_motion.pt \
+		--corpus $(DM_DIR)/corpus --clips 60
+	cp $(DM_RUN)/default_motion.pt rsatalker_core/assets/default_motion.pt
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) scripts/eval_default_motion.py \
 		--checkpoint rsatalker_core/assets/default_motion.pt --heldout $(DM_DIR)/heldout | tee $(DM_RUN)/eval.md
 

@@ -55,6 +55,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from rsatalker_core.config import FPS, load_config
     from rsatalker_core.io.motion_npz import load_motion_npz, save_motion_npz
     from rsatalker_core.model.motion_model import MotionModel
+    from rsatalker_core.model.streaming import generate_offline
     from rsatalker_core.render.renderer import AvatarRenderer
     from rsatalker_core.relationship import Relationship
     from rsatalker_core.io.video import VideoWriter
@@ -73,10 +74,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     model = MotionModel(cfg)
-    fs = model.encode(self_wav, sr, T)
-    fp = model.encode(partner_wav, sr, T)
+    # The live generator's windows, lookahead and residual motion: the same motion as the
+    # ROS graph gives for this audio (rsatalker_core.model.streaming.generate_offline).
     with tqdm(total=T, desc="motion", unit="frame") as bar:
-        motion = model.generate(fs, fp, rel, partner_motion, progress=lambda n: bar.update(n - bar.n))
+        motion = generate_offline(model, self_wav, partner_wav, sr, rel, partner_motion, T,
+                                  progress=lambda n: bar.update(n - bar.n))
     save_motion_npz(args.out_motion, motion)
     t_motion = time.perf_counter() - t0
 

@@ -104,6 +104,11 @@ class SpeechConfig:
     whisper_pad_to_30s: bool = setting(
         False, "whisper-tiny only: pad every window to Whisper's 30 s input (slow: ~1 s per window "
         "on CPU); false encodes the real length. Train and run with the same value")
+    runtime: str = setting(
+        "auto", "whisper-tiny only: auto runs the frozen encoder on the CPU through ONNX Runtime "
+        "when onnxruntime is installed (same features up to float rounding, ~1.3x faster), else "
+        "PyTorch; torch always PyTorch; onnx requires ONNX Runtime",
+        choices=("auto", "torch", "onnx"))
     sample_rate: int = setting(16000, "sample rate the encoder consumes, Hz (other input rates "
                                       "are resampled)", limits=(8000, 48000))
     n_mels: int = setting(80, "logmel only: number of mel bands", limits=(1, 512))
@@ -139,6 +144,12 @@ class MotionConfig:
         "rsatalker_core/assets); default_motion.pt was trained on SYNTHETIC supervision (README "
         "'Default motion model'; needs speech.encoder whisper-tiny and these sizes); empty = "
         "randomly initialised (seeded)")
+    residual: bool = setting(
+        True, "add the checkpoint's fitted residual motion (posture drift, random head sway, "
+        "blinks: what speech does not predict; rsatalker_core/model/residual.py) to the "
+        "generator's output; no effect when the checkpoint carries none")
+    residual_seed: int = setting(0, "random seed of the residual motion (same seed and audio: "
+                                    "same motion, offline and live)", limits=(0, 2**31 - 1))
 
 
 @dataclass
@@ -149,8 +160,10 @@ class AvatarConfig:
 
 @dataclass
 class RenderConfig:
-    backend: str = setting("auto", "rasterizer: auto (gsplat on CUDA, pure PyTorch otherwise), "
-                                   "gsplat (CUDA) or torch", choices=("auto", "gsplat", "torch"))
+    backend: str = setting("auto", "rasterizer: auto (gsplat on CUDA; on CPU the fast numba "
+                                   "rasterizer when no gradient is needed, else PyTorch), gsplat "
+                                   "(CUDA), numba (CPU inference) or torch (differentiable)",
+                           choices=("auto", "gsplat", "numba", "torch"))
     width: int = setting(256, "output image width, pixels", limits=(8, 4096))
     height: int = setting(256, "output image height, pixels", limits=(8, 4096))
     fov_deg: float = setting(20.0, "vertical field of view of the pinhole camera, degrees",
@@ -163,12 +176,17 @@ class RenderConfig:
 
 @dataclass
 class StreamingConfig:
-    window_frames: int = setting(50, "context window of past frames the live generator sees at "
-                                     "each step", limits=(2, 10000))
-    lookahead_frames: int = setting(4, "bounded lookahead: frames of future audio waited for before "
+    # Defaults: the low-latency live preset (1-s speech window, one frame per step, 40 ms of
+    # lookahead). Quality preset: window 50, lookahead 4, hop 5. The motion model must be
+    # trained on windows of window_frames (rsatalker_core.model.streaming); the shipped
+    # default_motion.pt was trained on 50-frame windows and needs retraining for 25.
+    window_frames: int = setting(25, "context window of frames the live generator sees at each "
+                                     "step; also the speech window each step encodes, frames",
+                                 limits=(2, 10000))
+    lookahead_frames: int = setting(1, "bounded lookahead: frames of future audio waited for before "
                                        "a frame is emitted (x 40 ms of algorithmic latency)",
                                     limits=(0, 1000))
-    hop_frames: int = setting(5, "frames generated per inference step (amortises encoder cost; "
+    hop_frames: int = setting(1, "frames generated per inference step (amortises encoder cost; "
                                  "adds up to (hop_frames - 1) x 40 ms of latency)", limits=(1, 1000))
     chunk_seconds: float = setting(0.04, "length of the audio chunks the capture/player nodes "
                                          "publish, seconds", limits=(0.005, 1.0))

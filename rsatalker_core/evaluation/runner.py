@@ -48,6 +48,7 @@ from rsatalker_core.errors import DatasetError
 from rsatalker_core.evaluation.acceptance import fd_terms
 from rsatalker_core.evaluation.baselines import mean_pose, mean_pose_prediction, mirror_prediction
 from rsatalker_core.metrics.motion import GROUPS, aggregate, motion_metrics
+from rsatalker_core.model.streaming import generate_offline
 
 log = logging.getLogger("rsatalker.evaluate")
 
@@ -181,31 +182,23 @@ def evaluate_split(
     ds = open_split(model.cfg, data_root, split, max_clips)
     sr = ds.sample_rate
     mean, mean_source = mean_pose(data_root, ds.cfg, model.generator.motion_mean.detach().cpu().numpy())
-    feats: Dict[Tuple[str, int], object] = {}
-    silent: Dict[int, object] = {}
     samples: List[SampleResult] = []
     t_model = 0.0
     for i in tqdm(range(len(ds)), desc="evaluate", unit="sample", disable=not progress):
         item = ds[i]
-        clip, spk, other = item["clip"], item["self_speaker"], item["partner_speaker"]
+        clip, spk = item["clip"], item["self_speaker"]
         T = int(item["num_frames"])
-        if not any(k[0] == clip for k in feats):
-            feats.clear()  # features of one clip at a time (both samples share them)
         t1 = time.perf_counter()
-        for s, key in ((spk, "self_audio"), (other, "partner_audio")):
-            if (clip, s) not in feats:
-                feats[(clip, s)] = model.encode(item[key].numpy(), sr, T)
-        if T not in silent:
-            silent[T] = model.encode(np.zeros(T * ds.samples_per_frame, np.float32), sr, T)
         gt = item["self_motion"].numpy()
         has_partner = bool(item["partner_motion_valid"])
         partner = item["partner_motion"].numpy() if has_partner else None
         rel = item["relationship"]
-        fs, fp = feats[(clip, spk)], feats[(clip, other)]
-        preds = {"model": model.generate(fs, fp, rel, partner)}
+        own, other_wav = item["self_audio"].numpy(), item["partner_audio"].numpy()
+        # Generated as the live graph generates it (windows, lookahead, residual motion).
+        preds = {"model": generate_offline(model, own, other_wav, sr, rel, partner, T)}
         with model.generator.social_bypassed():
-            preds["no_social"] = model.generate(fs, fp, rel, partner)
-        preds["no_partner"] = model.generate(fs, silent[T], rel, None)
+            preds["no_social"] = generate_offline(model, own, other_wav, sr, rel, partner, T)
+        preds["no_partner"] = generate_offline(model, own, np.zeros_like(other_wav), sr, rel, None, T)
         t_model += time.perf_counter() - t1
         preds["mean_pose"] = mean_pose_prediction(mean, T)
         if partner is not None:

@@ -11,11 +11,14 @@ import torch
 
 from rsatalker_core.avatar.offsets import LEGACY_OFFSETNET_PREFIX
 from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint
-from rsatalker_core.config import MOTION_DIM, RsatalkerConfig, resolve_asset
+from rsatalker_core.config import FPS, MOTION_DIM, RsatalkerConfig, resolve_asset
 from rsatalker_core.device import resolve_device
 from rsatalker_core.errors import CheckpointError, ConfigError
+from rsatalker_core.metrics.conversation import frame_energy_db
 from rsatalker_core.model.generator import SpeakerListenerMotionGenerator
+from rsatalker_core.model.residual import ResidualMotionParams, ResidualMotionSampler
 from rsatalker_core.relationship import Relationship, relationship_tensors
+from rsatalker_core.speech.audio import resample
 from rsatalker_core.speech.factory import build_speech_encoder
 
 log = logging.getLogger("rsatalker.motion")
@@ -38,6 +41,8 @@ class MotionModel:
         self.cfg = cfg
         self.device = resolve_device(cfg.device if device is None else device)
         self.speech = build_speech_encoder(cfg.speech, self.device)
+        #: Fitted residual motion of the checkpoint (rsatalker_core/model/residual.py), or None.
+        self.residual_params: Optional[ResidualMotionParams] = None
         torch.manual_seed(cfg.seed)
         self.generator = SpeakerListenerMotionGenerator(
             cfg.motion, cfg.social, self.speech.feature_dim
@@ -71,6 +76,8 @@ class MotionModel:
             self.generator.load_state_dict(state)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: does not match motion config ({exc})") from exc
+        res = data.get("residual_motion")
+        self.residual_params = None if res is None else ResidualMotionParams.from_dict(res, path)
 
     def save(self, path: str, extra: Optional[dict] = None) -> None:
         """Atomically write the generator's weights with the config they need."""
@@ -86,6 +93,63 @@ class MotionModel:
             },
             path,
         )
+
+    def residual_sampler(self, relationship: Union[str, Relationship], seed: Optional[int] = None):
+        """A :class:`~rsatalker_core.model.residual.ResidualMotionSampler` for this
+        checkpoint's fitted residual motion, or ``None`` when the checkpoint carries none or
+        ``motion.residual`` is off. ``seed`` defaults to ``motion.residual_seed``."""
+        if self.residual_params is None or not self.cfg.motion.residual:
+            return None
+        return ResidualMotionSampler(
+            self.residual_params, relationship, self.cfg.motion.residual_seed if seed is None else seed
+        )
+
+    def residual_motion(
+        self, self_wav: np.ndarray, sample_rate: int, num_frames: int, relationship: Union[str, Relationship],
+        seed: Optional[int] = None,
+    ) -> np.ndarray:
+        """Residual motion ``[num_frames, 56]`` to add to :meth:`generate`'s output (zeros
+        without a fitted residual model), driven by the own speech ``self_wav [S]``
+        (``sample_rate`` Hz, resampled to the encoder's rate) frame by frame exactly as the
+        streaming generator drives it (rsatalker_core/model/residual.py)."""
+        sampler = self.residual_sampler(relationship, seed)
+        if sampler is None:
+            return np.zeros((num_frames, MOTION_DIM), dtype=np.float32)
+        wav = resample(np.asarray(self_wav, dtype=np.float32), sample_rate, self.cfg.speech.sample_rate)
+        return sampler.run(frame_energy_db(wav, self.cfg.speech.sample_rate, num_frames))
+
+    @torch.no_grad()
+    def generate_in_windows(
+        self,
+        self_wav: np.ndarray,  # [S]
+        partner_wav: np.ndarray,  # [S']
+        sample_rate: int,
+        relationship: Union[str, Relationship],
+        partner_motion: Optional[np.ndarray] = None,  # [T, 56]
+        window: Optional[int] = None,
+        num_frames: Optional[int] = None,
+    ) -> np.ndarray:
+        """Generator output ``[T, 56]`` over consecutive windows of ``window`` frames
+        (default ``streaming.window_frames``), each window's speech encoded from its own
+        audio only, as the live generator and the default training preset see it. Both
+        speakers' windows go through the encoder in one call. No residual motion is added.
+        """
+        window = window or self.cfg.streaming.window_frames
+        spf = sample_rate // FPS
+        T = len(self_wav) // spf if num_frames is None else int(num_frames)
+        blood, equal = relationship_tensors([relationship], self.device)
+        pm_all = None if partner_motion is None else _fit_length(partner_motion, T)
+        out = []
+        for s in range(0, T, window):
+            n = min(window, T - s)
+            seg = np.zeros((2, n * spf), np.float32)
+            for row, wav in enumerate((self_wav, partner_wav)):
+                part = np.asarray(wav[s * spf : (s + n) * spf], dtype=np.float32)
+                seg[row, : len(part)] = part
+            feats = self.speech(torch.as_tensor(seg, device=self.device), sample_rate, num_frames=n)
+            pm = None if pm_all is None else torch.as_tensor(pm_all[s : s + n], device=self.device)[None]
+            out.append(self.generator(feats[:1], feats[1:], blood, equal, pm)[0].float().cpu().numpy())
+        return np.concatenate(out, axis=0) if out else np.zeros((0, MOTION_DIM), np.float32)
 
     @torch.no_grad()
     def encode(self, wav: np.ndarray, sample_rate: int, num_frames: int) -> torch.Tensor:

@@ -39,6 +39,7 @@ import torch
 from rsatalker_core.speech.audio import resample, validate_sample_rate
 from rsatalker_core.config import FPS, MOTION_DIM, RsatalkerConfig
 from rsatalker_core.errors import AudioError
+from rsatalker_core.metrics.conversation import frame_energy_db
 from rsatalker_core.model.motion_model import MotionModel
 from rsatalker_core.relationship import Relationship, relationship_tensors
 
@@ -152,6 +153,7 @@ class StreamingMotionGenerator:
             self._streams = {r: _AudioStream(self.sample_rate) for r in ("self", "partner")}
             self._partner_motion: List[Tuple[int, np.ndarray]] = []
             self._next = 0
+            self._residual = self.model.residual_sampler(self._relationship)
 
     def set_relationship(self, rel: Union[str, Relationship]) -> None:
         """Switch the relationship for frames generated from now on.
@@ -257,10 +259,15 @@ class StreamingMotionGenerator:
             blood, equal = relationship_tensors([self._relationship], model.device)
             pmt = None if pm is None else torch.as_tensor(pm, device=model.device)[None]
             motion = model.generator(fs, fp, blood, equal, pmt)[0].float().cpu().numpy()
-        out = [
-            MotionFrame(k, motion[k - win_start].copy(), int(frame_stamps[k - win_start] or 0), self._relationship.name)
-            for k in range(self._next, emit_end)
-        ]
+        out = []
+        for k in range(self._next, emit_end):
+            m = motion[k - win_start].copy()
+            if self._residual is not None:
+                # Residual motion (model/residual.py), driven by this frame's own-speech energy.
+                i = (k - win_start) * self.spf
+                self._residual.set_relationship(self._relationship)
+                m += self._residual.step(frame_energy_db(self_audio[i : i + self.spf], self.sample_rate, 1)[0])
+            out.append(MotionFrame(k, m, int(frame_stamps[k - win_start] or 0), self._relationship.name))
         self._next = emit_end
         keep = max(0, (self._next - self.window_frames) * self.spf)
         selfs.trim(keep)
@@ -269,3 +276,57 @@ class StreamingMotionGenerator:
             if p_keep is not None:
                 partner.trim(p_keep)
         return out
+
+
+def generate_offline(
+    model: MotionModel,
+    self_wav: np.ndarray,  # [S]
+    partner_wav: np.ndarray,  # [S']
+    sample_rate: int,
+    relationship: Union[str, Relationship],
+    partner_motion: Optional[np.ndarray] = None,  # [T, 56]
+    num_frames: Optional[int] = None,
+    progress=None,
+) -> np.ndarray:
+    """A whole clip's motion ``[T, 56]``, generated exactly as the live graph would.
+
+    The clip is fed to a :class:`StreamingMotionGenerator` frame by frame (windows,
+    lookahead and hop from ``streaming.*``; the residual motion of the checkpoint included),
+    so ``rsatalker generate``, evaluation and the live nodes give the same motion for the
+    same audio. After the last frame, ``lookahead_frames`` frames of silence let the final
+    frames be emitted (what the live graph sees when the speaker stops).
+
+    Args:
+        model: the motion model.
+        self_wav, partner_wav: mono speech of the avatar and of the partner, ``sample_rate`` Hz.
+        relationship: the relationship for the whole clip.
+        partner_motion: the partner's FLAME motion at 25 fps (``None``: neutral fallback).
+        num_frames: frames to generate (default: the length of ``self_wav``).
+        progress: called with the number of frames done.
+
+    Raises:
+        AudioError: bad sample rate or non-finite audio; ValueError: bad partner motion.
+    """
+    gen = StreamingMotionGenerator(model.cfg, model=model)
+    gen.set_relationship(relationship)
+    spf_in = sample_rate / FPS
+    T = int(len(self_wav) // spf_in) if num_frames is None else int(num_frames)
+    n_in = int(round(spf_in))
+    pad = np.zeros(n_in, np.float32)
+    frames: List[MotionFrame] = []
+    for k in range(T + gen.lookahead):
+        stamp = int(round(k * 1e9 / FPS))
+        a, b = int(round(k * spf_in)), int(round((k + 1) * spf_in))
+        own = np.asarray(self_wav[a:b], dtype=np.float32) if k < T else pad
+        oth = np.asarray(partner_wav[a:b], dtype=np.float32) if k < T else pad
+        own = np.pad(own, (0, max(0, b - a - len(own))))
+        oth = np.pad(oth, (0, max(0, b - a - len(oth))))
+        if partner_motion is not None and k < min(T, len(partner_motion)):
+            gen.push_partner_motion(partner_motion[k], stamp)
+        gen.push_audio("partner", oth, sample_rate, stamp)
+        gen.push_audio("self", own, sample_rate, stamp)
+        frames += gen.step()
+        if progress is not None:
+            progress(min(len(frames), T))
+    out = np.stack([f.motion for f in frames[:T]]) if frames else np.zeros((0, MOTION_DIM), np.float32)
+    return out.astype(np.float32)
