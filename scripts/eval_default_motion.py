@@ -206,7 +206,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
-    overrides = {"device": "cpu"}
+    # The regression output alone: MSE against rule targets is not the place for the sampled
+    # residual motion (rsatalker_core/model/residual.py; scored in scripts/accept_motion.py).
+    overrides = {"device": "cpu", "motion.residual": False}
     if args.checkpoint:
         overrides["motion.checkpoint"] = args.checkpoint
     cfg = load_config(args.config or None, overrides)

@@ -17,7 +17,7 @@ checkpoint (``residual_motion``):
   switches with own voice activity, so speaking and listening keep their own amplitude and
   speed.
 * **Blinks** (the eyelid expression channel): Poisson events at the residuals' blink rate per
-  state (per minute), with a 0.5-s refractory time, each adding a blink of the residuals'
+  state (per minute), with a 1-s refractory time (inter-blink intervals are rarely shorter), each adding a blink of the residuals'
   median amplitude (fast close, slower opening, 0.24 s).
 
 One sampler serves the offline CLI and live streaming: :class:`ResidualMotionSampler` is
@@ -42,7 +42,7 @@ STATES = ("listening", "speaking")
 #: Blink shape per frame at 25 fps (fast close, slower opening; peak 1).
 BLINK_SHAPE = np.array([0.45, 1.0, 0.8, 0.5, 0.25, 0.1], dtype=np.float64)
 #: Minimum time between two sampled blinks, seconds.
-BLINK_REFRACTORY_S = 0.5
+BLINK_REFRACTORY_S = 1.0
 #: Candidate poles of the two-pole head filter (per 25-fps frame).
 _POLES = np.linspace(0.5, 0.995, 200)
 
