@@ -79,7 +79,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     with tqdm(total=T, desc="motion", unit="frame") as bar:
         motion = generate_offline(model, self_wav, partner_wav, sr, rel, partner_motion, T,
                                   progress=lambda n: bar.update(n - bar.n))
-    save_motion_npz(args.out_motion, motion)
+    # Which head model's expression basis the coefficients are in (docs/motion.md).
+    save_motion_npz(args.out_motion, motion, extra={"expression_space": np.array(model.expression_space)})
     t_motion = time.perf_counter() - t0
 
     if args.no_video:
@@ -90,6 +91,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
 
     renderer = AvatarRenderer(cfg, device=model.device)  # applies the avatar's offsets for rel
+    if model.expression_space not in (renderer.flame.expression_space, "unknown"):
+        log.warning("the motion's expressions are in the '%s' space but the renderer's head is '%s': "
+                    "expressions will not look as intended (docs/motion.md)",
+                    model.expression_space, renderer.flame.expression_space)
     t1 = time.perf_counter()
     # Frames stream into ONE ffmpeg pass with the audio (memory flat in clip length); the
     # mp4 appears only when complete (VideoWriter renames a temporary file on success).

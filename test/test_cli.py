@@ -152,6 +152,8 @@ def test_generate_no_video_writes_motion_only(short_clip, tmp_path):
     assert main(args) == 0
     with np.load(tmp_path / "out.npz") as m:
         assert m["exp"].shape == (75, 50) and m["pose"].shape == (75, 6)
+        # an untrained model (test config) records that its expression space is unknown
+        assert str(m["expression_space"]) == "unknown"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
 
 

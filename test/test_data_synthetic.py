@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from rsatalker_core.head.flame import STANDIN_SPACE
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
@@ -58,6 +60,7 @@ def test_layout_is_read_by_the_dualtalk_loader(corpus):
                      relationship_index=str(root / "relationships.csv"), unlabelled="refuse")
     ds = DualTalkDataset(cfg)
     assert ds.synthetic and len(ds.clips) == 8 and ds.num_samples() == 16
+    assert ds.expression_space == STANDIN_SPACE  # the npz files say so; trained models inherit it
     assert len(ds) == 16 * 4  # 250 frames: starts 0, 50, 100, 150
     rels = sorted(c.relationship.name for c in ds.clips)
     assert rels == sorted(Relationship.names() * 2)  # balanced over the four relationships

@@ -130,3 +130,15 @@ def test_shipped_layout_loads_without_offsetnet(model):
     """The shipped file lists the offsetnet keys it left out (``omitted_untrained``, the
     earlier layout); the model holds no offsetnet at all."""
     assert not any("offsetnet" in k for k in model.generator.state_dict())
+
+
+def test_default_checkpoint_says_its_expression_space():
+    """The shipped model was trained on the synthetic corpus: its expressions are the stand-in
+    head's, which is also the head the default renderer uses."""
+    from rsatalker_core.config import load_config
+    from rsatalker_core.head.flame import STANDIN_SPACE, FlameModel
+    from rsatalker_core.model.motion_model import MotionModel
+
+    model = MotionModel(load_config(None))
+    assert model.expression_space == STANDIN_SPACE == FlameModel().expression_space
+    assert model.residual_params is not None and model.residual_params.eyelid_index == 12

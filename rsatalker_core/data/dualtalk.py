@@ -58,6 +58,7 @@ from torch.utils.data import Dataset
 
 from rsatalker_core.speech.audio import check_not_truncated, load_audio, num_frames_for, validate_sample_rate
 from rsatalker_core.config import FPS, MOTION_DIM, DataConfig
+from rsatalker_core.head.flame import FLAME_SPACE
 from rsatalker_core.errors import AudioError, ConfigError, DatasetError, MotionFileError
 from rsatalker_core.io.motion_npz import load_motion_npz
 from rsatalker_core.data.relationships import check_policy, load_relationship_index
@@ -286,6 +287,19 @@ class DualTalkDataset(Dataset):
         T = min(list(wav_t.values()) + list(npz_t.values()))
         rel = self.index.lookup(clip, self.cfg.unlabelled, self.cfg.default_relationship)
         return ClipInfo(clip, dict(wav), dict(npz), T, rel, self.synthetic, self.cfg.split)
+
+    @property
+    def expression_space(self) -> str:
+        """Expression space of the corpus's motion: the ``expression_space`` its npz files
+        record (the synthetic corpus: the stand-in head's), else :data:`FLAME_SPACE`
+        (real DualTalk files carry no such key)."""
+        for info in self.clips:
+            for path in info.npz.values():
+                with np.load(path) as data:
+                    if "expression_space" in data.files:
+                        return str(data["expression_space"])
+                return FLAME_SPACE
+        return FLAME_SPACE
 
     # ------------------------------------------------------------------ access
     def __len__(self) -> int:

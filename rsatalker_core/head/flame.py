@@ -315,6 +315,15 @@ def lbs(
 # --------------------------------------------------------------------------------------
 
 
+#: Expression space of the official FLAME model (FLAME's expression PCA basis): real
+#: DualTalk npz files, motion tracked with an official FLAME file.
+FLAME_SPACE = "flame"
+#: Expression space of the stand-in head (rsatalker_core/head/standin.py: hand-made
+#: directions, 0 lips part, 1 smile, 3 brow raise, 12 eyelids close, ...): the synthetic
+#: corpus, the shipped default motion model, motion tracked without a FLAME file.
+STANDIN_SPACE = "rsatalker-standin"
+
+
 class FlameModel(nn.Module):
     """FLAME: identity, expression and joint rotations → mesh vertices (metres).
 
@@ -334,6 +343,8 @@ class FlameModel(nn.Module):
     Attributes:
         is_standin: True when the procedural stand-in is in use (not FLAME).
         source: the model file, or ``"standin"``.
+        expression_space: :data:`STANDIN_SPACE` or :data:`FLAME_SPACE`: whose expression
+            basis the coefficients this layer consumes are in.
 
     Raises:
         FlameModelError: ``cfg.model_path`` is missing or not a FLAME model.
@@ -365,6 +376,10 @@ class FlameModel(nn.Module):
         self.register_buffer("lbs_weights", f32(arrays["weights"]))
         self.register_buffer("parents", torch.as_tensor(arrays["kintree_table"][0], dtype=torch.long))
         self.register_buffer("faces", torch.as_tensor(arrays["f"], dtype=torch.long))
+
+    @property
+    def expression_space(self) -> str:
+        return STANDIN_SPACE if self.is_standin else FLAME_SPACE
 
     @property
     def num_vertices(self) -> int:

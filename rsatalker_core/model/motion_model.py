@@ -24,6 +24,8 @@ from rsatalker_core.speech.factory import build_speech_encoder
 log = logging.getLogger("rsatalker.motion")
 
 MOTION_CKPT_FORMAT = "rsatalker-motion"
+#: ``expression_space`` of an untrained model or a checkpoint that records none.
+UNKNOWN_SPACE = "unknown"
 
 
 class MotionModel:
@@ -43,6 +45,8 @@ class MotionModel:
         self.speech = build_speech_encoder(cfg.speech, self.device)
         #: Fitted residual motion of the checkpoint (rsatalker_core/model/residual.py), or None.
         self.residual_params: Optional[ResidualMotionParams] = None
+        #: Expression space of the generated motion (rsatalker_core.head.flame; set by load()).
+        self.expression_space = UNKNOWN_SPACE
         torch.manual_seed(cfg.seed)
         self.generator = SpeakerListenerMotionGenerator(
             cfg.motion, cfg.social, self.speech.feature_dim
@@ -76,6 +80,8 @@ class MotionModel:
             self.generator.load_state_dict(state)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: does not match motion config ({exc})") from exc
+        #: Expression space of the motion this checkpoint generates (the training data's).
+        self.expression_space = str(data.get("expression_space", UNKNOWN_SPACE))
         res = data.get("residual_motion")
         self.residual_params = None if res is None else ResidualMotionParams.from_dict(res, path)
 

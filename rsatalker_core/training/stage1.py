@@ -216,5 +216,5 @@ class MotionStage(Stage):
         self.motion_model.save(path, extra={"trained": {
             "stage": 1, "step": int(step), "seed": int(self.cfg.seed),
             "data_root": self.cfg.data.root, "data_split": self.cfg.data.split,
-        }})
+        }, "expression_space": self.train_data.expression_space})
         return path

@@ -39,6 +39,7 @@ import threading
 import time
 from typing import Any, Deque, List, Optional, Tuple
 
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -106,6 +107,14 @@ class MotionNode(Node):
             if isinstance(exc, RsatalkerError):
                 raise
             raise ConfigError(f"{node_name}: {exc}") from exc
+        # Which head model's expression basis the published `expression` coefficients are in
+        # (read-only; docs/motion.md): e.g. "rsatalker-standin" for the shipped default model.
+        self.declare_parameter(
+            "expression_space", self._gen.model.expression_space,
+            ParameterDescriptor(description="expression space of the published FlameParams.expression "
+                                            "(the motion checkpoint's training data; docs/motion.md)",
+                                read_only=True),
+        )
         self._frame_id = self.params.value("frame_id")
         self._max_queue = int(self.params.value("max_queue_frames"))
         self.get_logger().info(
