@@ -53,3 +53,9 @@ class TrainingError(RsatalkerError):
 class BagError(RsatalkerError):
     """A rosbag2 recording is missing, not a bag, cannot be created or written, or lacks
     what an evaluation needs (e.g. the ``avatar/flame_params`` topic)."""
+
+
+class OutputError(RsatalkerError):
+    """An output location cannot be written: a read-only directory, a path that is a
+    directory where a file is expected (or a file where a directory is), or a path under a
+    regular file. Checked before any work starts (:mod:`rsatalker_core.io.outputs`)."""

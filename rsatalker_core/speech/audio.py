@@ -3,7 +3,15 @@
 Every speech signal in rsatalker is mono float32 in [-1, 1]. Files are read with
 soundfile (libsndfile), because the real DualTalk WAVs are IEEE float32 (WAVE format tag 3)
 and Python's ``wave`` module rejects them (docs/data.md §2). Resampling is polyphase filtering
-with :func:`scipy.signal.resample_poly`; nothing is ever cropped to make lengths fit.
+with libsoxr (the ``soxr`` package, "HQ" quality), whose cost per sample is bounded for
+any pair of rates (an odd rate such as 44099 Hz costs what 44100 Hz does; a rational
+polyphase filter would need ``up = 16000`` phases there); nothing is ever cropped to make
+lengths fit.
+
+Amplitude. Samples must be finite and within ``±MAX_AMPLITUDE`` (1e3, i.e. 60 dB above
+full scale) after loading and after every resampling: larger values are not speech but a
+broken source (a wrong sample format, a scale factor), and they overflow the speech
+features to NaN (:func:`check_amplitude`).
 
 The frame clock (docs/data.md §5, 25 fps): video frame ``j`` covers the audio interval
 ``[j / fps, (j + 1) / fps)`` seconds. :func:`num_frames_for` counts the *complete* frames a
@@ -19,13 +27,12 @@ from __future__ import annotations
 
 import os
 import re
-from math import gcd
 from typing import Optional, Tuple, Union
 
 import numpy as np
 import soundfile as sf
+import soxr
 import torch
-from scipy.signal import resample_poly
 
 from rsatalker_core.config import FPS
 from rsatalker_core.errors import AudioError, ConfigError
@@ -33,6 +40,8 @@ from rsatalker_core.errors import AudioError, ConfigError
 #: Sample rates outside this range (Hz) are rejected as absurd.
 MIN_SAMPLE_RATE: int = 4000
 MAX_SAMPLE_RATE: int = 384000
+#: Largest accepted |sample| (full scale is 1.0): finite audio beyond it is rejected.
+MAX_AMPLITUDE: float = 1e3
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -96,12 +105,51 @@ def num_frames_for(num_samples: int, sample_rate: int, fps: int = FPS) -> int:
     return (num_samples * int(fps)) // sample_rate
 
 
-def resample(wav: ArrayLike, sr_in: int, sr_out: int) -> ArrayLike:
-    """Resample along the last axis with a polyphase anti-aliasing filter.
+def check_amplitude(wav: ArrayLike, what: str = "audio") -> None:
+    """Check that every sample is finite and ``|x| <= MAX_AMPLITUDE`` (1e3; full scale 1.0).
 
-    Uses :func:`scipy.signal.resample_poly` with ``up/down = sr_out/sr_in`` reduced by their
-    gcd (Kaiser-window FIR, scipy's default). The output has ``ceil(S * sr_out / sr_in)``
-    samples: nothing is cropped.
+    Args:
+        wav: ``[..., S]`` numpy array or torch tensor.
+        what: how the message names the signal (e.g. the file).
+
+    Raises:
+        AudioError: NaN/Inf samples, or samples beyond ``±MAX_AMPLITUDE`` (the message gives
+            the count and the largest magnitude).
+    """
+    x = wav.detach().cpu().numpy() if isinstance(wav, torch.Tensor) else np.asarray(wav)
+    if x.size == 0:
+        return
+    finite = np.isfinite(x)
+    if not finite.all():
+        raise AudioError(f"{what} holds {int((~finite).sum())} NaN/Inf samples")
+    peak = float(np.max(np.abs(x)))
+    if peak > MAX_AMPLITUDE:
+        bad = int((np.abs(x) > MAX_AMPLITUDE).sum())
+        raise AudioError(
+            f"{what} holds {bad} samples beyond ±{MAX_AMPLITUDE:g} (peak {peak:.3g}; full scale is 1.0): "
+            "not usable speech (wrong sample format or scale?)"
+        )
+
+
+def _soxr_2d(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """``[N, S]`` float64 -> ``[N, ceil(S * sr_out / sr_in)]`` float64 via libsoxr."""
+    n_out = -(-x.shape[-1] * sr_out // sr_in)
+    if x.shape[-1] == 0:
+        return np.zeros((x.shape[0], 0))
+    y = soxr.resample(np.ascontiguousarray(x.T), sr_in, sr_out, quality="HQ")  # [S', N]
+    y = y.reshape(-1, x.shape[0]).T
+    if y.shape[-1] < n_out:
+        y = np.pad(y, ((0, 0), (0, n_out - y.shape[-1])))
+    return y[:, :n_out]
+
+
+def resample(wav: ArrayLike, sr_in: int, sr_out: int) -> ArrayLike:
+    """Resample along the last axis with libsoxr's band-limited resampler ("HQ").
+
+    The cost per sample is bounded whatever the rates (44099 Hz costs what 44100 Hz does).
+    The output has ``ceil(S * sr_out / sr_in)`` samples: nothing is cropped. The output is
+    checked like the input (:func:`check_amplitude`), so a resampler overshoot can never
+    pass a non-finite or absurd sample on.
 
     Args:
         wav: ``[..., S]`` numpy array or torch tensor (a tensor is processed on the CPU and
@@ -114,20 +162,22 @@ def resample(wav: ArrayLike, sr_in: int, sr_out: int) -> ArrayLike:
         ``sr_in == sr_out``.
 
     Raises:
-        AudioError: an unusable sample rate.
+        AudioError: an unusable sample rate, or samples that are non-finite or beyond
+            ``±MAX_AMPLITUDE`` (before or after resampling).
     """
     sr_in = validate_sample_rate(sr_in, "input sample rate")
     sr_out = validate_sample_rate(sr_out, "output sample rate")
     if sr_in == sr_out:
         return wav
-    g = gcd(sr_in, sr_out)
-    up, down = sr_out // g, sr_in // g
-    if isinstance(wav, torch.Tensor):
-        x = wav.detach().to("cpu", torch.float64).numpy()
-        y = resample_poly(x, up, down, axis=-1)
+    is_tensor = isinstance(wav, torch.Tensor)
+    x = wav.detach().to("cpu", torch.float64).numpy() if is_tensor else np.asarray(wav, dtype=np.float64)
+    check_amplitude(x, "audio to resample")
+    lead = x.shape[:-1]
+    y = _soxr_2d(x.reshape(-1, x.shape[-1]), sr_in, sr_out).reshape(*lead, -1)
+    check_amplitude(y, f"audio resampled {sr_in} -> {sr_out} Hz")
+    if is_tensor:
         return torch.from_numpy(np.ascontiguousarray(y)).to(device=wav.device, dtype=wav.dtype)
-    x = np.asarray(wav, dtype=np.float64)
-    return resample_poly(x, up, down, axis=-1).astype(np.float32)
+    return y.astype(np.float32)
 
 
 def check_not_truncated(path: str, handle: sf.SoundFile) -> None:
@@ -155,7 +205,8 @@ def load_audio(path: Union[str, os.PathLike], target_sr: Optional[int] = 16000) 
 
     Raises:
         AudioError: (naming the file) the file is missing, is not audio, is empty or
-            truncated, holds NaN/Inf samples, or has an unusable sample rate.
+            truncated, holds NaN/Inf samples or samples beyond ``±MAX_AMPLITUDE``, or has
+            an unusable sample rate.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -172,10 +223,11 @@ def load_audio(path: Union[str, os.PathLike], target_sr: Optional[int] = 16000) 
     if data.shape[0] == 0:
         raise AudioError(f"audio file {path} holds no samples")
     wav = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-    if not np.isfinite(wav).all():
-        bad = int((~np.isfinite(wav)).sum())
-        raise AudioError(f"audio file {path} holds {bad} NaN/Inf samples")
+    check_amplitude(wav, f"audio file {path}")
     if target_sr is not None and target_sr != sr:
-        wav = resample(wav, sr, target_sr)
+        try:
+            wav = resample(wav, sr, target_sr)
+        except AudioError as exc:
+            raise AudioError(f"audio file {path}: {exc}") from exc
         sr = target_sr
     return np.ascontiguousarray(wav, dtype=np.float32), sr
