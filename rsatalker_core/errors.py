@@ -59,3 +59,9 @@ class OutputError(RsatalkerError):
     """An output location cannot be written: a read-only directory, a path that is a
     directory where a file is expected (or a file where a directory is), or a path under a
     regular file. Checked before any work starts (:mod:`rsatalker_core.io.outputs`)."""
+
+
+class MotionValueError(RsatalkerError, ValueError):
+    """FLAME motion values (not from a file: a live frame, a message, a model output) are
+    malformed, non-finite or outside the physical ranges of
+    :func:`rsatalker_core.io.motion_npz.check_motion_ranges`."""

@@ -4,12 +4,21 @@ DualTalk npz: ``exp (T, 50)`` FLAME expression, ``pose (T, 6)`` = ``[head axis-a
 jaw axis-angle 3]`` in radians, at 25 fps, float32 (plus ``shape``, ``tex``, ``cam``,
 ``light`` that the motion model does not use). The model's 56-D target orders the same
 numbers ``[exp 0:50 | jaw 50:53 | head 53:56]``.
+
+Physical ranges (:func:`check_motion_ranges`, defined once here and used by npz loading, the
+streaming generator's inputs and outputs, and the ROS message conversions): every value
+finite, each head and jaw axis-angle component within ``±MAX_ROTATION_RAD`` (pi radians),
+each expression coefficient within ``±MAX_EXPRESSION`` (100; FLAME's coefficients are in
+units of the PCA standard deviation, real tracks stay within about ±5). Values outside them
+are not a face but a broken source (a wrong unit, a scale factor) and turn the model's
+output into NaN.
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
+import tempfile
 from typing import Dict, Optional
 
 import numpy as np
@@ -18,6 +27,47 @@ from rsatalker_core.config import EXP_DIM, EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOT
 from rsatalker_core.errors import MotionFileError
 
 REQUIRED_KEYS = ("exp", "pose")
+
+#: Largest accepted |component| of a head or jaw axis-angle rotation, radians.
+MAX_ROTATION_RAD: float = float(np.pi)
+#: Largest accepted |FLAME expression coefficient| (units of the PCA standard deviation).
+MAX_EXPRESSION: float = 100.0
+
+
+def motion_range_problem(motion: np.ndarray) -> Optional[str]:
+    """What is wrong with motion ``[..., 56]`` ``[exp | jaw | head]``, or ``None`` if nothing.
+
+    Checks: finite values, ``|exp| <= MAX_EXPRESSION`` (100), ``|jaw|, |head| <=
+    MAX_ROTATION_RAD`` (pi rad) per axis-angle component.
+    """
+    m = np.asarray(motion)
+    if m.size == 0:
+        return None
+    finite = np.isfinite(m)
+    if not finite.all():
+        return f"holds {int((~finite).sum())} NaN/Inf values"
+    exp = np.abs(m[..., EXP_SLICE])
+    if exp.max() > MAX_EXPRESSION:
+        return (f"has expression coefficients beyond ±{MAX_EXPRESSION:g} (largest |value| "
+                f"{float(exp.max()):.3g})")
+    rot = np.abs(np.concatenate([m[..., JAW_SLICE], m[..., HEAD_SLICE]], axis=-1))
+    if rot.max() > MAX_ROTATION_RAD:
+        return (f"has head/jaw rotations beyond ±pi rad (largest |value| {float(rot.max()):.3g}; "
+                "degrees instead of radians?)")
+    return None
+
+
+def check_motion_ranges(motion: np.ndarray, what: str = "motion", error: type = MotionFileError) -> np.ndarray:
+    """Raise ``error`` naming ``what`` unless motion ``[..., 56]`` is finite and within the
+    physical ranges (:func:`motion_range_problem`); returns ``motion`` unchanged.
+
+    Raises:
+        MotionFileError (or ``error``): NaN/Inf, |expression| > 100, |rotation| > pi rad.
+    """
+    problem = motion_range_problem(motion)
+    if problem is not None:
+        raise error(f"{what} {problem}")
+    return motion
 
 
 def dualtalk_to_motion(exp: np.ndarray, pose: np.ndarray) -> np.ndarray:
@@ -44,7 +94,8 @@ def load_motion_npz(path: str) -> np.ndarray:
 
     Raises:
         MotionFileError: missing file, not an npz, missing ``exp``/``pose``, wrong shapes,
-        mismatched lengths or non-finite values; the message names the file.
+        mismatched lengths, non-finite values or values outside the physical ranges
+        (:func:`check_motion_ranges`); the message names the file.
     """
     if not os.path.isfile(path):
         raise MotionFileError(f"{path}: no such motion file")
@@ -70,19 +121,32 @@ def load_motion_npz(path: str) -> np.ndarray:
     if len(exp) == 0:
         raise MotionFileError(f"{path}: motion has no frames")
     motion = dualtalk_to_motion(exp, pose)
-    if not np.isfinite(motion).all():
-        raise MotionFileError(f"{path}: motion holds NaN or Inf values")
-    return motion
+    return check_motion_ranges(motion, f"{path}: motion")
 
 
 def save_motion_npz(path: str, motion: np.ndarray, extra: Optional[Dict[str, np.ndarray]] = None) -> None:
     """Write motion ``[T, 56]`` as a DualTalk npz (``exp (T, 50)``, ``pose (T, 6)``, float32).
 
-    The file is written to a temporary name and renamed, so a crash never leaves half a file.
+    The file is written to a hidden temporary name in the same directory and renamed, so a
+    crash never leaves half a file; on any failure the temporary is removed.
+
+    Raises:
+        MotionFileError: the motion is non-finite or outside the physical ranges
+            (:func:`check_motion_ranges`): such motion is never written.
+        ValueError: ``motion`` is not ``[T, 56]``.
+        OSError: the file cannot be written.
     """
     arrays = motion_to_dualtalk(motion)
+    check_motion_ranges(np.asarray(motion), f"motion to write to {path}")
     arrays.update(extra or {})
-    tmp = f"{path}.tmp.npz"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp.npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
