@@ -11,12 +11,23 @@ The writer is thread-safe (callbacks of a MultiThreadedExecutor may write concur
 never raises from :meth:`BagWriter.write`: I/O errors are counted and reported through the
 ``on_error`` callback, and :meth:`BagWriter.close` finishes the file (MCAP summary and
 index, ``metadata.yaml``) so the recording is readable after a clean shutdown.
+
+Surviving a kill (MCAP): rosbags collects messages into 1-MiB chunks that reach the file
+only when full, behind Python's write buffer, and writes ``metadata.yaml`` and the MCAP
+summary only in ``close()``; a SIGKILL lost everything. Here the pending chunk is closed and
+the file flushed to the OS at least every ``flush_period_s`` (default 0.5 s): from
+:meth:`BagWriter.write` when the period has passed, and from :meth:`BagWriter.flush`, which
+the recorder node also calls on a timer so a quiet topic's last messages reach the disk.
+After a kill the ``.mcap`` file holds every chunk flushed so far but no summary, footer or
+``metadata.yaml``; :func:`rsatalker_core.evaluation.bag.read_session` reads such a file
+sequentially (docs/ros.md, "Recording").
 """
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+import time
 from typing import Callable, Dict, Optional
 
 from rsatalker_core.errors import BagError
@@ -43,13 +54,18 @@ class BagWriter:
         path: the bag directory to create; must not exist (like ``ros2 bag record -o``).
         storage: ``"mcap"`` (default) or ``"sqlite3"``.
         on_error: called with a message for each failed write (for throttled logging).
+        flush_period_s: longest time, s, a written message stays in memory before its
+            chunk is closed and flushed to the OS (MCAP) or the transaction committed
+            (sqlite3).
+            ``0`` flushes after every message.
 
     Raises:
         BagError: ``path`` exists, the storage is unknown, the directory cannot be created,
             or the message definitions are not found.
     """
 
-    def __init__(self, path: str, storage: str = "mcap", on_error: Optional[Callable[[str], None]] = None):
+    def __init__(self, path: str, storage: str = "mcap", on_error: Optional[Callable[[str], None]] = None,
+                 flush_period_s: float = 0.5):
         from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 
         if storage not in STORAGES:
@@ -64,6 +80,11 @@ class BagWriter:
         self._connections: Dict[str, object] = {}
         self.counts: Dict[str, int] = {}
         self.errors = 0
+        if not flush_period_s >= 0:  # also rejects NaN
+            raise BagError(f"flush_period_s must be >= 0, got {flush_period_s}")
+        self.flush_period_s = float(flush_period_s)
+        self.flushes = 0
+        self._last_flush = time.monotonic()
         plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
         self._writer = Writer(self.path, version=9, storage_plugin=plugin)
         try:
@@ -114,7 +135,36 @@ class BagWriter:
             except Exception as exc:  # OSError (disk full), WriterError
                 return self._fail(f"{self.path}: write of {topic} failed: {type(exc).__name__}: {exc}")
             self.counts[topic] += 1
+            if time.monotonic() - self._last_flush >= self.flush_period_s:
+                self._flush_locked()
             return True
+
+    def flush(self) -> bool:
+        """Close the pending MCAP chunk and flush the file to the OS, so what was written so
+        far survives a kill of the process. Never raises; returns success (``False`` for a
+        closed bag or an I/O error, reported through ``on_error``)."""
+        with self._lock:
+            if not self._open:
+                return False
+            return self._flush_locked()
+
+    def _flush_locked(self) -> bool:
+        self._last_flush = time.monotonic()
+        storage = getattr(self._writer, "storage", None)
+        try:
+            chunk = getattr(storage, "chunk", None)  # rosbags' McapWriter: the pending chunk
+            if chunk is not None and chunk.msgs:
+                storage.close_chunk()
+            bio = getattr(storage, "bio", None)
+            if bio is not None:
+                bio.flush()
+            conn = getattr(storage, "conn", None)  # rosbags' Sqlite3Writer: commit the transaction
+            if conn is not None:
+                conn.commit()
+        except Exception as exc:  # OSError (disk full)
+            return self._fail(f"{self.path}: flush failed: {type(exc).__name__}: {exc}")
+        self.flushes += 1
+        return True
 
     def _fail(self, message: str) -> bool:
         self.errors += 1

@@ -114,8 +114,75 @@ def _image_rgb(msg: Any) -> Optional[np.ndarray]:
     return np.ascontiguousarray(img[..., ::-1] if msg.encoding == "bgr8" else img)
 
 
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _unfinished_mcap(p: Path) -> Optional[Path]:
+    """The ``.mcap`` file of an unfinished recording at ``p``, else ``None``.
+
+    Unfinished: a bag directory without ``metadata.yaml`` (the recorder was killed before
+    writing it) holding one ``.mcap`` file, or an ``.mcap`` file that starts but does not end
+    with the MCAP magic (no footer: the process died while writing).
+    """
+    if p.is_dir():
+        if (p / "metadata.yaml").exists():
+            return None
+        files = sorted(p.glob("*.mcap"))
+        return files[0] if len(files) == 1 else None
+    if p.suffix != ".mcap":
+        return None
+    try:
+        with open(p, "rb") as fh:
+            if fh.read(len(MCAP_MAGIC)) != MCAP_MAGIC:
+                return None  # not MCAP at all: the regular reader says why
+            fh.seek(0, 2)
+            if fh.tell() < 2 * len(MCAP_MAGIC):
+                return p
+            fh.seek(-len(MCAP_MAGIC), 2)
+            return None if fh.read() == MCAP_MAGIC else p
+    except OSError:
+        return None
+
+
+def _stream_unfinished_mcap(path: Path, store: Any, topics: Dict[str, int]):
+    """Messages of an MCAP file without summary or footer, read front to back.
+
+    Uses the ``mcap`` library's non-seeking reader (records in file order; schemas and
+    channels come before their messages). Reading stops at the first incomplete record,
+    i.e. where the writer was killed; every message of the chunks flushed before it is
+    returned. Yields ``(topic, msgtype, receive_ns, raw CDR bytes)`` and fills ``topics``
+    (topic -> count).
+    """
+    from mcap.reader import NonSeekingReader
+
+    n = 0
+    with open(path, "rb") as fh:
+        reader = NonSeekingReader(fh, record_size_limit=1 << 30)
+        it = reader.iter_messages(log_time_order=False)
+        while True:
+            try:
+                schema, channel, message = next(it)
+            except StopIteration:
+                break
+            except Exception as exc:  # McapError / EndOfFile / struct errors: the truncated tail
+                log.warning("%s: unfinished recording, read up to the first incomplete record "
+                            "(%d messages; %s: %s)", path, n, type(exc).__name__, exc)
+                break
+            msgtype = schema.name if schema is not None else ""
+            if msgtype not in store.fielddefs:
+                continue
+            topics[channel.topic] = topics.get(channel.topic, 0) + 1
+            n += 1
+            yield channel.topic, msgtype, int(message.log_time), message.data
+
+
 def read_session(path: str, load_images: bool = True) -> Session:
     """Read a recorded session.
+
+    A recording the recorder did not finish (killed: no ``metadata.yaml``, an ``.mcap`` file
+    without summary and footer) is read front to back up to where it stops
+    (:func:`_stream_unfinished_mcap`); the recorder flushes its chunks every 0.5 s, so all
+    but the last moments of the session are there.
 
     Args:
         path: rosbag2 directory (``metadata.yaml``), or a bare ``.mcap`` / ``.db3`` file.
@@ -146,51 +213,75 @@ def read_session(path: str, load_images: bool = True) -> Session:
     except RsatalkerError as exc:
         log.info("no default typestore (%s); relying on the bag's own definitions", exc)
         default_types = None
+
+    def handle(kind: str, t_ns: int, msg: Any) -> None:
+        nonlocal bad_images
+        if kind == "flame":
+            motion = np.concatenate([np.asarray(msg.expression, np.float32),
+                                     np.asarray(msg.jaw_pose, np.float32),
+                                     np.asarray(msg.head_pose, np.float32)])
+            if motion.shape != (MOTION_DIM,):
+                log.warning("%s: FLAME frame %d has %d values, not %d; skipped",
+                            path, msg.frame_index, motion.size, MOTION_DIM)
+                return
+            flame.append((int(msg.frame_index), _ns(msg.header.stamp), _ns(msg.source_stamp),
+                          int(t_ns), motion, str(msg.relationship)))
+        elif kind == "image":
+            img = _image_rgb(msg) if load_images else None
+            if load_images and img is None:
+                bad_images += 1
+                return
+            images.append((_ns(msg.header.stamp), int(t_ns), img))
+        elif kind in ("self", "partner"):
+            s.audio[kind].append((_ns(msg.header.stamp), int(msg.sample_rate), np.asarray(msg.samples, np.float32)))
+        else:
+            s.relationship_msgs.append((int(t_ns), str(msg.name) or
+                                        f"{'blood' if msg.blood else 'non-blood'},"
+                                        f"{'equal' if msg.equal else 'non-equal'}"))
+
+    def kind_of(topic: str, msgtype: str) -> Optional[str]:
+        for kind, spec in (("flame", st.AVATAR_FLAME), ("image", st.AVATAR_IMAGE), ("self", st.AUDIO_SELF),
+                           ("partner", st.AUDIO_PARTNER), ("relationship", st.RELATIONSHIP)):
+            if _match(topic, spec.name) and msgtype == spec.msgtype:
+                return kind
+        return None
+
+    unfinished = _unfinished_mcap(p)
     try:
-        reader = AnyReader([p], default_typestore=default_types)
-        with reader:
-            s.topics = {c.topic: int(c.msgcount) for c in reader.connections}
-            flame_conns = [c for c in reader.connections if _is(c, st.AVATAR_FLAME)]
-            if not flame_conns:
+        if unfinished is not None:
+            if default_types is None:
+                raise BagError(f"{path}: an unfinished recording needs rsatalker's message definitions")
+            flame_topics = set()
+            for topic, msgtype, t_ns, raw in _stream_unfinished_mcap(unfinished, default_types, s.topics):
+                kind = kind_of(topic, msgtype)
+                if kind is None:
+                    continue
+                if kind == "flame":
+                    flame_topics.add(topic)
+                    if len(flame_topics) > 1:
+                        raise BagError(f"{path}: several FLAME topics ({', '.join(sorted(flame_topics))})")
+                handle(kind, t_ns, default_types.deserialize_cdr(raw, msgtype))
+            if not flame_topics:
                 raise BagError(
                     f"{path}: no {FLAME_TOPIC} topic of type {st.AVATAR_FLAME.msgtype} "
                     f"(topics: {', '.join(sorted(s.topics)) or 'none'})"
                 )
-            if len({c.topic for c in flame_conns}) > 1:
-                raise BagError(f"{path}: several FLAME topics ({', '.join(sorted({c.topic for c in flame_conns}))})")
-            wanted = list(flame_conns)
-            image_conns = [c for c in reader.connections if _is(c, st.AVATAR_IMAGE)]
-            audio_conns = {c.id: role for c in reader.connections for role in ("self", "partner")
-                           if _is(c, st.audio_topic(role))}
-            rel_conns = [c for c in reader.connections if _is(c, st.RELATIONSHIP)]
-            wanted += image_conns + rel_conns + [c for c in reader.connections if c.id in audio_conns]
-            flame_ids = {c.id for c in flame_conns}
-            image_ids = {c.id for c in image_conns}
-            for conn, t_ns, raw in reader.messages(connections=wanted):
-                msg = reader.deserialize(raw, conn.msgtype)
-                if conn.id in flame_ids:
-                    motion = np.concatenate([np.asarray(msg.expression, np.float32),
-                                             np.asarray(msg.jaw_pose, np.float32),
-                                             np.asarray(msg.head_pose, np.float32)])
-                    if motion.shape != (MOTION_DIM,):
-                        log.warning("%s: FLAME frame %d has %d values, not %d; skipped",
-                                    path, msg.frame_index, motion.size, MOTION_DIM)
-                        continue
-                    flame.append((int(msg.frame_index), _ns(msg.header.stamp), _ns(msg.source_stamp),
-                                  int(t_ns), motion, str(msg.relationship)))
-                elif conn.id in image_ids:
-                    img = _image_rgb(msg) if load_images else None
-                    if load_images and img is None:
-                        bad_images += 1
-                        continue
-                    images.append((_ns(msg.header.stamp), int(t_ns), img))
-                elif conn.id in audio_conns:
-                    s.audio[audio_conns[conn.id]].append(
-                        (_ns(msg.header.stamp), int(msg.sample_rate), np.asarray(msg.samples, np.float32)))
-                else:
-                    s.relationship_msgs.append((int(t_ns), str(msg.name) or
-                                                f"{'blood' if msg.blood else 'non-blood'},"
-                                                f"{'equal' if msg.equal else 'non-equal'}"))
+        else:
+            reader = AnyReader([p], default_typestore=default_types)
+            with reader:
+                s.topics = {c.topic: int(c.msgcount) for c in reader.connections}
+                flame_conns = [c for c in reader.connections if _is(c, st.AVATAR_FLAME)]
+                if not flame_conns:
+                    raise BagError(
+                        f"{path}: no {FLAME_TOPIC} topic of type {st.AVATAR_FLAME.msgtype} "
+                        f"(topics: {', '.join(sorted(s.topics)) or 'none'})"
+                    )
+                if len({c.topic for c in flame_conns}) > 1:
+                    raise BagError(f"{path}: several FLAME topics ({', '.join(sorted({c.topic for c in flame_conns}))})")
+                kinds = {c.id: kind_of(c.topic, c.msgtype) for c in reader.connections}
+                wanted = [c for c in reader.connections if kinds[c.id] is not None]
+                for conn, t_ns, raw in reader.messages(connections=wanted):
+                    handle(kinds[conn.id], t_ns, reader.deserialize(raw, conn.msgtype))
     except BagError:
         raise
     except Exception as exc:  # rosbags' AnyReaderError / ReaderError / mcap and sqlite errors
