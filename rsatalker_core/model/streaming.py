@@ -24,11 +24,23 @@ quality ``50, 4, 5`` (2-s windows, what the shipped default_motion.pt was traine
 Alignment across streams uses the message stamps: the partner's audio and motion are
 looked up at the *time* of the self-audio window, so the two microphones need not start
 together. Missing partner audio is silence; missing partner motion is the neutral pose.
+
+Bounded buffers and checked values. Each audio stream keeps at most
+``MAX_BUFFER_SECONDS`` (plus one window) of samples and the partner motion at most
+``4 * window_frames`` frames; beyond that the oldest input is dropped and counted
+(:attr:`StreamingMotionGenerator.dropped`), and frames whose audio was dropped are skipped
+rather than generated late, so a stall upstream never builds an unbounded backlog. Audio
+must be finite and within ``±MAX_AMPLITUDE`` (:func:`rsatalker_core.speech.audio.check_amplitude`),
+partner motion within the physical FLAME ranges
+(:func:`rsatalker_core.io.motion_npz.check_motion_ranges`); a generated frame outside those
+ranges (never expected) is replaced by the previous frame and counted, so nothing
+non-finite is ever emitted.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import threading
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
@@ -36,12 +48,18 @@ from typing import List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from rsatalker_core.speech.audio import resample, validate_sample_rate
+from rsatalker_core.speech.audio import check_amplitude, resample, validate_sample_rate
 from rsatalker_core.config import FPS, MOTION_DIM, RsatalkerConfig
-from rsatalker_core.errors import AudioError
+from rsatalker_core.errors import AudioError, MotionValueError
+from rsatalker_core.io.motion_npz import check_motion_ranges, motion_range_problem
 from rsatalker_core.metrics.conversation import frame_energy_db
 from rsatalker_core.model.motion_model import MotionModel
 from rsatalker_core.relationship import Relationship, relationship_tensors
+
+log = logging.getLogger(__name__)
+
+#: Most audio kept per stream beyond one window, seconds; older samples are dropped.
+MAX_BUFFER_SECONDS: float = 10.0
 
 
 @dataclass
@@ -62,10 +80,16 @@ class MotionFrame:
 
 
 class _AudioStream:
-    """Mono samples with absolute indexing and stamp anchors (sample index -> time)."""
+    """Mono samples with absolute indexing and stamp anchors (sample index -> time).
 
-    def __init__(self, sample_rate: int):
+    Holds at most ``max_samples``; :meth:`append` drops the oldest beyond that and counts
+    them in :attr:`dropped` (samples).
+    """
+
+    def __init__(self, sample_rate: int, max_samples: Optional[int] = None):
         self.sr = sample_rate
+        self.max_samples = max_samples
+        self.dropped = 0
         self.base = 0  # absolute index of samples[0]
         self.samples = np.zeros(0, dtype=np.float32)
         self.anchors: List[Tuple[int, int]] = []  # (absolute sample index, stamp ns)
@@ -77,6 +101,10 @@ class _AudioStream:
     def append(self, samples: np.ndarray, stamp_ns: int) -> None:
         self.anchors.append((self.end, int(stamp_ns)))
         self.samples = np.concatenate([self.samples, samples])
+        if self.max_samples is not None and len(self.samples) > self.max_samples:
+            over = len(self.samples) - self.max_samples
+            self.dropped += over
+            self.trim(self.base + over)
 
     def stamp_at(self, index: int) -> Optional[int]:
         """Time (ns) of absolute sample ``index``, extrapolated from the last anchor before it."""
@@ -141,6 +169,7 @@ class StreamingMotionGenerator:
         self.hop = max(1, s.hop_frames)
         self._lock = threading.Lock()
         self._relationship = Relationship.parse(cfg.relationship)
+        self._max_samples = int((MAX_BUFFER_SECONDS * FPS + self.window_frames) * self.spf)
         self.reset()
 
     @property
@@ -150,9 +179,11 @@ class StreamingMotionGenerator:
     def reset(self) -> None:
         """Forget all buffered input; the next frame is frame 0."""
         with getattr(self, "_lock", threading.Lock()):
-            self._streams = {r: _AudioStream(self.sample_rate) for r in ("self", "partner")}
+            self._streams = {r: _AudioStream(self.sample_rate, self._max_samples) for r in ("self", "partner")}
             self._partner_motion: List[Tuple[int, np.ndarray]] = []
             self._next = 0
+            self._last_good = np.zeros(MOTION_DIM, dtype=np.float32)
+            self.dropped = {"audio_samples": 0, "partner_frames": 0, "frames_skipped": 0, "frames_held": 0}
             self._residual = self.model.residual_sampler(self._relationship)
 
     def set_relationship(self, rel: Union[str, Relationship]) -> None:
@@ -175,7 +206,8 @@ class StreamingMotionGenerator:
             stamp_ns: capture time of the chunk's first sample, ns.
 
         Raises:
-            AudioError: unknown role, bad sample rate, non-mono or non-finite samples.
+            AudioError: unknown role, bad sample rate, non-mono samples, or samples that are
+                non-finite or beyond ``±MAX_AMPLITUDE`` (before or after resampling).
         """
         if role not in ("self", "partner"):
             raise AudioError(f"unknown audio role '{role}' (use 'self' or 'partner')")
@@ -183,28 +215,34 @@ class StreamingMotionGenerator:
         x = np.asarray(samples, dtype=np.float32)
         if x.ndim != 1:
             raise AudioError(f"audio chunk must be mono [S], got shape {x.shape}")
-        if not np.isfinite(x).all():
-            raise AudioError("audio chunk holds NaN or Inf samples")
+        check_amplitude(x, f"{role} audio chunk")
         if sample_rate != self.sample_rate:
-            x = resample(x, sample_rate, self.sample_rate).astype(np.float32)
+            x = resample(x, sample_rate, self.sample_rate).astype(np.float32)  # checks its output
         with self._lock:
-            self._streams[role].append(x, stamp_ns)
+            stream = self._streams[role]
+            before = stream.dropped
+            stream.append(x, stamp_ns)
+            if stream.dropped > before:
+                self.dropped["audio_samples"] += stream.dropped - before
+                log.warning("%s audio buffer over %.0f s: dropped the oldest %d samples",
+                            role, self._max_samples / self.sample_rate, stream.dropped - before)
 
     def push_partner_motion(self, motion: np.ndarray, stamp_ns: int) -> None:
         """Append one partner FLAME frame ``[56]`` stamped at ``stamp_ns``.
 
         Raises:
-            ValueError: wrong shape or non-finite values.
+            MotionValueError (a ValueError): wrong shape, non-finite values or values outside
+                the physical FLAME ranges (|expression| <= 100, |rotation| <= pi rad).
         """
         m = np.asarray(motion, dtype=np.float32)
         if m.shape != (MOTION_DIM,):
-            raise ValueError(f"partner motion must be [56], got {m.shape}")
-        if not np.isfinite(m).all():
-            raise ValueError("partner motion holds NaN or Inf values")
+            raise MotionValueError(f"partner motion must be [56], got {m.shape}")
+        check_motion_ranges(m, "partner motion", MotionValueError)
         with self._lock:
             self._partner_motion.append((int(stamp_ns), m))
             self._partner_motion.sort(key=lambda x: x[0])
             if len(self._partner_motion) > 4 * self.window_frames:
+                self.dropped["partner_frames"] += len(self._partner_motion) - 4 * self.window_frames
                 del self._partner_motion[: -4 * self.window_frames]
 
     def _partner_motion_at(self, stamps: List[Optional[int]]) -> Optional[np.ndarray]:
@@ -222,6 +260,11 @@ class StreamingMotionGenerator:
         """Generate every frame whose lookahead audio has arrived (in hops of ``hop_frames``)."""
         frames: List[MotionFrame] = []
         with self._lock:
+            oldest = -(-self._streams["self"].base // self.spf)  # first frame whose audio is kept
+            if self._next < oldest:  # its audio was dropped: skip rather than generate late
+                self.dropped["frames_skipped"] += oldest - self._next
+                log.warning("skipped %d frames whose audio was dropped", oldest - self._next)
+                self._next = oldest
             while True:
                 complete = self._streams["self"].end // self.spf
                 ready = complete - self.lookahead  # frames [next, ready) can be emitted
@@ -267,6 +310,11 @@ class StreamingMotionGenerator:
                 i = (k - win_start) * self.spf
                 self._residual.set_relationship(self._relationship)
                 m += self._residual.step(frame_energy_db(self_audio[i : i + self.spf], self.sample_rate, 1)[0])
+            if motion_range_problem(m) is not None:  # never emit non-finite motion
+                self.dropped["frames_held"] += 1
+                log.warning("frame %d: generated motion %s; holding the previous frame", k, motion_range_problem(m))
+                m = self._last_good.copy()
+            self._last_good = m
             out.append(MotionFrame(k, m, int(frame_stamps[k - win_start] or 0), self._relationship.name))
         self._next = emit_end
         keep = max(0, (self._next - self.window_frames) * self.spf)
@@ -305,7 +353,8 @@ def generate_offline(
         progress: called with the number of frames done.
 
     Raises:
-        AudioError: bad sample rate or non-finite audio; ValueError: bad partner motion.
+        AudioError: bad sample rate, non-finite or out-of-range audio; MotionValueError (a
+        ValueError): partner motion of the wrong shape or outside the physical ranges.
     """
     gen = StreamingMotionGenerator(model.cfg, model=model)
     gen.set_relationship(relationship)
