@@ -87,7 +87,10 @@ class LandmarkFitter:
             per radian, in squared residual units).
         temporal_prior: weight of the pull toward the previous frame (per parameter).
         oval_weight: weight of face-oval landmarks (silhouette points) relative to 1.
-        iters_warm, iters_cold: solver iterations per frame with / without a warm start.
+        iters_warm, iters_cold: solver iterations per frame with / without a warm start
+            (at most).
+        rel_tol: a warm fit stops once an iteration lowers the cost by less than this
+            fraction of it (the frame has converged; saves the remaining iterations).
 
     Raises:
         TrackingError: ``n_exp`` larger than the FLAME layer's, or an embedding for another mesh.
@@ -107,6 +110,7 @@ class LandmarkFitter:
         oval_weight: float = 0.3,
         iters_warm: int = 3,
         iters_cold: int = 25,
+        rel_tol: float = 1e-3,
     ):
         if not 0 < int(n_exp) <= flame.n_expr:
             raise TrackingError(f"n_exp must be in 1..{flame.n_expr} (flame.n_expr), got {n_exp}")
@@ -140,6 +144,11 @@ class LandmarkFitter:
         self._J0 = jr @ vt  # [5, 3]
         self._Jd = torch.einsum("jv,vce->jce", jr, sde)  # [5, 3, E]
         self._parents = flame.parents.tolist()
+        L = self._vt.shape[0]
+        self._sd_flat = self._sd.reshape(L * 3, E).T.contiguous()  # [E, 3L]
+        self._Jd_flat = self._Jd.reshape(15, E).T.contiguous()  # [E, 15]
+        self._pd_flat = self._pd.permute(1, 0, 2).reshape(36, L * 3).contiguous()  # [36, 3L]
+        self._eye3 = torch.eye(3, dtype=dt)
         Rc = CAMERA_FACING_FACE if camera_rotation is None else np.asarray(camera_rotation, dtype=np.float64)
         self._Rc = torch.as_tensor(Rc, dtype=dt)
         lw = np.ones(len(embedding))
@@ -155,7 +164,12 @@ class LandmarkFitter:
         prior[self._jaw] = [jaw_prior, 20 * jaw_prior, 20 * jaw_prior]  # the jaw mostly opens (x)
         prior[self._eye] = eye_prior
         self._prior = torch.as_tensor(prior)
+        self._prior_diag = torch.diag(self._prior)
         self.temporal_prior = float(temporal_prior)
+        self._temporal_eye = self.temporal_prior * torch.eye(self.P, dtype=dt)
+        self._pose_mask = torch.zeros(self.P, dtype=torch.bool)
+        self._pose_mask[self._rot] = self._pose_mask[self._tr] = True
+        self.rel_tol = float(rel_tol)
         self.iters_warm, self.iters_cold = int(iters_warm), int(iters_cold)
         self._nonlinear = torch.as_tensor(list(range(0, 3)) + list(range(6, 9)) + list(range(9 + E, 13 + E)))
         self._rest_pts = self._forward(torch.zeros(1, self.P, dtype=dt))[0][0]  # [L, 3] world
@@ -166,22 +180,26 @@ class LandmarkFitter:
         self._prev: Optional[Tensor] = None
 
     # ---- model --------------------------------------------------------------------------
-    def _forward(self, th: Tensor) -> Tuple[Tensor, Tensor]:
+    def _forward(self, th: Tensor, same_exp: bool = False) -> Tuple[Tensor, Tensor]:
         """``(points [B, L, 3] world metres, rotations [B, L, 3, 3])`` for ``th [B, P]``:
         FLAME Eq. 1-4 (:func:`rsatalker_core.head.flame.lbs`) on the landmark points;
-        ``rotations`` is each point's blended skinning rotation (for the Jacobian)."""
+        ``rotations`` is each point's blended skinning rotation (for the Jacobian).
+        ``same_exp``: all rows share row 0's expression (the Jacobian's batch): the shape
+        blend and joints are computed once."""
         B = th.shape[0]
-        exp = th[:, self._exp]
+        exp = th[:1, self._exp] if same_exp else th[:, self._exp]
         pose = th.new_zeros(B, 5, 3)
         pose[:, 0] = th[:, self._rot]
         pose[:, 2] = th[:, self._jaw]
         pose[:, 3, :2] = th[:, self._eye][:, :2]
         pose[:, 4, :2] = th[:, self._eye][:, 2:]
-        v = self._vt + torch.einsum("lce,be->blc", self._sd, exp)  # [B, L, 3]
-        J = self._J0 + torch.einsum("jce,be->bjc", self._Jd, exp)  # [B, 5, 3]
+        L = self._vt.shape[0]
+        # matmuls on flattened blendshapes (the einsums of flame.lbs, cheaper at this size)
+        v = self._vt + (exp @ self._sd_flat).view(-1, L, 3)  # [B or 1, L, 3]
+        J = (self._J0 + (exp @ self._Jd_flat).view(-1, 5, 3)).expand(B, 5, 3)  # [B, 5, 3]
         rot = batch_rodrigues(pose.reshape(-1, 3)).view(B, 5, 3, 3)
-        feat = (rot[:, 1:] - torch.eye(3, dtype=th.dtype)).reshape(B, 36)
-        v = v + torch.einsum("lpc,bp->blc", self._pd, feat)
+        feat = (rot[:, 1:] - self._eye3).reshape(B, 36)
+        v = v + (feat @ self._pd_flat).view(B, L, 3)
         Rw, tw = [rot[:, 0]], [J[:, 0]]
         for j in range(1, 5):
             p = self._parents[j]
@@ -190,8 +208,8 @@ class LandmarkFitter:
             tw[-1] = tw[-1][..., 0]
         Rw, tw = torch.stack(Rw, 1), torch.stack(tw, 1)  # [B, 5, 3, 3], [B, 5, 3]
         off = tw - (Rw @ J[..., None])[..., 0]
-        Rv = torch.einsum("lj,bjrc->blrc", self._w, Rw)  # [B, L, 3, 3]
-        tv = torch.einsum("lj,bjr->blr", self._w, off)
+        Rv = (self._w @ Rw.reshape(B, 5, 9)).view(B, L, 3, 3)  # [B, L, 3, 3]
+        tv = self._w @ off  # [B, L, 3]
         return (Rv @ v[..., None])[..., 0] + tv, Rv
 
     def _camera(self, th: Tensor, pts: Tensor) -> Tensor:
@@ -221,7 +239,7 @@ class LandmarkFitter:
         nl = self._nonlinear
         batch = th[None].repeat(len(nl) + 1, 1)
         batch[torch.arange(1, len(nl) + 1), nl] += eps
-        pts, Rv = self._forward(batch)
+        pts, Rv = self._forward(batch, same_exp=True)
         q = self._camera(batch, pts)
         px = self._pixels(q, K)  # [B, L, 2]
         w = (self._lw / scale).view(-1, 2)  # [L, 2]
@@ -239,7 +257,7 @@ class LandmarkFitter:
         dq = dq * w[..., None]
         Jm[:, self._tr] = dq.reshape(-1, 3)
         M = dq @ self._Rc @ Rv[0]  # [L, 2, 3]
-        Jm[:, self._exp] = torch.einsum("lrc,lce->lre", M, self._sd).reshape(-1, self.n_exp)
+        Jm[:, self._exp] = torch.bmm(M, self._sd).reshape(-1, self.n_exp)
         return r[0], Jm
 
     # ---- fitting ------------------------------------------------------------------------
@@ -256,7 +274,7 @@ class LandmarkFitter:
         th[self._tr] = torch.stack([x, y, z - c3[2]])
         return th
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def fit(self, points_px: np.ndarray, K: np.ndarray, iterations: Optional[int] = None) -> FitResult:
         """Fit one frame.
 
@@ -264,8 +282,9 @@ class LandmarkFitter:
             points_px: ``[478, >=2]`` MediaPipe landmarks in pixels
                 (:class:`~rsatalker_core.tracking.landmarks.FaceLandmarks.points`).
             K: ``[3, 3]`` camera intrinsics, pixels.
-            iterations: solver iterations (default: ``iters_warm`` after a fitted frame,
-                ``iters_cold`` after :meth:`reset`).
+            iterations: solver iterations at most (default: ``iters_warm`` after a fitted
+                frame, ``iters_cold`` after :meth:`reset`); a warm fit stops early once an
+                iteration lowers the cost by less than ``rel_tol`` of it.
 
         Returns:
             :class:`FitResult`; the solution becomes the next frame's warm start.
@@ -278,7 +297,7 @@ class LandmarkFitter:
             raise TrackingError(f"landmarks must be [478, >=2] pixels, got {pts.shape}")
         if not np.isfinite(pts[:, :2]).all():
             raise TrackingError("landmarks hold NaN or Inf")
-        obs = torch.as_tensor(pts[self.embedding.landmark_indices, :2])
+        obs = torch.from_numpy(np.ascontiguousarray(pts[self.embedding.landmark_indices, :2]))
         Kt = torch.as_tensor(np.asarray(K, dtype=np.float64))
         span = obs.max(0).values - obs.min(0).values
         scale = span.norm() / 100.0  # residuals in percent of the face size
@@ -286,39 +305,52 @@ class LandmarkFitter:
         th = self._initial(obs, Kt) if cold else self._prev.clone()
         n_it = iterations if iterations is not None else (self.iters_cold if cold else self.iters_warm)
         prev = None if cold else self._prev
-        prior = self._prior.clone()
+        prior = self._prior
+        temporal = prev is not None and self.temporal_prior > 0
         lam = 1e-3
-        r = self._residual_fn(th, Kt, obs, scale)
-        cost = self._cost(r, th, prior, prev)
+        r = cost = None
+        done = 0
         for it in range(n_it):
-            r, J = self._jacobian(th, Kt, obs, scale)  # [M], [M, P]
-            H = J.T @ J + torch.diag(prior)
+            r0, J = self._jacobian(th, Kt, obs, scale)  # [M], [M, P]; r0 at th
+            if r is None:
+                r, cost = r0, self._cost(r0, th, prior, prev)
+            H = J.T @ J + self._prior_diag
             g = J.T @ r + prior * th
-            if prev is not None and self.temporal_prior > 0:
-                H = H + self.temporal_prior * torch.eye(self.P, dtype=H.dtype)
+            if temporal:
+                H = H + self._temporal_eye
                 g = g + self.temporal_prior * (th - prev)
-            if cold and it < 4:  # pose first: expression, jaw and gaze held at 0
-                mask = torch.zeros(self.P, dtype=torch.bool)
-                mask[self._rot] = mask[self._tr] = True
+            pose_only = cold and it < 4  # pose first: expression, jaw and gaze held at 0
+            if pose_only:
+                Hm, gm = H[self._pose_mask][:, self._pose_mask], g[self._pose_mask]
             else:
-                mask = torch.ones(self.P, dtype=torch.bool)
-            Hm, gm = H[mask][:, mask], g[mask]
+                Hm, gm = H, g
+            damp = torch.diag(Hm.diagonal() + 1e-9)
+            done = it + 1
+            accepted = False
             for _ in range(6):
-                delta = torch.linalg.solve(Hm + lam * torch.diag(Hm.diagonal() + 1e-9), -gm)
-                cand = th.clone()
-                cand[mask] = th[mask] + delta
+                delta = torch.linalg.solve(Hm + lam * damp, -gm)
+                if pose_only:
+                    cand = th.clone()
+                    cand[self._pose_mask] += delta
+                else:
+                    cand = th + delta
                 rc = self._residual_fn(cand, Kt, obs, scale)
                 cc = self._cost(rc, cand, prior, prev)
                 if cc <= cost:
+                    gain = cost - cc
                     th, r, cost = cand, rc, cc
                     lam = max(lam / 3, 1e-6)
+                    accepted = True
                     break
                 lam *= 4
+            if not cold and (not accepted or gain <= self.rel_tol * cost):
+                break
+        if r is None:  # iterations == 0
+            r = self._residual_fn(th, Kt, obs, scale)
         self._prev = th.detach().clone()
-        n = len(self.embedding)
-        err = (self._project(th[None], Kt)[0] - obs).norm(dim=1)
+        err = (r.view(-1, 2) * scale / self._lw.view(-1, 2)).norm(dim=1)  # pixels
         rms_px = float(err.pow(2).mean().sqrt())
-        return self._result(th, rms_px, rms_px / float(scale), n_it)
+        return self._result(th, rms_px, rms_px / float(scale), done)
 
     def _cost(self, r: Tensor, th: Tensor, prior: Tensor, prev: Optional[Tensor]) -> float:
         c = float(r @ r + (prior * th * th).sum())
