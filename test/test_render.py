@@ -244,6 +244,167 @@ def test_bad_shapes_raise_render_error_naming_the_argument():
 
 
 # --------------------------------------------------------------------------------------
+# Frames of a clip: rasterize_frames (batched gsplat calls on CUDA, per frame on CPU)
+# --------------------------------------------------------------------------------------
+def _frames(B=5, n=300, W=40, H=32, seed=4):
+    """B frames of one Gaussian set moving sideways, per-frame cameras (shifted principal point)."""
+    means, quats, scales, opac, colors = random_scene(n, seed)
+    shift = torch.linspace(-0.05, 0.05, B)[:, None, None] * torch.tensor([1.0, 0.0, 0.0])
+    view, K = camera(W, H)
+    Ks = K.repeat(B, 1, 1)
+    Ks[:, 0, 2] += torch.arange(B) * 1.5
+    return (means[None] + shift, quats.expand(B, n, 4), scales.expand(B, n, 3), opac, colors,
+            view.expand(B, 4, 4), Ks, W, H)
+
+
+def _gsplat_stand_in(calls):
+    """Stands in for gsplat's batched CUDA call on CPU: records each call's frame count and
+    renders its frames with the torch backend (the chunking around it is under test)."""
+    from rsatalker_core.render.gsplat_backend import check_gsplat_inputs
+
+    def frames(means, quats, scales, opac, colors, viewmats, Ks, W, H, bg=None):
+        check_gsplat_inputs(means=means, quats=quats, scales=scales, opacities=opac, colors=colors,
+                            viewmats=viewmats, Ks=Ks, backgrounds=bg)
+        assert means.shape[:1] == quats.shape[:1] == opac.shape[:1] == colors.shape[:1] == viewmats.shape[:1]
+        calls.append(means.shape[0])
+        out = [rasterize_torch(means[b], quats[b], scales[b], opac[b], colors[b], viewmats[b : b + 1],
+                               Ks[b : b + 1], W, H, None if bg is None else bg[b : b + 1]) for b in range(len(means))]
+        return torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])
+
+    return frames
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_rasterize_frames_on_cpu_is_rasterize_per_frame(backend):
+    from rsatalker_core.render import numba_available, rasterize_frames
+
+    if backend == "numba" and not numba_available():
+        pytest.skip("numba does not import here")
+    means, quats, scales, opac, colors, views, Ks, W, H = _frames()
+    bg = torch.tensor([[0.3, 0.6, 0.9]])
+    with torch.no_grad():
+        rgb, alpha = rasterize_frames(means, quats, scales, opac, colors, views, Ks, W, H, bg, backend=backend)
+        assert rgb.shape == (5, H, W, 3) and alpha.shape == (5, H, W, 1)
+        for i in range(5):
+            ref_rgb, ref_alpha = rasterize(means[i], quats[i], scales[i], opac, colors, views[i : i + 1],
+                                           Ks[i : i + 1], W, H, bg, backend=backend)
+            assert torch.equal(rgb[i], ref_rgb[0]) and torch.equal(alpha[i], ref_alpha[0]), i
+        # one camera for all frames = that camera repeated
+        one, _ = rasterize_frames(means, quats, scales, opac, colors, views[:1], Ks[:1], W, H, bg, backend=backend)
+        rep, _ = rasterize_frames(means, quats, scales, opac, colors, views[:1].expand(5, 4, 4),
+                                  Ks[:1].expand(5, 3, 3), W, H, bg.expand(5, 3), backend=backend)
+        assert torch.equal(one, rep)
+        assert (rgb[0] - rgb[4]).abs().max() > 0.1  # the frames differ
+
+
+def test_rasterize_frames_gsplat_path_batches_in_chunks(monkeypatch):
+    import rsatalker_core.render as render
+
+    from rsatalker_core.render import rasterize_frames
+
+    means, quats, scales, opac, colors, views, Ks, W, H = _frames(B=7)
+    bg = torch.tensor([[0.3, 0.6, 0.9]])
+    with torch.no_grad():
+        ref = torch.stack([rasterize_torch(means[i], quats[i], scales[i], opac, colors, views[i : i + 1],
+                                           Ks[i : i + 1], W, H, bg)[0][0] for i in range(7)])
+    calls = []
+    monkeypatch.setattr(render, "resolve_backend", lambda backend, device, needs_grad=True: "gsplat")
+    monkeypatch.setattr(render, "rasterize_gsplat_frames", _gsplat_stand_in(calls))
+    with torch.no_grad():
+        rgb, alpha = rasterize_frames(means, quats, scales, opac, colors, views, Ks, W, H, bg, batch_frames=3)
+    assert calls == [3, 3, 1]  # 7 frames in 3 calls, not 7
+    assert torch.equal(rgb, ref) and alpha.shape == (7, H, W, 1)
+    calls.clear()
+    with torch.no_grad():
+        rasterize_frames(means, quats, scales, opac, colors, views, Ks, W, H, bg)
+    assert calls == [7]  # the default chunk holds a short clip in one call
+    with pytest.raises(RenderError, match="batch_frames"):
+        rasterize_frames(means, quats, scales, opac, colors, views, Ks, W, H, bg, batch_frames=0)
+
+
+def test_rasterize_frames_bad_shapes_name_the_argument():
+    from rsatalker_core.render import rasterize_frames
+
+    means, quats, scales, opac, colors, views, Ks, W, H = _frames(B=3)
+    with pytest.raises(RenderError, match="means"):
+        rasterize_frames(means[0], quats, scales, opac, colors, views, Ks, W, H)
+    with pytest.raises(RenderError, match="quats"):
+        rasterize_frames(means, quats[:2], scales, opac, colors, views, Ks, W, H)
+    with pytest.raises(RenderError, match="opacities"):
+        rasterize_frames(means, quats, scales, opac.expand(2, -1), colors, views, Ks, W, H)
+    with pytest.raises(RenderError, match="Ks"):
+        rasterize_frames(means, quats, scales, opac, colors, views, Ks[:2], W, H)
+    with pytest.raises(RenderError, match="colors"):
+        rasterize_frames(means, quats, scales, opac, colors.double(), views, Ks, W, H)
+
+
+def test_gsplat_inputs_must_be_float32_named_with_dtype():
+    """Runs before any CUDA call, so the gsplat backend's refusal is testable on CPU."""
+    from rsatalker_core.render.gsplat_backend import check_gsplat_inputs, rasterize_gsplat_frames
+
+    args = dict(zip(("means", "quats", "scales", "opacities", "colors", "viewmats", "Ks"), _tiny()[:7]))
+    check_gsplat_inputs(**args, backgrounds=None)  # float32: accepted
+    for dtype in (torch.float64, torch.float16, torch.bfloat16):
+        bad = dict(args, scales=args["scales"].to(dtype))
+        with pytest.raises(RenderError, match=rf"scales is {dtype}.*float32"):
+            check_gsplat_inputs(**bad)
+    with pytest.raises(RenderError, match=r"backgrounds is torch.float64"):
+        check_gsplat_inputs(**args, backgrounds=torch.ones(1, 3, dtype=torch.float64))
+    # the batched entry point refuses float64 Gaussians before reaching gsplat / CUDA
+    m, q, s, o, c, v, K, W, H = _frames(B=2)
+    with pytest.raises(RenderError, match="means is torch.float64"):
+        rasterize_gsplat_frames(m.double(), q.double(), s.double(), o.double()[None].expand(2, -1),
+                                c.double()[None].expand(2, -1, -1), v.double(), K.double(), W, H)
+
+
+def test_avatar_renderer_gsplat_path_batches_frames_with_per_frame_offsets(monkeypatch):
+    """On the gsplat path a clip is posed and rasterized in chunks of batch_frames frames,
+    each frame with its own relationship and time offsets; the pixels are those of the CPU
+    path (one frame at a time) up to batched-FLAME rounding (at most 1 uint8 level)."""
+    import numpy as np
+
+    import rsatalker_core.render as render
+    import rsatalker_core.render.renderer as renderer_mod
+    from rsatalker_core.avatar.offsets import RelationshipOffsets
+    from rsatalker_core.config import SocialConfig, load_config
+    from rsatalker_core.render.renderer import AvatarRenderer
+
+    from conftest import SMALL_CONFIG
+
+    cfg = load_config(str(SMALL_CONFIG), {"render.width": 32, "render.height": 32, "render.backend": "torch"})
+    r = AvatarRenderer(cfg, batch_frames=3)
+    torch.manual_seed(0)
+    offsets = RelationshipOffsets(SocialConfig(embed_dim=16, hidden_dim=32, time_dim=16, max_offset=0.01),
+                                  r.avatar.num_triangles)
+    with torch.no_grad():
+        torch.nn.init.normal_(offsets.offsetnet[-1].weight, std=1.0)
+        torch.nn.init.normal_(offsets.offsetnet[-1].bias, std=1.0)
+    r.avatar.attach_offsets(offsets)
+    motion = np.zeros((5, 56), np.float32)
+    motion[:, 50] = np.linspace(0.0, 0.25, 5)
+    rels = ["couple", "siblings", "couple", "parent_child", None]
+    assert r.frames_per_call() == 1
+    per_frame = r.render(motion, rels, frame_index=[3, 4, 5, 40, 6])
+    calls = []
+    monkeypatch.setattr(render, "resolve_backend", lambda backend, device, needs_grad=True: "gsplat")
+    monkeypatch.setattr(renderer_mod, "resolve_backend", lambda backend, device, needs_grad=True: "gsplat")
+    monkeypatch.setattr(render, "rasterize_gsplat_frames", _gsplat_stand_in(calls))
+    assert r.frames_per_call() == 3
+    batched = r.render(motion, rels, frame_index=[3, 4, 5, 40, 6])
+    assert calls == [3, 2]
+    assert batched.shape == per_frame.shape == (5, 32, 32, 3)
+    assert np.abs(batched.astype(int) - per_frame.astype(int)).max() <= 1
+    # a frame's own relationship matters: the siblings frame is not the couple one
+    calls.clear()
+    other = r.render(motion[1], "couple", frame_index=4)
+    assert np.abs(other.astype(int) - batched[1].astype(int)).max() > 1
+    calls.clear()
+    assert len(list(r.render_iter(motion, "couple"))) == 5 and calls == [3, 2]  # chunks of batch_frames
+    with pytest.raises(RenderError, match="batch_frames"):
+        AvatarRenderer(cfg, batch_frames=0)
+
+
+# --------------------------------------------------------------------------------------
 # Camera helpers
 # --------------------------------------------------------------------------------------
 def test_intrinsics_from_fov():

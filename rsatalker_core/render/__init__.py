@@ -29,14 +29,19 @@ from torch import Tensor
 
 from rsatalker_core.errors import RenderError
 from rsatalker_core.render.gsplat_backend import gsplat_available, gsplat_unavailable_reason
-from rsatalker_core.render.gsplat_backend import rasterize_gsplat
+from rsatalker_core.render.gsplat_backend import rasterize_gsplat, rasterize_gsplat_frames
 from rsatalker_core.render.torch_backend import rasterize_torch
 
 BACKENDS = ("auto", "torch", "gsplat", "numba")
 
+#: Frames per batched gsplat call in :func:`rasterize_frames` (bounds GPU memory: gsplat's
+#: unpacked intermediates are ``[B, N, ...]``, about 60 bytes per frame and Gaussian, plus
+#: the ``[B, H, W, 3]`` images).
+DEFAULT_BATCH_FRAMES = 32
+
 __all__ = [
-    "rasterize", "resolve_backend", "warmup_backend", "RenderError", "BACKENDS",
-    "gsplat_available", "numba_available",
+    "rasterize", "rasterize_frames", "resolve_backend", "warmup_backend", "RenderError", "BACKENDS",
+    "DEFAULT_BATCH_FRAMES", "gsplat_available", "numba_available",
 ]
 
 _numba_error: Optional[str] = None
@@ -173,6 +178,119 @@ def rasterize(
             means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds
         )
     return rasterize_torch(means, quats, scales, opacities, colors, viewmats, Ks, width, height, backgrounds)
+
+
+def rasterize_frames(
+    means: Tensor,  # [B, N, 3]
+    quats: Tensor,  # [B, N, 4]
+    scales: Tensor,  # [B, N, 3]
+    opacities: Tensor,  # [N] or [B, N]
+    colors: Tensor,  # [N, D] or [B, N, D]
+    viewmats: Tensor,  # [B, 4, 4] or [1, 4, 4]
+    Ks: Tensor,  # [B, 3, 3] or [1, 3, 3]
+    width: int,
+    height: int,
+    backgrounds: Optional[Tensor] = None,  # [B, D] or [1, D]
+    backend: str = "auto",
+    batch_frames: int = DEFAULT_BATCH_FRAMES,
+) -> Tuple[Tensor, Tensor]:
+    """Render B frames, each its own Gaussians through its own camera (differentiable).
+
+    The frames of a clip: frame ``b`` is ``rasterize(means[b], ..., viewmats[b:b+1], ...)``.
+    With the gsplat backend (CUDA) the frames go to gsplat in batched calls of
+    ``batch_frames`` frames each (one ``rasterization()`` call per chunk, instead of one per
+    frame); the numba and torch backends (CPU) keep their loop of one :func:`rasterize`
+    call per frame, so their pixels are exactly those of :func:`rasterize`.
+
+    Args:
+        means, quats, scales: per-frame Gaussians, as :func:`rasterize` (metres, wxyz).
+            [B, N, 3], [B, N, 4], [B, N, 3]
+        opacities, colors: shared by all frames or per frame. [N] or [B, N]; [N, D] or [B, N, D]
+        viewmats, Ks: one camera per frame, or one for all. [B or 1, 4, 4], [B or 1, 3, 3]
+        width, height: image size, pixels.
+        backgrounds: colour behind the Gaussians, per frame or one for all; ``None`` = black.
+            [B or 1, D]
+        backend: as :func:`rasterize`.
+        batch_frames: most frames per gsplat call (memory bound; >= 1).
+
+    Returns:
+        ``(rgb [B, H, W, D], alpha [B, H, W, 1])``.
+
+    Raises:
+        RenderError: shapes that do not fit (named), ``batch_frames < 1``, the backend errors
+            of :func:`rasterize`, or non-float32 inputs on the gsplat backend.
+    """
+    if not isinstance(means, Tensor) or means.dim() != 3 or means.shape[-1] != 3:
+        got = list(means.shape) if isinstance(means, Tensor) else type(means).__name__
+        raise RenderError(f"rasterize_frames: means must be [B, N, 3], got {got}")
+    if int(batch_frames) < 1:
+        raise RenderError(f"rasterize_frames: batch_frames must be >= 1, got {batch_frames}")
+    B, N = means.shape[0], means.shape[1]
+    per_frame = {"quats": quats, "scales": scales}
+    shared_or_frame = {"opacities": (opacities, 1), "colors": (colors, 2)}
+    for name, t in per_frame.items():
+        if not isinstance(t, Tensor) or t.dim() != 3 or t.shape[0] != B:
+            got = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise RenderError(f"rasterize_frames: {name} must be [B={B}, N, ...] like means, got {got}")
+    for name, (t, dims) in shared_or_frame.items():
+        if not isinstance(t, Tensor) or t.dim() not in (dims, dims + 1) or (t.dim() == dims + 1 and t.shape[0] != B):
+            got = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise RenderError(f"rasterize_frames: {name} must be shared or per frame (B={B}), got {got}")
+    for name, t in (("viewmats", viewmats), ("Ks", Ks), ("backgrounds", backgrounds)):
+        if t is None and name == "backgrounds":
+            continue
+        if not isinstance(t, Tensor) or t.dim() < 2 or t.shape[0] not in (1, B):
+            got = list(t.shape) if isinstance(t, Tensor) else type(t).__name__
+            raise RenderError(f"rasterize_frames: {name} must have 1 or B={B} rows, got {got}")
+
+    def frame(t: Optional[Tensor], i: int, dims: int) -> Optional[Tensor]:
+        return t if t is None or t.dim() == dims else t[i]
+
+    def cam(t: Optional[Tensor], i: int) -> Optional[Tensor]:
+        return t if t is None or t.shape[0] == 1 else t[i : i + 1]
+
+    if B == 0:
+        D = colors.shape[-1]
+        return means.new_zeros(0, height, width, D), means.new_zeros(0, height, width, 1)
+    # Frame 0 through rasterize's checks: dtypes, devices, N, camera and background shapes.
+    _validate(means[0], quats[0], scales[0], frame(opacities, 0, 1), frame(colors, 0, 2),
+              cam(viewmats, 0), cam(Ks, 0), width, height, cam(backgrounds, 0))
+    inputs = (means, quats, scales, opacities, colors, viewmats, Ks, backgrounds)
+    needs_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    which = resolve_backend(backend, means.device, needs_grad)
+    if which != "gsplat":
+        rgbs, alphas = [], []
+        for i in range(B):
+            rgb, alpha = rasterize(
+                means[i], quats[i], scales[i], frame(opacities, i, 1), frame(colors, i, 2),
+                cam(viewmats, i), cam(Ks, i), width, height, cam(backgrounds, i), backend=which,
+            )
+            rgbs.append(rgb[0])
+            alphas.append(alpha[0])
+        return torch.stack(rgbs), torch.stack(alphas)
+
+    def batched(t: Optional[Tensor], dims: int) -> Optional[Tensor]:
+        """[B, ...] view of a tensor shared by all frames (``dims`` dims, or a leading 1)
+        or given per frame (gsplat makes its inputs contiguous)."""
+        if t is None:
+            return None
+        if t.dim() == dims:
+            t = t[None]
+        return t.expand(B, *t.shape[1:])
+
+    opacities_b, colors_b = batched(opacities, 1), batched(colors, 2)
+    viewmats_b, Ks_b, bg_b = batched(viewmats, 2), batched(Ks, 2), batched(backgrounds, 1)
+    step = int(batch_frames)
+    rgbs, alphas = [], []
+    for s in range(0, B, step):
+        c = slice(s, s + step)
+        rgb, alpha = rasterize_gsplat_frames(
+            means[c], quats[c], scales[c], opacities_b[c], colors_b[c], viewmats_b[c], Ks_b[c],
+            width, height, None if bg_b is None else bg_b[c],
+        )
+        rgbs.append(rgb)
+        alphas.append(alpha)
+    return torch.cat(rgbs), torch.cat(alphas)
 
 
 def _validate(

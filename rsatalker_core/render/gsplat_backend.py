@@ -9,6 +9,12 @@ Importing gsplat's CUDA backend JIT-compiles the extension on a machine with ``n
 prebuilt one. The build cache goes to ``$TORCH_EXTENSIONS_DIR`` (default here:
 ``~/.cache/rsatalker/torch_extensions``, or under ``$XDG_CACHE_HOME``) so it is reused across
 runs and never written into the package; the import happens lazily, on first use.
+
+gsplat's kernels are float32-only: :func:`check_gsplat_inputs` refuses any other dtype with a
+:class:`~rsatalker_core.errors.RenderError` before anything reaches CUDA.
+:func:`rasterize_gsplat_frames` renders B frames (each its own Gaussians and camera) in one
+batched ``rasterization()`` call, gsplat's leading batch dimension (docs/architecture.md,
+render backends).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from rsatalker_core.errors import RenderError
 
 _AVAILABLE: Optional[bool] = None
 _REASON: str = ""
@@ -78,7 +86,14 @@ def rasterize_gsplat(
 
     Returns:
         ``(rgb [C, H, W, D], alpha [C, H, W, 1])``.
+
+    Raises:
+        RenderError: an input that is not float32 (:func:`check_gsplat_inputs`).
     """
+    check_gsplat_inputs(
+        means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
+        viewmats=viewmats, Ks=Ks, backgrounds=backgrounds,
+    )
     _set_extension_cache()
     from gsplat.rendering import rasterization  # lazy: keeps CPU imports light
 
@@ -89,3 +104,73 @@ def rasterize_gsplat(
         render_mode="RGB", rasterize_mode="classic",
     )
     return rgb, alpha
+
+
+def check_gsplat_inputs(**tensors: Optional[Tensor]) -> None:
+    """Refuse inputs gsplat's CUDA kernels cannot take, before any CUDA call.
+
+    gsplat 1.5.3's projection and rasterization kernels are compiled for float32 only (a
+    float64 or float16 tensor would fail deep inside the extension, or be silently cast by
+    a caller), so every tensor must be ``torch.float32``. ``None`` entries (no background)
+    are skipped. Runs without CUDA, so it is testable on any machine.
+
+    Args:
+        tensors: the rasterizer inputs by name (``means=..., quats=..., ...``).
+
+    Raises:
+        RenderError: naming the first tensor that is not float32 and its dtype.
+    """
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if not isinstance(t, Tensor):
+            raise RenderError(f"gsplat backend: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype != torch.float32:
+            raise RenderError(
+                f"gsplat backend: {name} is {t.dtype}, but gsplat's CUDA kernels take float32 only; "
+                "convert with .float() or render with backend 'torch'"
+            )
+
+
+def rasterize_gsplat_frames(
+    means: Tensor,  # [B, N, 3]
+    quats: Tensor,  # [B, N, 4]
+    scales: Tensor,  # [B, N, 3]
+    opacities: Tensor,  # [B, N]
+    colors: Tensor,  # [B, N, D]
+    viewmats: Tensor,  # [B, 4, 4]
+    Ks: Tensor,  # [B, 3, 3]
+    width: int,
+    height: int,
+    backgrounds: Optional[Tensor] = None,  # [B, D]
+    near_plane: float = 0.01,
+    far_plane: float = 1e10,
+    eps2d: float = 0.3,
+) -> Tuple[Tensor, Tensor]:
+    """Render B frames, frame ``b``'s Gaussians through camera ``b``, in ONE gsplat call.
+
+    Uses ``rasterization()``'s leading batch dimension (means ``[..., N, 3]`` with cameras
+    ``[..., C, 4, 4]``, here ``C = 1`` per frame); each image is the one
+    :func:`rasterize_gsplat` gives for that frame alone. Conventions as
+    :func:`rasterize_gsplat`; inputs assumed shape-checked and on one CUDA device.
+
+    Returns:
+        ``(rgb [B, H, W, D], alpha [B, H, W, 1])``.
+
+    Raises:
+        RenderError: an input that is not float32 (:func:`check_gsplat_inputs`).
+    """
+    check_gsplat_inputs(
+        means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
+        viewmats=viewmats, Ks=Ks, backgrounds=backgrounds,
+    )
+    _set_extension_cache()
+    from gsplat.rendering import rasterization  # lazy: keeps CPU imports light
+
+    rgb, alpha, _meta = rasterization(
+        means, quats, scales, opacities, colors, viewmats[:, None], Ks[:, None], int(width), int(height),
+        near_plane=near_plane, far_plane=far_plane, eps2d=eps2d,
+        sh_degree=None, packed=False, backgrounds=None if backgrounds is None else backgrounds[:, None],
+        render_mode="RGB", rasterize_mode="classic",
+    )
+    return rgb[:, 0], alpha[:, 0]

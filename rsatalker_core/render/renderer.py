@@ -7,6 +7,10 @@ inference (the CLI's ``generate``, the ROS render node, bag re-rendering, evalua
 loads FLAME and the avatar from a config and ALWAYS applies the relationship's offsets when
 the avatar carries them (:class:`~rsatalker_core.avatar.offsets.RelationshipOffsets`), so
 the same motion, relationship and frame index give the same pixels everywhere.
+
+On CUDA with the gsplat backend the frames of a clip are rendered in batched gsplat calls
+(:func:`~rsatalker_core.render.rasterize_frames`, ``batch_frames`` frames per call); on CPU
+(numba / torch backends) one frame at a time (docs/architecture.md, render backends).
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from rsatalker_core.avatar.offsets import RelationshipLike
 from rsatalker_core.config import MOTION_DIM, RsatalkerConfig, resolve_asset
 from rsatalker_core.device import resolve_device
 from rsatalker_core.head.flame import FlameModel
-from rsatalker_core.render import rasterize
+from rsatalker_core.render import DEFAULT_BATCH_FRAMES, rasterize_frames, resolve_backend
 from rsatalker_core.render.camera import default_camera
-from rsatalker_core.errors import RelationshipError
+from rsatalker_core.errors import RelationshipError, RenderError
 from rsatalker_core.relationship import Relationship
 
 
@@ -39,13 +43,15 @@ def render_motion(
     background: Optional[Tensor] = None,  # [3]
     offsets: Optional[Tensor] = None,  # [N, F, 3]
     backend: str = "auto",
+    batch_frames: int = DEFAULT_BATCH_FRAMES,
 ) -> Tensor:
     """Render ``N`` frames of FLAME motion, one camera each (differentiable).
 
     FLAME (:meth:`FlameModel.forward_motion`) → posed vertices → the avatar's Gaussians on
     their triangles, each anchor moved by its ``c`` (RSATalker §3.3) → rasterizer
-    (:func:`rsatalker_core.render.rasterize`). Gradients flow into ``motion``, ``offsets``
-    and the avatar's parameters.
+    (:func:`rsatalker_core.render.rasterize_frames`: on the gsplat backend, batched gsplat
+    calls of ``batch_frames`` frames; on the numba / torch backends, one call per frame).
+    Gradients flow into ``motion``, ``offsets`` and the avatar's parameters.
 
     Args:
         flame: the FLAME layer the avatar is bound to.
@@ -58,13 +64,14 @@ def render_motion(
         offsets: per-anchor offsets ``c``, metres (:class:`RelationshipOffsets`); ``None``
             = none. [N, F, 3]
         backend: rasterizer backend (``render.backend``).
+        batch_frames: most frames per gsplat call (GPU memory bound; CPU backends ignore it).
 
     Returns:
         ``rgb [N, H, W, 3]`` in [0, 1] up to rounding (not clamped: gradients pass everywhere).
 
     Raises:
         RenderError: shapes that do not fit (see :func:`rsatalker_core.render.rasterize` and
-            :meth:`GaussianAvatar.forward`).
+            :meth:`GaussianAvatar.forward`); non-float32 Gaussians on the gsplat backend.
         ValueError: ``motion`` is not ``[N, 56]``.
     """
     if motion.dim() != 2 or motion.shape[-1] != MOTION_DIM:
@@ -72,16 +79,13 @@ def render_motion(
     verts = flame.forward_motion(motion).to(avatar.means_local.dtype)  # [N, V, 3]
     g = avatar(verts, flame.faces, offsets)
     bg = None if background is None else background.to(verts)[None]
-    one_cam = viewmats.shape[0] == 1
-    out = []
-    for i in range(motion.shape[0]):
-        c = slice(0, 1) if one_cam else slice(i, i + 1)
-        rgb, _ = rasterize(
-            g["means"][i], g["quats"][i], g["scales"][i], g["opacities"], g["colors"],
-            viewmats[c], Ks[c], width, height, backgrounds=bg, backend=backend,
-        )
-        out.append(rgb[0])
-    return torch.stack(out) if out else motion.new_zeros(0, height, width, 3)
+    if motion.shape[0] == 0:
+        return motion.new_zeros(0, height, width, 3)
+    rgb, _ = rasterize_frames(
+        g["means"], g["quats"], g["scales"], g["opacities"], g["colors"], viewmats, Ks,
+        width, height, backgrounds=bg, backend=backend, batch_frames=batch_frames,
+    )
+    return rgb
 
 
 def batch_cameras(
@@ -117,14 +121,18 @@ def batch_cameras(
 class AvatarRenderer:
     """FLAME motion (+ relationship) → RGB images, for inference (see the module docstring).
 
-    Frames are posed and rasterized one at a time, so a frame's pixels do not depend on
-    which frames it is rendered with (batched FLAME / MLP products round differently): the
-    live render node, which gets one frame per message, and ``rsatalker generate`` give
-    identical pixels.
+    On CPU (numba / torch backends) frames are posed and rasterized one at a time, so a
+    frame's pixels do not depend on which frames it is rendered with (batched FLAME / MLP
+    products round differently): the live render node, which gets one frame per message,
+    and ``rsatalker generate`` give identical pixels. On CUDA with the gsplat backend,
+    ``batch_frames`` frames are posed, offset (each with its own relationship and time) and
+    rasterized together in one gsplat call; they can differ from a one-frame render by float
+    rounding only (measured by ``make gpu-check``: benchmarks/results_gpu.md).
 
     Args:
         cfg: full config (``flame``, ``avatar``, ``render`` sections are used).
         device: overrides ``cfg.device``.
+        batch_frames: frames per batched gsplat call on CUDA (GPU memory bound).
 
     Attributes:
         avatar: the loaded :class:`GaussianAvatar`; ``avatar.offsets`` is its relationship
@@ -133,9 +141,13 @@ class AvatarRenderer:
     Raises:
         CheckpointError: the avatar file is missing/corrupt or bound to another mesh.
         FlameModelError: ``flame.model_path`` names an unusable FLAME file.
+        RenderError: ``batch_frames < 1``.
     """
 
-    def __init__(self, cfg: RsatalkerConfig, device=None):
+    def __init__(self, cfg: RsatalkerConfig, device=None, batch_frames: int = DEFAULT_BATCH_FRAMES):
+        if int(batch_frames) < 1:
+            raise RenderError(f"AvatarRenderer: batch_frames must be >= 1, got {batch_frames}")
+        self.batch_frames = int(batch_frames)
         self.cfg = cfg
         self.device = resolve_device(cfg.device if device is None else device)
         self.flame = FlameModel(cfg.flame).to(self.device).eval()
@@ -151,6 +163,16 @@ class AvatarRenderer:
     def size(self) -> tuple:
         """``(height, width)`` of the images, pixels."""
         return (self.cfg.render.height, self.cfg.render.width)
+
+    def frames_per_call(self) -> int:
+        """Frames posed and rasterized together: ``batch_frames`` when ``render.backend``
+        resolves to gsplat (CUDA) for inference, else 1.
+
+        Raises:
+            RenderError: as :func:`~rsatalker_core.render.resolve_backend`.
+        """
+        which = resolve_backend(self.cfg.render.backend, self.device, needs_grad=False)
+        return self.batch_frames if which == "gsplat" else 1
 
     @torch.no_grad()
     def render(
@@ -189,31 +211,41 @@ class AvatarRenderer:
         )
         if len(rels) != T or len(idx) != T:
             raise RelationshipError(f"{len(rels)} relationships and {len(idx)} frame indices for {T} frames")
+        step = self.frames_per_call()  # 1 on CPU, batch_frames with gsplat: see the class docstring
         frames = []
-        for i in range(T):  # one at a time: see the class docstring
+        for s in range(0, T, step):
+            n = min(step, T - s)
             offsets = None
-            if self.avatar.offsets is not None:
-                offsets = self.avatar.offsets.for_frames(rels[i], idx[i], 1)
+            if self.avatar.offsets is not None:  # each frame its own relationship and time
+                offsets = (
+                    self.avatar.offsets.for_frames(rels[s], idx[s], 1) if n == 1
+                    else self.avatar.offsets.for_frames(rels[s : s + n], idx[s : s + n], n)
+                )
             rgb = render_motion(
-                self.flame, self.avatar, m[i : i + 1], self.viewmat, self.K, self.cfg.render.width,
-                self.cfg.render.height, self.background, offsets, self.cfg.render.backend,
+                self.flame, self.avatar, m[s : s + n], self.viewmat, self.K, self.cfg.render.width,
+                self.cfg.render.height, self.background, offsets, self.cfg.render.backend, batch_frames=step,
             )
-            frames.append((rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
-        out = np.stack(frames)
+            frames.append((rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
+        out = np.concatenate(frames)
         return out[0] if single else out
 
     def render_iter(
         self,
         motion: np.ndarray,  # [T, 56]
         relationship: Union[RelationshipLike, Sequence[RelationshipLike]] = None,
-        batch: int = 8,
+        batch: Optional[int] = None,
         frame_index: int = 0,
     ) -> Iterable[np.ndarray]:
         """Yield the ``[H, W, 3]`` frames of :meth:`render` a few at a time (progress bars).
 
         ``relationship`` is one for all frames or one per frame; ``frame_index`` is the
-        index of ``motion[0]``.
+        index of ``motion[0]``; ``batch`` frames are rendered per :meth:`render` call
+        (``None``: ``batch_frames`` with gsplat on CUDA, so each chunk is one gsplat call;
+        8 on CPU). Memory stays bounded by ``batch`` frames whatever the clip length.
         """
+        if batch is None:
+            step = self.frames_per_call()
+            batch = step if step > 1 else 8
         per_frame = _is_per_frame(relationship)
         rels = list(relationship) if per_frame else None
         for s in range(0, len(motion), batch):
