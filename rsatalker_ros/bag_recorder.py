@@ -15,7 +15,7 @@ index, ``metadata.yaml``) so the recording is readable after a clean shutdown.
 Surviving a kill (MCAP): rosbags collects messages into 1-MiB chunks that reach the file
 only when full, behind Python's write buffer, and writes ``metadata.yaml`` and the MCAP
 summary only in ``close()``; a SIGKILL lost everything. Here the pending chunk is closed and
-the file flushed to the OS at least every ``flush_period_s`` (default 0.5 s): from
+the file flushed to the OS at least every ``flush_period_s`` (default 0.5 s; the recorder node uses 0.25 s): from
 :meth:`BagWriter.write` when the period has passed, and from :meth:`BagWriter.flush`, which
 the recorder node also calls on a timer so a quiet topic's last messages reach the disk.
 After a kill the ``.mcap`` file holds every chunk flushed so far but no summary, footer or

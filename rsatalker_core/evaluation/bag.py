@@ -181,7 +181,7 @@ def read_session(path: str, load_images: bool = True) -> Session:
 
     A recording the recorder did not finish (killed: no ``metadata.yaml``, an ``.mcap`` file
     without summary and footer) is read front to back up to where it stops
-    (:func:`_stream_unfinished_mcap`); the recorder flushes its chunks every 0.5 s, so all
+    (:func:`_stream_unfinished_mcap`); the recorder flushes its chunks every 0.25 s, so all
     but the last moments of the session are there.
 
     Args:
