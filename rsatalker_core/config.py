@@ -311,6 +311,13 @@ class TrainConfig:
     partner_motion_dropout: float = setting(
         0.0, "stage 1: probability that a sample's partner motion is replaced by the neutral "
         "fallback (all zeros), so the model also works without a partner tracker")
+    grad_accum: int = setting(1, "micro-batches of train.batch_size accumulated per optimiser step "
+                                 "in each process; global batch = batch_size x processes x "
+                                 "grad_accum (a resume with another process count keeps the "
+                                 "checkpoint's global batch by changing it)", limits=(1, 1 << 20))
+    amp: str = setting("auto", "mixed precision of the forward pass: auto (bf16 autocast on CUDA "
+                               "where supported, off on CPU), off, or bf16 (the rasterizer stays "
+                               "float32)", choices=("auto", "off", "bf16"))
     deterministic: bool = setting(False, "torch.use_deterministic_algorithms: bit-exact resume on "
                                          "CUDA as well (slower); CPU runs are deterministic without it")
     progress: bool = setting(True, "show a tqdm progress bar")
