@@ -29,7 +29,9 @@ from rsatalker.msg import AudioChunk, FlameParams
 from rsatalker.msg import Relationship as RelationshipMsg
 from rsatalker.msg import TrainingProgress
 from rsatalker_core.config import EXP_DIM, EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM
-from rsatalker_core.errors import RelationshipError, RsatalkerError
+from rsatalker_core.errors import AudioError, RelationshipError, RsatalkerError
+from rsatalker_core.io.motion_npz import MAX_ROTATION_RAD, motion_range_problem
+from rsatalker_core.speech.audio import check_amplitude
 from rsatalker_core.relationship import Relationship
 
 __all__ = [
@@ -44,6 +46,9 @@ __all__ = [
     "array_to_audio_chunk",
     "image_to_array",
     "array_to_image",
+    "array_to_compressed_image",
+    "camera_info_msg",
+    "transform_stamped",
     "relationship_msg_to_relationship",
     "relationship_to_msg",
     "training_progress_to_msg",
@@ -60,6 +65,9 @@ AUDIO_ROLES = ("self", "partner")
 MIN_SAMPLE_RATE = 4000
 MAX_SAMPLE_RATE = 192000
 _MAX_UINT32 = 2**32 - 1
+#: Longest accepted audio chunk, seconds (publishers send 10-100 ms; a longer one is a
+#: broken source and would stall the motion node's inference).
+MAX_CHUNK_SECONDS = 10.0
 _IMAGE_ENCODINGS = ("rgb8", "bgr8")
 #: States a :class:`TrainingProgress` may carry (its ``STATE_*`` constants).
 TRAINING_STATES = ("idle", "running", "finished", "cancelled", "failed")
@@ -134,13 +142,22 @@ def flame_params_to_array(msg: FlameParams) -> np.ndarray:
 
     Raises:
         ConversionError: ``expression`` does not hold exactly 50 values, a pose does not
-            hold 3, or any value is NaN/Inf.
+            hold 3, any value is NaN/Inf, or a value is outside the physical FLAME ranges
+            (:func:`rsatalker_core.io.motion_npz.check_motion_ranges`: |expression| <= 100,
+            |axis-angle component| <= pi rad).
     """
     motion = np.empty(MOTION_DIM, dtype=np.float32)
     motion[EXP_SLICE] = _vector(msg.expression, "FlameParams.expression", EXP_DIM)
     motion[JAW_SLICE] = _vector(msg.jaw_pose, "FlameParams.jaw_pose", 3)
     motion[HEAD_SLICE] = _vector(msg.head_pose, "FlameParams.head_pose", 3)
+    _check_ranges(motion, "FlameParams")
     return motion
+
+
+def _check_ranges(motion: np.ndarray, name: str) -> None:
+    problem = motion_range_problem(motion)
+    if problem is not None:
+        raise ConversionError(f"{name} {problem}")
 
 
 def array_to_flame_params(
@@ -164,9 +181,11 @@ def array_to_flame_params(
         eye_pose: ``[6]`` left/right eye axis-angle, radians; zeros when omitted.
 
     Raises:
-        ConversionError: wrong shape, NaN/Inf, or an out-of-range index or stamp.
+        ConversionError: wrong shape, NaN/Inf, values outside the physical FLAME ranges
+            (never published), or an out-of-range index or stamp.
     """
     m = _vector(motion, "motion", MOTION_DIM)
+    _check_ranges(m, "motion")
     if not 0 <= int(frame_index) <= _MAX_UINT32:
         raise ConversionError(f"frame_index {frame_index} is outside [0, 2^32)")
     msg = FlameParams()
@@ -175,7 +194,10 @@ def array_to_flame_params(
     msg.jaw_pose = m[JAW_SLICE].copy()
     msg.head_pose = m[HEAD_SLICE].copy()
     if eye_pose is not None:
-        msg.eye_pose = _vector(eye_pose, "eye_pose", 6)
+        eye = _vector(eye_pose, "eye_pose", 6)
+        if np.abs(eye).max() > MAX_ROTATION_RAD:
+            raise ConversionError(f"eye_pose has rotations beyond ±pi rad (largest {float(np.abs(eye).max()):.3g})")
+        msg.eye_pose = eye
     msg.frame_index = int(frame_index)
     msg.relationship = str(relationship)
     if source_stamp_ns is not None:
@@ -218,14 +240,26 @@ def audio_chunk_to_array(msg: AudioChunk) -> Tuple[np.ndarray, int]:
     """``rsatalker/AudioChunk`` -> ``(samples [S] float32, sample_rate Hz)``.
 
     Raises:
-        ConversionError: no samples, NaN/Inf samples, or a sample rate outside
+        ConversionError: no samples, NaN/Inf samples or samples beyond ``±MAX_AMPLITUDE``
+            (1e3; :func:`rsatalker_core.speech.audio.check_amplitude`), a chunk longer than
+            ``MAX_CHUNK_SECONDS`` (10 s), or a sample rate outside
             ``[MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]``.
     """
     sr = _check_sample_rate(msg.sample_rate, "AudioChunk")
     samples = _vector(msg.samples, "AudioChunk.samples")
-    if samples.size == 0:
-        raise ConversionError("AudioChunk.samples is empty")
+    _check_audio(samples, sr, "AudioChunk.samples")
     return samples, sr
+
+
+def _check_audio(samples: np.ndarray, sr: int, name: str) -> None:
+    if samples.size == 0:
+        raise ConversionError(f"{name} is empty")
+    if samples.size > MAX_CHUNK_SECONDS * sr:
+        raise ConversionError(f"{name}: {samples.size / sr:.1f} s in one chunk (at most {MAX_CHUNK_SECONDS:g} s)")
+    try:
+        check_amplitude(samples, name)
+    except AudioError as exc:
+        raise ConversionError(str(exc)) from exc
 
 
 def array_to_audio_chunk(
@@ -245,12 +279,12 @@ def array_to_audio_chunk(
         frame_id: source name (microphone or file).
 
     Raises:
-        ConversionError: not 1-D, empty, NaN/Inf, bad sample rate or unknown role.
+        ConversionError: not 1-D, empty, NaN/Inf or beyond ``±MAX_AMPLITUDE``, longer than
+            ``MAX_CHUNK_SECONDS``, bad sample rate or unknown role.
     """
     sr = _check_sample_rate(sample_rate, "audio")
     x = _vector(samples, "audio samples")
-    if x.size == 0:
-        raise ConversionError("audio samples are empty")
+    _check_audio(x, sr, "audio samples")
     if role not in AUDIO_ROLES:
         raise ConversionError(f"audio role '{role}' is not one of {', '.join(AUDIO_ROLES)}")
     msg = AudioChunk()
@@ -362,6 +396,113 @@ def camera_info_to_k(msg) -> Optional[np.ndarray]:
     if not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
         return None
     return k
+
+
+def array_to_compressed_image(
+    image: np.ndarray,  # [H, W, 3] uint8 RGB
+    stamp_ns: Optional[int] = None,
+    frame_id: str = "",
+    quality: int = 90,
+):
+    """RGB ``[H, W, 3]`` uint8 -> ``sensor_msgs/CompressedImage`` (JPEG through OpenCV), with
+    ``format`` ``"rgb8; jpeg compressed bgr8"`` as image_transport's compressed transport
+    writes it, so ``image_transport republish``, rqt, foxglove and web_video_server decode it.
+
+    Args:
+        quality: JPEG quality, 1-100 (OpenCV's IMWRITE_JPEG_QUALITY).
+
+    Raises:
+        ConversionError: not ``[H, W, 3]`` uint8, a quality outside [1, 100], or an encoder failure.
+    """
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    img = np.asarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or 0 in img.shape[:2]:
+        raise ConversionError(f"image must be [H, W, 3] uint8, got {img.dtype} {img.shape}")
+    if not 1 <= int(quality) <= 100:
+        raise ConversionError(f"JPEG quality must be in [1, 100], got {quality}")
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ConversionError(f"JPEG encoding of a {img.shape} image failed")
+    msg = CompressedImage()
+    msg.header = make_header(stamp_ns, frame_id)
+    msg.format = "rgb8; jpeg compressed bgr8"
+    msg.data = buf.tobytes()
+    return msg
+
+
+def camera_info_msg(
+    K: np.ndarray,  # [3, 3]
+    width: int,
+    height: int,
+    stamp_ns: Optional[int] = None,
+    frame_id: str = "",
+):
+    """Pinhole intrinsics -> ``sensor_msgs/CameraInfo``: ``k = K``, ``p = [K | 0]`` (a
+    monocular camera), ``r = I``, ``plumb_bob`` with zero distortion ``d = [0] * 5``, no
+    binning or ROI. ``frame_id`` is the camera's *optical* frame (REP 103: z forward, x
+    right, y down).
+
+    Args:
+        K: ``[3, 3]`` pixels (``u = fx x / z + cx``; :mod:`rsatalker_core.render.camera`).
+        width, height: image size, pixels.
+
+    Raises:
+        ConversionError: ``K`` not a finite ``[3, 3]`` with positive focal lengths, or a
+            non-positive size.
+    """
+    from sensor_msgs.msg import CameraInfo
+
+    k = np.asarray(K, dtype=np.float64)
+    if k.shape != (3, 3) or not np.isfinite(k).all() or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise ConversionError(f"K must be a finite [3, 3] with positive focal lengths, got {k.tolist()}")
+    if int(width) <= 0 or int(height) <= 0:
+        raise ConversionError(f"image size must be positive, got {width}x{height}")
+    msg = CameraInfo()
+    msg.header = make_header(stamp_ns, frame_id)
+    msg.width, msg.height = int(width), int(height)
+    msg.distortion_model = "plumb_bob"
+    msg.d = [0.0] * 5
+    msg.k = k.reshape(9).tolist()
+    msg.r = np.eye(3).reshape(9).tolist()
+    msg.p = np.concatenate([k, np.zeros((3, 1))], axis=1).reshape(12).tolist()
+    return msg
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+def transform_stamped(
+    parent: str,
+    child: str,
+    translation: Sequence[float],  # [3] metres
+    quaternion: Sequence[float],  # [4] (x, y, z, w)
+    stamp_ns: Optional[int] = None,
+):
+    """``geometry_msgs/TransformStamped`` of frame ``child`` in frame ``parent``.
+
+    Raises:
+        ConversionError: empty or equal frame ids, a translation that is not a finite ``[3]``,
+            or a quaternion that is not a finite non-zero ``[4]`` (it is normalised).
+    """
+    from geometry_msgs.msg import TransformStamped
+
+    if not parent or not child or parent.strip("/") == child.strip("/"):
+        raise ConversionError(f"TF frames must be non-empty and different, got '{parent}' -> '{child}'")
+    t = _vector(translation, "translation", 3).astype(np.float64)
+    q = _vector(quaternion, "quaternion", 4).astype(np.float64)
+    n = float(np.linalg.norm(q))
+    if n < 1e-9:
+        raise ConversionError("quaternion is zero")
+    q = q / n
+    msg = TransformStamped()
+    msg.header = make_header(stamp_ns, parent)
+    msg.child_frame_id = child
+    msg.transform.translation.x, msg.transform.translation.y, msg.transform.translation.z = (float(v) for v in t)
+    r = msg.transform.rotation
+    r.x, r.y, r.z, r.w = (float(v) for v in q)
+    return msg
 
 
 # --------------------------------------------------------------------------- relationship
