@@ -40,6 +40,7 @@ import time
 from typing import Any, Deque, List, Optional, Tuple
 
 from rcl_interfaces.msg import ParameterDescriptor
+import numpy as np
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -51,6 +52,9 @@ from rsatalker_core.relationship import Relationship
 from rsatalker_core.model.streaming import MotionFrame, StreamingMotionGenerator
 from rsatalker_ros import topics
 from rsatalker_ros.conversions import (
+    MAX_CHUNK_SECONDS,
+    MAX_SAMPLE_RATE,
+    MIN_SAMPLE_RATE,
     ConversionError,
     array_to_flame_params,
     audio_chunk_to_array,
@@ -81,10 +85,26 @@ EXTRA_PARAMS = {
     "frame_id": ("avatar", ParamSpec("header frame_id of the published FLAME parameters")),
 }
 _STOP = object()
+#: Most input messages waiting for inference (about 6 s of audio and partner motion); when
+#: inference stalls, the oldest are dropped (counted in ``MotionNode.inputs_dropped``, logged)
+#: so the node recovers within a second of the stall ending instead of working off a backlog.
+MAX_INBOX_MESSAGES = 500
 #: Frames a late batch may fall behind the 25 fps schedule and still be caught up (sent as
 #: soon as it arrives, keeping the long-run rate at exactly 25 fps); a longer gap (input
 #: paused) restarts the schedule.
 LATE_TOLERANCE_FRAMES = 6
+
+
+def _silence_for(msg: AudioChunk) -> Optional[Tuple[np.ndarray, int]]:
+    """Silence as long as a rejected chunk, ``(zeros [S], sample_rate)``, when its rate and
+    length are usable; else ``None``."""
+    try:
+        sr, n = int(msg.sample_rate), len(msg.samples)
+    except (TypeError, ValueError):
+        return None
+    if not MIN_SAMPLE_RATE <= sr <= MAX_SAMPLE_RATE or not 0 < n <= MAX_CHUNK_SECONDS * sr:
+        return None
+    return np.zeros(n, np.float32), sr
 
 
 class MotionNode(Node):
@@ -122,7 +142,9 @@ class MotionNode(Node):
             f"relationship {self._gen.relationship.name}, lookahead {cfg.streaming.lookahead_frames} frames"
         )
 
-        self._inbox: "queue.Queue[Any]" = queue.Queue()
+        self._inbox: "queue.Queue[Any]" = queue.Queue(maxsize=MAX_INBOX_MESSAGES)
+        self._inbox_lock = threading.Lock()
+        self.inputs_dropped = 0
         self._busy = False
         self._out: Deque[Tuple[MotionFrame, int]] = collections.deque()
         self._out_lock = threading.Lock()
@@ -159,8 +181,11 @@ class MotionNode(Node):
             samples, sr = audio_chunk_to_array(msg)
         except ConversionError as exc:
             self._reject(f"{role} audio chunk", exc)
+            silence = _silence_for(msg) if role == "self" else None
+            if silence is not None:  # keep the frame clock: the chunk's span becomes silence
+                self._enqueue(("audio", role, silence[0], silence[1], time_to_ns(msg.header.stamp)))
             return
-        self._inbox.put(("audio", role, samples, sr, time_to_ns(msg.header.stamp)))
+        self._enqueue(("audio", role, samples, sr, time_to_ns(msg.header.stamp)))
 
     def _on_partner_flame(self, msg: FlameParams) -> None:
         try:
@@ -168,7 +193,24 @@ class MotionNode(Node):
         except ConversionError as exc:
             self._reject("partner FLAME parameters", exc)
             return
-        self._inbox.put(("motion", motion, time_to_ns(msg.header.stamp)))
+        self._enqueue(("motion", motion, time_to_ns(msg.header.stamp)))
+
+    def _enqueue(self, item: Any) -> None:
+        """Append to the bounded inbox; when full, drop the oldest message (counted, logged)."""
+        with self._inbox_lock:
+            while True:
+                try:
+                    self._inbox.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        self._inbox.get_nowait()
+                    except queue.Empty:
+                        continue
+                    self.inputs_dropped += 1
+                    self.get_logger().warning(
+                        f"input queue over {MAX_INBOX_MESSAGES} messages (inference stalled): dropping the "
+                        f"oldest ({self.inputs_dropped} dropped so far)", throttle_duration_sec=2.0)
 
     def _on_relationship(self, msg: RelationshipMsg) -> None:
         try:
@@ -217,7 +259,12 @@ class MotionNode(Node):
         try:
             if item[0] == "audio":
                 _, role, samples, sr, stamp_ns = item
-                self._gen.push_audio(role, samples, sr, stamp_ns)
+                try:
+                    self._gen.push_audio(role, samples, sr, stamp_ns)
+                except AudioError:
+                    if role == "self":  # keep the frame clock: the chunk's span becomes silence
+                        self._gen.push_audio(role, np.zeros(len(samples), np.float32), sr, stamp_ns)
+                    raise
                 if role == "self":
                     self._last_self_stamp_ns = stamp_ns
                     if step:
@@ -293,7 +340,7 @@ class MotionNode(Node):
     def destroy_node(self) -> None:
         """Stop the inference thread, then destroy the node."""
         if getattr(self, "_worker", None) is not None and self._worker.is_alive():
-            self._inbox.put(_STOP)
+            self._enqueue(_STOP)
             self._worker.join(timeout=5.0)
         super().destroy_node()
 
