@@ -34,10 +34,15 @@ def test_session_topics_are_consistent():
     assert st.TRAINING_PROGRESS not in st.SESSION
     assert st.session_topic_names(absolute=True) == ["/" + n for n in st.SESSION_TOPICS]
     for t in st.ALL_TOPICS:
-        assert t.qos in (st.RELIABLE, st.BEST_EFFORT) and t.description
-        assert not t.name.startswith("/") and t.msgtype.count("/msg/") == 1
+        assert t.qos in st.QOS_CLASSES and t.description
+        assert t.name.startswith("/") == (t.role in ("tf", "tf_static")) and t.msgtype.count("/msg/") == 1
     # every FLAME frame and relationship change matters; audio and images are streams
-    assert [t.role for t in st.SESSION if t.reliable] == ["avatar_flame", "partner_flame", "relationship"]
+    assert [t.role for t in st.SESSION if t.reliable] == ["avatar_flame", "relationship"]
+    assert [t.role for t in st.ALL_TOPICS if t.latched] == ["relationship", "training_progress", "tf_static"]
+    assert st.session_topic_names(absolute=True, namespace="/robot1/") == ["/robot1/" + n for n in st.SESSION_TOPICS]
+    assert st.resolve_topic("/tf", "robot1") == "/tf" and st.TF.absolute == "/tf"
+    with pytest.raises(RsatalkerError):
+        st.resolve_topic("~/image", "robot1")
     assert st.audio_topic("self") is st.AUDIO_SELF and st.audio_topic("partner") is st.AUDIO_PARTNER
     with pytest.raises(RsatalkerError, match="self"):
         st.audio_topic("listener")
@@ -77,7 +82,7 @@ def test_bag_reader_uses_the_specs():
 
 def test_ros_topics_mirror_the_specs():
     pytest.importorskip("rclpy")
-    from rclpy.qos import ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
     from rsatalker_ros import topics
 
@@ -86,11 +91,17 @@ def test_ros_topics_mirror_the_specs():
         assert getattr(topics, attr) == getattr(st, attr).name
     for profile, spec in ((topics.AUDIO_QOS, st.AUDIO_SELF), (topics.AUDIO_QOS, st.AUDIO_PARTNER),
                           (topics.IMAGE_QOS, st.AVATAR_IMAGE), (topics.FLAME_QOS, st.AVATAR_FLAME),
-                          (topics.FLAME_QOS, st.PARTNER_FLAME), (topics.RELATIONSHIP_SUB_QOS, st.RELATIONSHIP),
-                          (topics.RELATIONSHIP_PUB_QOS, st.RELATIONSHIP),
-                          (topics.TRAINING_PROGRESS_QOS, st.TRAINING_PROGRESS)):
+                          (topics.PARTNER_FLAME_SUB_QOS, st.PARTNER_FLAME), (topics.RELATIONSHIP_SUB_QOS, st.RELATIONSHIP),
+                          (topics.TRAINING_PROGRESS_QOS, st.TRAINING_PROGRESS)):  # subscription side
         want = ReliabilityPolicy.RELIABLE if spec.reliable else ReliabilityPolicy.BEST_EFFORT
         assert profile.reliability == want, spec.name
+    for spec in st.ALL_TOPICS:  # publishers: always reliable (reliable tools match); latched = transient local
+        pub, sub = topics.publisher_qos(spec), topics.subscription_qos(spec)
+        assert pub.reliability == ReliabilityPolicy.RELIABLE, spec.name
+        assert pub.durability == sub.durability == (DurabilityPolicy.TRANSIENT_LOCAL if spec.latched
+                                                    else DurabilityPolicy.VOLATILE), spec.name
+        assert pub.depth == sub.depth >= 1, spec.name
+    assert topics.publisher_qos(st.AVATAR_IMAGE) is not topics.publisher_qos(st.AVATAR_IMAGE)  # overrides mutate
     assert topics.audio_topic("partner") == "audio/partner"
 
 

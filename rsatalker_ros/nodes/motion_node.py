@@ -3,9 +3,12 @@ parameters at 25 fps, conditioned on a live-changeable social relationship.
 
 Subscribes (see :mod:`rsatalker_ros.topics`):
     ``audio/self``, ``audio/partner`` (AudioChunk, best effort), ``partner/flame_params``
-    (FlameParams, optional), ``relationship`` (Relationship).
+    (FlameParams, best effort, optional), ``relationship`` (Relationship, latched: one sent
+    while the model loads still arrives).
 Publishes:
-    ``avatar/flame_params`` (FlameParams, reliable) at 25 fps.
+    ``avatar/flame_params`` (FlameParams, reliable) at 25 fps, and with each frame the head
+    frame ``head_frame`` in ``tf_parent_frame`` on ``/tf`` (REP-103 axes, docs/ros.md "Frames").
+QoS per topic can be overridden with ``qos_overrides.*`` parameters (docs/ros.md "QoS").
 
 Threads and pacing. Subscription callbacks only convert and validate messages and append
 them, in arrival order, to an inbox. One worker thread takes them one at a time, feeds
@@ -27,8 +30,8 @@ completed the frame. Bad messages (NaN/Inf, bad sample rate, wrong lengths) are 
 
 Parameters: ``config_file`` and the config fields ``device``, ``seed``, ``relationship``
 (live), ``speech.*``, ``social.*``, ``motion.*``, ``streaming.window_frames``,
-``streaming.lookahead_frames``, ``streaming.hop_frames``; plus ``max_queue_frames`` and
-``frame_id``.
+``streaming.lookahead_frames``, ``streaming.hop_frames``; plus ``max_queue_frames``,
+``frame_id``, ``tf_parent_frame``, ``head_frame`` and ``qos_overrides.*``.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ import threading
 import time
 from typing import Any, Deque, List, Optional, Tuple
 
-from rcl_interfaces.msg import ParameterDescriptor
 import numpy as np
+
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -48,6 +52,7 @@ from rsatalker.msg import AudioChunk, FlameParams
 from rsatalker.msg import Relationship as RelationshipMsg
 from rsatalker_core.config import FPS
 from rsatalker_core.errors import AudioError, ConfigError, RsatalkerError
+from rsatalker_core.io import session_topics as st
 from rsatalker_core.relationship import Relationship
 from rsatalker_core.model.streaming import MotionFrame, StreamingMotionGenerator
 from rsatalker_ros import topics
@@ -61,6 +66,7 @@ from rsatalker_ros.conversions import (
     flame_params_to_array,
     relationship_msg_to_relationship,
     time_to_ns,
+    transform_stamped,
 )
 from rsatalker_ros.nodes.common import run_node
 from rsatalker_ros.params import ParameterSet, ParamSpec
@@ -83,6 +89,11 @@ EXTRA_PARAMS = {
         ParamSpec("most frames waiting for their 25 fps slot; older ones are dropped", int_range=(1, 10000)),
     ),
     "frame_id": ("avatar", ParamSpec("header frame_id of the published FLAME parameters")),
+    "tf_parent_frame": ("avatar_base", ParamSpec(
+        "parent of the head frame on /tf: the head's pivot (FLAME root joint) in REP-103 axes (x forward, "
+        "y left, z up); empty = publish no TF")),
+    "head_frame": ("avatar_head", ParamSpec("the avatar's head frame on /tf (REP-103 axes), one transform per "
+                                            "published FLAME frame, stamped like it")),
 }
 _STOP = object()
 #: Most input messages waiting for inference (about 6 s of audio and partner motion); when
@@ -155,17 +166,33 @@ class MotionNode(Node):
         self.frames_dropped = 0
         self.messages_rejected = 0
 
-        self._pub = self.create_publisher(FlameParams, topics.AVATAR_FLAME, topics.FLAME_QOS)
+        # QoS (docs/ros.md "QoS"): reliable FLAME out; best-effort (sensor-data) audio and
+        # partner FLAME in, which match any publisher; latched relationship; each overridable
+        # through qos_overrides.* parameters.
+        self._pub = self.create_publisher(FlameParams, topics.AVATAR_FLAME,
+                                          topics.publisher_qos(st.AVATAR_FLAME),
+                                          qos_overriding_options=topics.overriding())
         self.create_subscription(
-            AudioChunk, topics.AUDIO_SELF, lambda m: self._on_audio(m, "self"), topics.AUDIO_QOS
+            AudioChunk, topics.AUDIO_SELF, lambda m: self._on_audio(m, "self"),
+            topics.subscription_qos(st.AUDIO_SELF),
+            qos_overriding_options=topics.overriding(),
         )
         self.create_subscription(
-            AudioChunk, topics.AUDIO_PARTNER, lambda m: self._on_audio(m, "partner"), topics.AUDIO_QOS
+            AudioChunk, topics.AUDIO_PARTNER, lambda m: self._on_audio(m, "partner"),
+            topics.subscription_qos(st.AUDIO_PARTNER),
+            qos_overriding_options=topics.overriding(),
         )
-        self.create_subscription(FlameParams, topics.PARTNER_FLAME, self._on_partner_flame, topics.FLAME_QOS)
+        self.create_subscription(FlameParams, topics.PARTNER_FLAME, self._on_partner_flame,
+                                 topics.subscription_qos(st.PARTNER_FLAME), qos_overriding_options=topics.overriding())
         self.create_subscription(
-            RelationshipMsg, topics.RELATIONSHIP, self._on_relationship, topics.RELATIONSHIP_SUB_QOS
+            RelationshipMsg, topics.RELATIONSHIP, self._on_relationship, topics.subscription_qos(st.RELATIONSHIP),
+            qos_overriding_options=topics.overriding(),
         )
+        self._tf = None
+        if self.params.value("tf_parent_frame"):
+            from rsatalker_ros.tf import make_broadcaster
+
+            self._tf = make_broadcaster(self)
         self._worker = threading.Thread(target=self._work, name="rsatalker-motion", daemon=True)
         self._worker.start()
         self._timer = self.create_timer(1.0 / (2 * FPS), self._tick)
@@ -331,6 +358,20 @@ class MotionNode(Node):
             return
         self._pub.publish(msg)
         self.frames_published += 1
+        if self._tf is not None:
+            self._tf.send([self.head_transform(frame.motion, frame.source_stamp_ns)])
+
+    def head_transform(self, motion: "np.ndarray", stamp_ns: int):
+        """``geometry_msgs/TransformStamped`` of ``head_frame`` in ``tf_parent_frame`` for a
+        motion ``[56]``: the head pose ``[53:56]`` (FLAME axis-angle, radians) as a REP-103
+        quaternion (:func:`rsatalker_core.head.frames.head_transform_rep103`; docs/ros.md
+        "Frames"), zero translation (the parent frame is centred on the head's pivot)."""
+        from rsatalker_core.config import HEAD_SLICE
+        from rsatalker_core.head.frames import head_transform_rep103
+
+        t, q = head_transform_rep103(np.asarray(motion, dtype=np.float64)[HEAD_SLICE])
+        return transform_stamped(self.params.value("tf_parent_frame"), self.params.value("head_frame"), t, q,
+                                 stamp_ns)
 
     def idle(self) -> bool:
         """True when no input waits for inference and no frame waits for publication."""

@@ -1,7 +1,10 @@
 """Render node: the avatar's FLAME parameters -> RGB images (sensor_msgs/Image, rgb8).
 
-Subscribes ``avatar/flame_params`` (FlameParams, reliable), publishes ``avatar/image`` (best
-effort). Rendering (:class:`rsatalker_core.render.renderer.AvatarRenderer`: FLAME -> bound
+Subscribes ``avatar/flame_params`` (FlameParams, reliable); publishes ``avatar/image``
+(rgb8), ``avatar/image/compressed`` (JPEG, ``jpeg_quality``) and ``avatar/camera_info`` (the
+render intrinsics, plumb_bob without distortion), all three with the same stamp and the
+camera's optical ``frame_id``, reliable with depth 2 (docs/ros.md "QoS"), and the optical
+frame's static transform in ``tf_parent_frame`` on ``/tf_static`` (docs/ros.md "Frames"). Rendering (:class:`rsatalker_core.render.renderer.AvatarRenderer`: FLAME -> bound
 Gaussians + the relationship's offsets -> rasterizer) runs in a worker thread. Each frame
 renders with the message's own ``relationship`` and ``frame_index`` (time ``frame_index /
 25`` s), exactly as ``rsatalker generate`` renders the same motion offline
@@ -16,7 +19,8 @@ to a lower image rate instead of starving the motion node of CPU and of the GIL.
 latency measurement and alignment.
 
 Parameters: ``config_file``, ``device``, ``flame.*``, ``avatar.*``, ``render.*``, plus
-``frame_id`` (the camera frame of the images), ``max_fps`` (a bound on the image rate) and
+``frame_id`` (the camera's optical frame), ``tf_parent_frame``, ``jpeg_quality``,
+``publish_compressed``, ``qos_overrides.*``, ``max_fps`` (a bound on the image rate) and
 ``max_busy_fraction`` (a bound on the render thread's share of the wall time).
 """
 
@@ -27,12 +31,14 @@ import time
 from typing import TYPE_CHECKING, Any, List, Optional
 
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from rsatalker.msg import FlameParams
+from rsatalker_core.io import session_topics as st
 from rsatalker_ros import topics
 from rsatalker_ros.conversions import (
-    ConversionError, array_to_image, flame_params_relationship, flame_params_to_array, time_to_ns,
+    ConversionError, array_to_compressed_image, array_to_image, camera_info_msg, flame_params_relationship,
+    flame_params_to_array, time_to_ns, transform_stamped,
 )
 from rsatalker_ros.nodes.common import run_node
 from rsatalker_ros.params import ParameterSet, ParamSpec
@@ -43,7 +49,14 @@ if TYPE_CHECKING:
 NODE_NAME = "render_node"
 CONFIG_PREFIXES = ["device", "flame", "avatar", "render"]
 EXTRA_PARAMS = {
-    "frame_id": ("avatar_camera", ParamSpec("header frame_id of the published images")),
+    "frame_id": ("avatar_camera_optical", ParamSpec(
+        "the render camera's optical frame (REP 103: z forward, x right, y down): header frame_id of "
+        "the images and camera info, child of tf_parent_frame on /tf_static")),
+    "tf_parent_frame": ("avatar_base", ParamSpec(
+        "parent frame of the camera's static transform: the avatar's head pivot in REP-103 axes "
+        "(x forward, y left, z up); empty = publish no TF")),
+    "jpeg_quality": (85, ParamSpec("JPEG quality of avatar/image/compressed, 1-100", int_range=(1, 100))),
+    "publish_compressed": (True, ParamSpec("also publish avatar/image/compressed (JPEG)")),
     "max_fps": (0.0, ParamSpec(
         "upper bound on rendered images per second, Hz; 0 = as fast as possible. On a CPU shared "
         "with the motion node (composed bringup), a bound keeps rendering from starving inference",
@@ -78,14 +91,48 @@ class RenderNode(Node):
         self._last_render = 0.0
         self._last_duration = 0.0  # seconds the last render took
         self.frames_skipped = 0  # stale FLAME frames dropped (a newer one arrived first)
-        self._pub = self.create_publisher(Image, topics.AVATAR_IMAGE, topics.IMAGE_QOS)
-        self.create_subscription(FlameParams, topics.AVATAR_FLAME, self._on_flame, topics.FLAME_QOS)
+        # QoS (docs/ros.md "QoS"): reliable, depth-2 publishers (rviz, web_video_server and
+        # foxglove_bridge at their reliable defaults receive them); each overridable.
+        qo, image_qos = topics.overriding, (lambda: topics.publisher_qos(st.AVATAR_IMAGE))
+        self._pub = self.create_publisher(Image, topics.AVATAR_IMAGE, image_qos(), qos_overriding_options=qo())
+        self._pub_jpeg = (self.create_publisher(CompressedImage, topics.AVATAR_IMAGE_COMPRESSED, image_qos(),
+                                                qos_overriding_options=qo())
+                          if self.params.value("publish_compressed") else None)
+        self._pub_info = self.create_publisher(CameraInfo, topics.AVATAR_CAMERA_INFO, image_qos(),
+                                               qos_overriding_options=qo())
+        self._K = self.renderer.K[0].detach().cpu().double().numpy()  # [3, 3] pixels
+        self._size = (int(cfg.render.width), int(cfg.render.height))
+        self._tf_static = None
+        if self.params.value("tf_parent_frame"):
+            from rsatalker_ros.tf import make_broadcaster
+
+            self._tf_static = make_broadcaster(self, static=True)
+            if self._tf_static is not None:
+                self._tf_static.send([self.camera_transform()])
+        self.create_subscription(FlameParams, topics.AVATAR_FLAME, self._on_flame,
+                                 topics.subscription_qos(st.AVATAR_FLAME), qos_overriding_options=qo())
         self._worker = threading.Thread(target=self._work, name="rsatalker-render", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"rendering {cfg.render.width}x{cfg.render.height} on {self.renderer.device} "
             f"(backend {cfg.render.backend}) from {topics.AVATAR_FLAME}"
         )
+
+    def head_pivot(self) -> "np.ndarray":
+        """The FLAME root joint of the neutral head, ``[3]`` metres in FLAME axes: the point
+        the head pose rotates about, which ``tf_parent_frame`` is centred on."""
+        flame = self.renderer.flame
+        return (flame.J_regressor[0] @ flame.v_template).detach().cpu().double().numpy()
+
+    def camera_transform(self):
+        """``geometry_msgs/TransformStamped`` of the camera's optical frame (``frame_id``) in
+        ``tf_parent_frame`` (REP 103; :func:`rsatalker_core.head.frames.camera_optical_transform_rep103`)."""
+        from rsatalker_core.head.frames import camera_optical_transform_rep103, flame_vector_to_rep103
+
+        t, q = camera_optical_transform_rep103(self.renderer.viewmat[0].detach().cpu().double().numpy())
+        t = t - flame_vector_to_rep103(self.head_pivot())
+        return transform_stamped(self.params.value("tf_parent_frame"), self._frame_id, t, q,
+                                 self.get_clock().now().nanoseconds)
 
     def _on_flame(self, msg: FlameParams) -> None:
         with self._cond:
@@ -132,7 +179,12 @@ class RenderNode(Node):
                 continue
             finally:
                 self._last_duration = time.monotonic() - self._last_render
-            self._pub.publish(array_to_image(rgb, time_to_ns(msg.header.stamp), self._frame_id))
+            stamp_ns = time_to_ns(msg.header.stamp)  # one stamp for the image, JPEG and camera info
+            self._pub.publish(array_to_image(rgb, stamp_ns, self._frame_id))
+            if self._pub_jpeg is not None:
+                self._pub_jpeg.publish(array_to_compressed_image(rgb, stamp_ns, self._frame_id,
+                                                                 int(self.params.value("jpeg_quality"))))
+            self._pub_info.publish(camera_info_msg(self._K, *self._size, stamp_ns, self._frame_id))
             self.frames_rendered += 1
 
     def destroy_node(self) -> None:
