@@ -12,11 +12,15 @@ record (default false) and bag_path: with record:=true, ``ros2 bag record -s mca
 session topics (rsatalker_core.io.session_topics: avatar FLAME parameters and images, self and
 partner audio, partner FLAME parameters, relationship) into bag_path (empty: rosbag2's own timestamped name); evaluate it
 with ``rsatalker evaluate-bag <bag_path>``.
+namespace (default empty): every node, topic and the bag's topic list go under it (the
+parameter file's '/**/<node>' keys still apply); use_sim_time (default false): the nodes take
+/clock (e.g. from ``ros2 bag play --clock``); log_level (debug, info, warn, error, fatal;
+default info).
 Works with Humble and later (no EqualsSubstitution).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
@@ -25,8 +29,17 @@ from launch_ros.substitutions import FindPackageShare
 
 from rsatalker_core.io.session_topics import session_topic_names
 
-#: What ``record:=true`` records: the session topics, absolute names.
-RECORD_TOPICS = session_topic_names(absolute=True)
+
+def _recorder(context):
+    """``ros2 bag record -s mcap [-o bag_path] <session topics>`` when record:=true, the topics
+    resolved in the launch namespace (``/robot1/avatar/flame_params``), so the bag holds the
+    topics the nodes really use."""
+    if LaunchConfiguration("record").perform(context) != "true":
+        return []
+    namespace = LaunchConfiguration("namespace").perform(context)
+    bag_path = LaunchConfiguration("bag_path").perform(context)
+    cmd = ["ros2", "bag", "record", "-s", "mcap"] + (["-o", bag_path] if bag_path else [])
+    return [ExecuteProcess(cmd=cmd + session_topic_names(absolute=True, namespace=namespace), output="screen")]
 
 
 def _text(value):
@@ -43,8 +56,9 @@ def generate_launch_description():
     partner_audio = LaunchConfiguration("partner_audio")
     config_file = LaunchConfiguration("config_file")
     params_file = LaunchConfiguration("params_file")
-    record = LaunchConfiguration("record")
-    bag_path = LaunchConfiguration("bag_path")
+    namespace = LaunchConfiguration("namespace")
+    use_sim_time = LaunchConfiguration("use_sim_time")
+    log_level = LaunchConfiguration("log_level")
 
     arguments = [
         DeclareLaunchArgument(
@@ -84,37 +98,45 @@ def generate_launch_description():
             default_value="",
             description="directory of the recorded bag (must not exist); empty = rosbag2's timestamped name",
         ),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of every node and topic (e.g. robot1); empty = the root"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", choices=["true", "false"],
+                              description="use /clock (simulation or bag playback with --clock)"),
+        DeclareLaunchArgument("log_level", default_value="info",
+                              choices=["debug", "info", "warn", "error", "fatal"],
+                              description="log level of every node"),
     ]
     use_file = IfCondition(PythonExpression(["'", input_source, "' == 'file'"]))
     use_mic = IfCondition(PythonExpression(["'", input_source, "' == 'mic'"]))
     has_partner = IfCondition(PythonExpression(["'", partner_audio, "' != ''"]))
-    record_named = IfCondition(PythonExpression(["'", record, "' == 'true' and '", bag_path, "' != ''"]))
-    record_default = IfCondition(PythonExpression(["'", record, "' == 'true' and '", bag_path, "' == ''"]))
+    # What every node shares: the namespace, the clock and the log level.
+    common = {"namespace": namespace, "ros_arguments": ["--log-level", log_level], "output": "screen"}
+    sim_time = {"use_sim_time": ParameterValue(use_sim_time, value_type=bool)}
 
     nodes = [
         Node(
             package="rsatalker",
             executable="audio_capture",
             name="audio_capture",
-            parameters=[params_file, {"config_file": _text(config_file), "role": "self"}],
+            parameters=[params_file, {"config_file": _text(config_file), "role": "self"}, sim_time],
             condition=use_mic,
-            output="screen",
+            **common,
         ),
         Node(
             package="rsatalker",
             executable="audio_player",
             name="audio_player_self",
-            parameters=[params_file, {"config_file": _text(config_file), "file": _text(self_audio), "role": "self"}],
+            parameters=[params_file, {"config_file": _text(config_file), "file": _text(self_audio), "role": "self"}, sim_time],
             condition=use_file,
-            output="screen",
+            **common,
         ),
         Node(
             package="rsatalker",
             executable="audio_player",
             name="audio_player_partner",
-            parameters=[params_file, {"config_file": _text(config_file), "file": _text(partner_audio), "role": "partner"}],
+            parameters=[params_file, {"config_file": _text(config_file), "file": _text(partner_audio), "role": "partner"}, sim_time],
             condition=has_partner,
-            output="screen",
+            **common,
         ),
         Node(
             package="rsatalker",
@@ -123,27 +145,17 @@ def generate_launch_description():
             parameters=[
                 params_file,
                 {"config_file": _text(config_file), "relationship": _text(relationship), "device": _text(device)},
+                sim_time,
             ],
-            output="screen",
+            **common,
         ),
         Node(
             package="rsatalker",
             executable="render_node",
             name="render_node",
-            parameters=[params_file, {"config_file": _text(config_file), "device": _text(device)}],
-            output="screen",
+            parameters=[params_file, {"config_file": _text(config_file), "device": _text(device)}, sim_time],
+            **common,
         ),
     ]
-    recorders = [
-        ExecuteProcess(
-            cmd=["ros2", "bag", "record", "-s", "mcap", "-o", bag_path] + RECORD_TOPICS,
-            condition=record_named,
-            output="screen",
-        ),
-        ExecuteProcess(
-            cmd=["ros2", "bag", "record", "-s", "mcap"] + RECORD_TOPICS,
-            condition=record_default,
-            output="screen",
-        ),
-    ]
+    recorders = [OpaqueFunction(function=_recorder)]
     return LaunchDescription(arguments + nodes + recorders)

@@ -83,6 +83,11 @@ def _declared_params(executable):
     return mod, set(parameter_names(mod.CONFIG_PREFIXES, mod.EXTRA_PARAMS))
 
 
+def _node_of(key):
+    """Node name of a parameter-file key ('/**/motion_node' -> 'motion_node')."""
+    return key.rsplit("/", 1)[-1]
+
+
 def test_launch_file_is_valid_python_with_generate_function(launch_tree):
     names = [f.name for f in launch_tree.body if isinstance(f, ast.FunctionDef)]
     assert "generate_launch_description" in names
@@ -116,7 +121,8 @@ def test_every_launch_argument_declared_and_used(launch_tree):
                 declared.add(_const(call.args[0]))
             elif _call_name(call) == "LaunchConfiguration":
                 used.add(_const(call.args[0]))
-    required = {"relationship", "device", "input_source", "self_audio", "partner_audio", "params_file"}
+    required = {"relationship", "device", "input_source", "self_audio", "partner_audio", "params_file",
+                "namespace", "use_sim_time", "log_level"}
     assert required <= declared
     assert declared == used, f"declared but unused: {declared - used}; used but undeclared: {used - declared}"
 
@@ -141,7 +147,10 @@ def test_parameter_file_keys_are_declared_by_their_nodes(launch_nodes):
     pytest.importorskip("rclpy")
     data = yaml.safe_load(ROS_YAML.read_text())
     by_name = {n["name"]: n for n in launch_nodes}
-    for section, body in data.items():
+    for key, body in data.items():
+        # '/**/<node>': the values apply in any namespace (a plain '<node>' only in the root one)
+        assert key.startswith("/**/"), f"ros.yaml key '{key}' is not namespace-proof"
+        section = _node_of(key)
         assert section in by_name, f"ros.yaml section '{section}' configures no node of the launch file"
         keys = set(body["ros__parameters"])
         _, declared = _declared_params(by_name[section]["executable"])
@@ -166,9 +175,10 @@ def test_parameter_file_values_declare_on_real_nodes(launch_nodes):
     rclpy.init(args=["test", "--ros-args", "--params-file", str(ROS_YAML)], context=ctx,
                domain_id=free_domain_id())
     try:
-        for section, body in data.items():
+        for key, body in data.items():
+            section = _node_of(key)
             mod, _ = _declared_params(exe_of[section])
-            node = Node(section, context=ctx)
+            node = Node(section, namespace="/robot1", context=ctx)  # '/**/' keys match in any namespace
             try:
                 pset = ParameterSet(node, mod.CONFIG_PREFIXES, mod.EXTRA_PARAMS)
                 pset.declare()
@@ -180,92 +190,71 @@ def test_parameter_file_values_declare_on_real_nodes(launch_nodes):
         rclpy.shutdown(context=ctx)
 
 
-def _core_imports(launch_tree):
-    """Name -> object of each ``from rsatalker_core... import name`` at the launch file's top level."""
-    out = {}
-    for node in launch_tree.body:
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rsatalker_core"):
-            mod = importlib.import_module(node.module)
-            out.update({a.asname or a.name: getattr(mod, a.name) for a in node.names})
-    return out
+def _function(launch_tree, name, env):
+    """The launch file's top-level function ``name``, compiled alone with globals ``env``."""
+    fn = next(n for n in launch_tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
+    code = compile(ast.Module(body=[fn], type_ignores=[]), str(LAUNCH), "exec")
+    scope = dict(env)
+    exec(code, scope)
+    return scope[name]
 
 
-def _record_processes(launch_tree):
-    """[(cmd elements as constants or ('arg', name)), condition AST] of each ExecuteProcess."""
-    consts = {}
-    imported = _core_imports(launch_tree)
-    for node in launch_tree.body:  # module-level lists such as RECORD_TOPICS
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.List):
-            consts[node.targets[0].id] = [_const(e) for e in node.value.elts]
-        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and _call_name(node.value) in imported:
-            # a call of a function the file imports from rsatalker_core, with constant arguments
-            call = node.value
-            consts[node.targets[0].id] = list(imported[_call_name(call)](
-                *[_const(a) for a in call.args], **{k.arg: _const(k.value) for k in call.keywords}))
-    args = {}  # local variable -> launch argument name
-    for node in ast.walk(launch_tree):
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                and _call_name(node.value) == "LaunchConfiguration"):
-            args[node.targets[0].id] = _const(node.value.args[0])
+class _Arg:
+    """Stand-in for launch's LaunchConfiguration: ``perform(context)`` reads a dict."""
 
-    def flatten(expr):
-        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
-            return flatten(expr.left) + flatten(expr.right)
-        if isinstance(expr, ast.Name) and expr.id in consts:
-            return list(consts[expr.id])
-        assert isinstance(expr, ast.List), ast.dump(expr)
-        return [_const(e) if isinstance(e, ast.Constant) else ("arg", args[e.id]) for e in expr.elts]
+    def __init__(self, name):
+        self.name = name
 
-    out = []
+    def perform(self, context):
+        return context[self.name]
+
+
+def test_every_node_takes_namespace_sim_time_and_log_level(launch_tree, launch_nodes):
+    assigns = {n.targets[0].id: n.value for n in ast.walk(launch_tree)
+               if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)}
+    common = assigns["common"]
+    keys = {_const(k): v for k, v in zip(common.keys, common.values)}
+    assert isinstance(keys["namespace"], ast.Name) and keys["namespace"].id == "namespace"
+    assert [_const(e) if isinstance(e, ast.Constant) else e.id for e in keys["ros_arguments"].elts] \
+        == ["--log-level", "log_level"]
+    sim = assigns["sim_time"]
+    assert [_const(k) for k in sim.keys] == ["use_sim_time"]
+    assert "value_type=bool" in ast.unparse(sim.values[0])  # a bool parameter, not the string 'false'
     for call in ast.walk(launch_tree):
-        if isinstance(call, ast.Call) and _call_name(call) == "ExecuteProcess":
+        if isinstance(call, ast.Call) and _call_name(call) == "Node":
             kw = {k.arg: k.value for k in call.keywords}
-            out.append((flatten(kw["cmd"]), kw.get("condition")))
-    return out
+            assert isinstance(kw.get(None), ast.Name) and kw[None].id == "common", ast.unparse(call)[:80]
+            assert "sim_time" in [getattr(e, "id", None) for e in kw["parameters"].elts], ast.unparse(call)[:80]
+    assert launch_nodes
 
 
-def test_record_argument_runs_ros2_bag_record_with_the_session_topics(launch_tree):
-    from rsatalker_core.io.session_topics import SESSION_TOPICS
+def test_record_argument_runs_ros2_bag_record_with_the_namespaced_session_topics(launch_tree):
+    from rsatalker_core.io.session_topics import SESSION_TOPICS, session_topic_names
 
     defaults = {}
     for call in ast.walk(launch_tree):
         if isinstance(call, ast.Call) and _call_name(call) == "DeclareLaunchArgument":
             kw = {k.arg: k.value for k in call.keywords}
             defaults[_const(call.args[0])] = _const(kw.get("default_value"))
-    assert defaults["record"] == "false" and defaults["bag_path"] == ""
-
-    procs = _record_processes(launch_tree)
-    assert procs, "no ExecuteProcess for record:=true"
-    expected_topics = {"/" + t for t in SESSION_TOPICS}
-    named = [cmd for cmd, _ in procs if "-o" in cmd]
-    assert len(named) == 1 and named[0][named[0].index("-o") + 1] == ("arg", "bag_path")
-    conditions = []
-    for cmd, condition in procs:
-        assert cmd[:3] == ["ros2", "bag", "record"]
-        assert cmd[cmd.index("-s") + 1] == "mcap"
-        assert {c for c in cmd if isinstance(c, str) and c.startswith("/")} == expected_topics
-        # each runs only with record:=true: IfCondition(PythonExpression([... record ...]))
-        assert isinstance(condition, ast.Name)
-        assign = next(n for n in ast.walk(launch_tree) if isinstance(n, ast.Assign)
-                      and getattr(n.targets[0], "id", None) == condition.id)
-        assert _call_name(assign.value) == "IfCondition"
-        expr = assign.value.args[0]
-        assert _call_name(expr) == "PythonExpression"
-        conditions.append((cmd, expr.args[0].elts))
-    # evaluate the conditions as launch would, for each record / bag_path combination
+    assert defaults["record"] == "false" and defaults["bag_path"] == "" and defaults["namespace"] == ""
+    # the recorder is an OpaqueFunction(function=_recorder) of the description
+    opaque = [c for c in ast.walk(launch_tree) if isinstance(c, ast.Call) and _call_name(c) == "OpaqueFunction"]
+    assert len(opaque) == 1 and ast.unparse(opaque[0].keywords[0].value) == "_recorder"
+    recorder = _function(launch_tree, "_recorder", {
+        "LaunchConfiguration": _Arg, "ExecuteProcess": lambda cmd, output: cmd,
+        "session_topic_names": session_topic_names})
     for record in ("true", "false"):
         for path in ("", "out/session"):
-            values = {"record": record, "bag_path": path}
-            running = [cmd for cmd, parts in conditions
-                       if eval("".join(_const(e) if isinstance(e, ast.Constant) else values[e.id] for e in parts))]
-            if record == "false":
-                assert running == [], (record, path)
-            else:
-                assert len(running) == 1, (record, path)
-                assert ("-o" in running[0]) == bool(path)
-    # the names come from rsatalker_core.io.session_topics, not from a list of its own
-    assert {getattr(obj, "__module__", None) for obj in _core_imports(launch_tree).values()} \
-        == {"rsatalker_core.io.session_topics"}
+            for ns in ("", "robot1", "/lab/robot1"):
+                cmds = recorder({"record": record, "bag_path": path, "namespace": ns})
+                if record == "false":
+                    assert cmds == []
+                    continue
+                (cmd,) = cmds
+                assert cmd[:3] == ["ros2", "bag", "record"] and cmd[cmd.index("-s") + 1] == "mcap"
+                assert ("-o" in cmd) == bool(path) and (not path or cmd[cmd.index("-o") + 1] == path)
+                prefix = "/" + ns.strip("/") + "/" if ns else "/"
+                assert [c for c in cmd if c.startswith("/")] == [prefix + t for t in SESSION_TOPICS]
     assert not [n for n in ast.walk(launch_tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
                 and "/" in n.value and n.value.strip("/") in SESSION_TOPICS], \
         "a topic name written into the launch file"  # ("relationship" is also an argument name)
