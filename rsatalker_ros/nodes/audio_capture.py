@@ -19,6 +19,7 @@ import numpy as np
 from rclpy.node import Node
 
 from rsatalker.msg import AudioChunk
+from rsatalker_core.io import session_topics as st
 from rsatalker_ros import topics
 from rsatalker_ros.conversions import ConversionError, array_to_audio_chunk
 from rsatalker_ros.nodes.common import run_node
@@ -59,7 +60,8 @@ class AudioCaptureNode(Node):
         self.chunks_published = 0
         self._reported = False
         topic = p("topic") or topics.audio_topic(self.role)
-        self._pub = self.create_publisher(AudioChunk, topic, topics.AUDIO_QOS)
+        self._pub = self.create_publisher(AudioChunk, topic, topics.publisher_qos(st.AUDIO_SELF),
+                                          qos_overriding_options=topics.overriding())  # reliable: tools match
         self._open()
         retry = float(p("retry_seconds"))
         self._retry_timer = self.create_timer(retry, self._retry) if retry > 0 and self.stream is None else None

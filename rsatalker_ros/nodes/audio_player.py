@@ -28,6 +28,7 @@ from rclpy.node import Node
 from rsatalker.msg import AudioChunk
 from rsatalker_core.speech.audio import load_audio
 from rsatalker_core.errors import ConfigError
+from rsatalker_core.io import session_topics as st
 from rsatalker_ros import topics
 from rsatalker_ros.conversions import array_to_audio_chunk
 from rsatalker_ros.nodes.common import run_node
@@ -86,7 +87,8 @@ class AudioPlayerNode(Node):
         self._t0_ns: Optional[int] = None
         self._wait_for = int(p("wait_for_subscribers"))
         topic = p("topic") or topics.audio_topic(self.role)
-        self._pub = self.create_publisher(AudioChunk, topic, topics.AUDIO_QOS)
+        self._pub = self.create_publisher(AudioChunk, topic, topics.publisher_qos(st.AUDIO_SELF),
+                                          qos_overriding_options=topics.overriding())  # reliable: tools match
         period = cfg.streaming.chunk_seconds / self.rate
         self._timer = self.create_timer(period, self._tick)
         self.get_logger().info(
