@@ -16,6 +16,7 @@ NODES = {
     "recorder": "rsatalker_ros.nodes.recorder:main",
     "training_node": "rsatalker_ros.nodes.training_node:main",
     "face_tracker": "rsatalker_ros.nodes.face_tracker:main",
+    "head_driver": "rsatalker_ros.nodes.head_driver:main",
     "bringup": "rsatalker_ros.bringup:main",
 }
 

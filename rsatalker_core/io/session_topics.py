@@ -81,6 +81,11 @@ __all__ = [
     "AVATAR_CAMERA_INFO",
     "TF",
     "TF_STATIC",
+    "HEAD_JOINT_STATES",
+    "HEAD_JOINT_TRAJECTORY",
+    "ROBOT_SPEECH",
+    "AUDIO_PCM16",
+    "ROBOT_TOPICS",
     "SESSION",
     "SESSION_TOPICS",
     "ALL_TOPICS",
@@ -172,13 +177,26 @@ TF = TopicSpec("/tf", "tf2_msgs/msg/TFMessage", "tf", RELIABLE,
 TF_STATIC = TopicSpec("/tf_static", "tf2_msgs/msg/TFMessage", "tf_static", LATCHED,
                       "the render camera's optical frame (static)")
 
+HEAD_JOINT_STATES = TopicSpec("head/joint_states", "sensor_msgs/msg/JointState", "head_joint_states", RELIABLE,
+                              "the head driver's joint commands (position rad, velocity rad/s), one per FLAME frame")
+HEAD_JOINT_TRAJECTORY = TopicSpec(
+    "head/joint_trajectory", "trajectory_msgs/msg/JointTrajectory", "head_joint_trajectory", RELIABLE,
+    "the same as a one-point trajectory for ros2_control's joint_trajectory_controller (remap to "
+    "/<controller>/joint_trajectory)")
+ROBOT_SPEECH = TopicSpec("robot/speech", "rsatalker/msg/AudioChunk", "robot_speech", SENSOR,
+                         "the robot's own speech (its TTS output); role:=robot relays it to audio/self")
+AUDIO_PCM16 = TopicSpec("audio/pcm16", "std_msgs/msg/UInt8MultiArray", "pcm16_audio", SENSOR,
+                        "mono PCM16 little-endian bytes (audio_common's AudioData payload) for the audio adapter")
+#: Topics of a robot body (head driver, robot speech, audio adapter).
+ROBOT_TOPICS: Tuple[TopicSpec, ...] = (HEAD_JOINT_STATES, HEAD_JOINT_TRAJECTORY, ROBOT_SPEECH, AUDIO_PCM16)
+
 #: The topics of a recorded session, in recording order.
 SESSION: Tuple[TopicSpec, ...] = (AVATAR_FLAME, AVATAR_IMAGE, AUDIO_SELF, AUDIO_PARTNER, PARTNER_FLAME,
                                   RELATIONSHIP)
 #: Every topic of the graph.
 ALL_TOPICS: Tuple[TopicSpec, ...] = SESSION + (TRAINING_PROGRESS, PARTNER_CAMERA, PARTNER_CAMERA_COMPRESSED,
                                                PARTNER_CAMERA_INFO, SELF_CAMERA, AVATAR_IMAGE_COMPRESSED, AVATAR_CAMERA_INFO,
-                                               TF, TF_STATIC)
+                                               TF, TF_STATIC) + ROBOT_TOPICS
 #: Session topic (relative name) -> message type.
 SESSION_TOPICS: Dict[str, str] = {t.name: t.msgtype for t in SESSION}
 
