@@ -49,6 +49,12 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py | tee benchmarks/results.md
 
+# On a CUDA machine: gsplat-vs-torch parity, CUDA render/motion benchmarks and short stage-2/3
+# runs, results in benchmarks/results_gpu.md (scripts/gpu_check.py). Without CUDA: one line.
+.PHONY: gpu-check
+gpu-check: $(VENV)/.stamp-deps
+	$(PY) scripts/gpu_check.py
+
 # The shipped default motion checkpoint (README "Default motion model"): a SYNTHETIC-
 # SUPERVISION corpus (git-ignored cache/), stage-1 training, export to the package assets,
 # held-out evaluation. An interrupted run continues from its checkpoint.

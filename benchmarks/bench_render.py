@@ -15,6 +15,14 @@ Times are medians of per-frame CPU time of this thread (``time.thread_time``), w
 busy machine distorts less than wall time; a wall-time column is given too. The parity
 columns compare the two backends' images of the same frames. Results are committed in
 benchmarks/results_render.md.
+
+``--device cuda`` (``make gpu-check``, benchmarks/results_gpu.md) measures the gsplat path
+instead: wall ms/frame (``torch.cuda.synchronize`` before each clock read) of a clip of
+``--frames`` frames rendered one frame per call vs batched
+(:func:`~rsatalker_core.render.rasterize_frames`, ``batch_frames`` frames per gsplat call),
+for the rasterizer alone and for ``AvatarRenderer.render`` (uint8 frames back on the host),
+with the largest uint8 difference between the batched and the per-frame frames and the
+largest float difference of gsplat from the torch backend on the same frame.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from rsatalker_core.config import RsatalkerConfig  # noqa: E402
-from rsatalker_core.render import rasterize, warmup_backend  # noqa: E402
+from rsatalker_core.render import rasterize, rasterize_frames, warmup_backend  # noqa: E402
 from rsatalker_core.render.renderer import AvatarRenderer  # noqa: E402
 
 BACKENDS = ("torch", "numba")
@@ -65,12 +73,108 @@ def _interleaved(fns: Dict[str, Callable[[int], object]], frames: int, repeats: 
     return {k: (statistics.median(cpu[k]), statistics.median(wall[k])) for k in fns}
 
 
+def _cuda_timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
+    """Median wall ms of ``fn()`` (``sync()`` before each clock read), after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def cuda_rows(sizes: List[int], frames: int, repeats: int, batch_frames: int,
+              device: str = "cuda", backend: str = "gsplat") -> List[str]:
+    """The CUDA table: per-frame vs batched gsplat calls (see the module docstring).
+
+    ``device`` / ``backend`` other than cuda / gsplat only serve to check this function's
+    structure on a machine without CUDA (the table then measures that backend's loop).
+    """
+    on_cuda = device == "cuda"
+    sync = torch.cuda.synchronize if on_cuda else (lambda: None)
+    rows = []
+    motion = _motion(frames)
+    for size in sizes:
+        cfg = RsatalkerConfig()
+        cfg.device = device
+        cfg.render.width = cfg.render.height = size
+        cfg.render.backend = backend
+        r = AvatarRenderer(cfg, batch_frames=batch_frames)
+        with torch.inference_mode():
+            m = torch.as_tensor(motion, device=r.device)
+            g = r.avatar(r.flame.forward_motion(m), r.flame.faces, None)
+            bg = r.background.reshape(1, -1)
+            n = len(g["opacities"])
+
+            def one(i: int, backend: str = backend) -> torch.Tensor:
+                return rasterize(g["means"][i], g["quats"][i], g["scales"][i], g["opacities"], g["colors"],
+                                 r.viewmat, r.K, size, size, backgrounds=bg, backend=backend)[0]
+
+            def per_frame_raster() -> None:
+                for i in range(frames):
+                    one(i)
+
+            def batched_raster() -> None:
+                rasterize_frames(g["means"], g["quats"], g["scales"], g["opacities"], g["colors"], r.viewmat,
+                                 r.K, size, size, bg, backend=backend, batch_frames=batch_frames)
+
+            t_pf = _cuda_timed(per_frame_raster, repeats, sync) / frames
+            t_b = _cuda_timed(batched_raster, repeats, sync) / frames
+            vs_torch = max((one(i) - one(i, "torch")).abs().max().item() for i in range(min(frames, 4)))
+        u8_pf = np.stack([r.render(motion[i]) for i in range(frames)])
+        u8_b = r.render(motion)
+        max_u8 = int(np.abs(u8_b.astype(np.int16) - u8_pf.astype(np.int16)).max())
+        t_full_pf = _cuda_timed(lambda: [r.render(motion[i]) for i in range(frames)], repeats, sync) / frames
+        t_full_b = _cuda_timed(lambda: r.render(motion), repeats, sync) / frames
+        for what, pf, b in (("rasterize", t_pf, t_b), ("AvatarRenderer.render", t_full_pf, t_full_b)):
+            rows.append(f"| {size}x{size} | {what} | per frame | {pf:.2f} | {1e3 / pf:.0f} | 1.00x | | {vs_torch:.1e} |")
+            rows.append(f"| {size}x{size} | {what} | batched ({batch_frames}/call) | {b:.2f} | {1e3 / b:.0f} "
+                        f"| {pf / b:.2f}x | {max_u8} | |")
+    dev = torch.cuda.get_device_name(0) if on_cuda else f"{platform.machine()} CPU ({backend})"
+    try:
+        import gsplat
+
+        gs = gsplat.__version__
+    except Exception:  # noqa: BLE001 (report, do not fail the table)
+        gs = "?"
+    return [
+        f"# CUDA render: {backend}, one call per frame vs batched",
+        "",
+        f"device: {dev}, torch {torch.__version__} (CUDA {torch.version.cuda}), gsplat {gs}, {n} Gaussians "
+        f"(default avatar), clip of {frames} frames, medians of {repeats} runs, wall time",
+        "",
+        "| size | what | calls | ms/frame (wall) | fps | speed-up | max uint8 diff vs per frame "
+        "| max abs diff vs torch backend |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=10, help="frames timed per row and backend")
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="square image sizes, pixels")
     ap.add_argument("--out", default=None, help="also write the markdown to this file")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cpu: torch vs numba (default); cuda: gsplat per frame vs batched")
+    ap.add_argument("--frames", type=int, default=64, help="(cuda) frames in the timed clip")
+    ap.add_argument("--batch-frames", type=int, default=32, help="(cuda) frames per batched gsplat call")
     args = ap.parse_args()
+
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("bench_render: no CUDA device available to torch; use --device cpu")
+            return
+        warnings.simplefilter("ignore")  # the FLAME stand-in notice
+        text = "\n".join(cuda_rows(args.sizes, args.frames, args.repeats, args.batch_frames)) + "\n"
+        print(text)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(text)
+        return
 
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")  # the FLAME stand-in notice

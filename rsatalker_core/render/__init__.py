@@ -6,6 +6,10 @@ All backends follow gsplat's 'classic' conventions (docs/method.md §6): pixel c
 alpha clamped to 0.999, alpha below 1/255 skipped, compositing stopped at transmittance
 1e-4, near/far planes at 0.01 / 1e10 metres.
 
+:func:`rasterize` splats one set of Gaussians into C cameras; :func:`rasterize_frames`
+renders the frames of a clip (per-frame Gaussians and cameras): in batched gsplat calls on
+CUDA, one :func:`rasterize` per frame on CPU (docs/architecture.md, render backends).
+
 Example:
     >>> from rsatalker_core.render import rasterize
     >>> from rsatalker_core.render.camera import default_camera
