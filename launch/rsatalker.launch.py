@@ -16,6 +16,10 @@ namespace (default empty): every node, topic and the bag's topic list go under i
 parameter file's '/**/<node>' keys still apply); use_sim_time (default false): the nodes take
 /clock (e.g. from ``ros2 bag play --clock``); log_level (debug, info, warn, error, fatal;
 default info).
+role (screen | robot, default screen): on a screen the microphone (or self_audio) is the
+avatar's own speech; on a robot the robot's speech (its TTS output, robot_speech_topic, as
+robot_speech_format chunk | pcm16 | audio_common at robot_speech_rate Hz) becomes audio/self
+through the audio_adapter node and the microphone hears the partner (audio/partner).
 Works with Humble and later (no EqualsSubstitution).
 """
 
@@ -27,6 +31,7 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from rsatalker_core.io import session_topics as st
 from rsatalker_core.io.session_topics import session_topic_names
 
 
@@ -59,8 +64,23 @@ def generate_launch_description():
     namespace = LaunchConfiguration("namespace")
     use_sim_time = LaunchConfiguration("use_sim_time")
     log_level = LaunchConfiguration("log_level")
+    role = LaunchConfiguration("role")
+    robot_speech_topic = LaunchConfiguration("robot_speech_topic")
+    robot_speech_format = LaunchConfiguration("robot_speech_format")
+    robot_speech_rate = LaunchConfiguration("robot_speech_rate")
 
     arguments = [
+        DeclareLaunchArgument("role", default_value="screen", choices=["screen", "robot"],
+                              description="screen: microphone = the avatar's speech; robot: the robot's "
+                              "speech (robot_speech_topic) = self, microphone = partner"),
+        DeclareLaunchArgument("robot_speech_topic", default_value=st.ROBOT_SPEECH.name,
+                              description="role:=robot: the robot's TTS audio topic"),
+        DeclareLaunchArgument("robot_speech_format", default_value="chunk",
+                              choices=["chunk", "pcm16", "audio_common"],
+                              description="role:=robot: rsatalker/AudioChunk, std_msgs/UInt8MultiArray PCM16, "
+                              "or audio_common_msgs/AudioData"),
+        DeclareLaunchArgument("robot_speech_rate", default_value="16000",
+                              description="role:=robot: sample rate of PCM16 speech, Hz"),
         DeclareLaunchArgument(
             "relationship",
             default_value="couple",
@@ -106,7 +126,9 @@ def generate_launch_description():
                               choices=["debug", "info", "warn", "error", "fatal"],
                               description="log level of every node"),
     ]
-    use_file = IfCondition(PythonExpression(["'", input_source, "' == 'file'"]))
+    use_file = IfCondition(PythonExpression(["'", input_source, "' == 'file' and '", role, "' == 'screen'"]))
+    is_robot = IfCondition(PythonExpression(["'", role, "' == 'robot'"]))
+    mic_role = PythonExpression(["'partner' if '", role, "' == 'robot' else 'self'"])
     use_mic = IfCondition(PythonExpression(["'", input_source, "' == 'mic'"]))
     has_partner = IfCondition(PythonExpression(["'", partner_audio, "' != ''"]))
     # What every node shares: the namespace, the clock and the log level.
@@ -118,8 +140,18 @@ def generate_launch_description():
             package="rsatalker",
             executable="audio_capture",
             name="audio_capture",
-            parameters=[params_file, {"config_file": _text(config_file), "role": "self"}, sim_time],
+            parameters=[params_file, {"config_file": _text(config_file), "role": _text(mic_role)}, sim_time],
             condition=use_mic,
+            **common,
+        ),
+        Node(
+            package="rsatalker",
+            executable="audio_adapter",
+            name="audio_adapter",
+            parameters=[{"role": "self", "input_format": _text(robot_speech_format),
+                         "input_topic": _text(robot_speech_topic),
+                         "sample_rate": ParameterValue(robot_speech_rate, value_type=int)}, sim_time],
+            condition=is_robot,
             **common,
         ),
         Node(

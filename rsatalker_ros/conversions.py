@@ -43,6 +43,7 @@ __all__ = [
     "array_to_flame_params",
     "flame_params_relationship",
     "audio_chunk_to_array",
+    "pcm16_to_array",
     "array_to_audio_chunk",
     "image_to_array",
     "array_to_image",
@@ -261,6 +262,23 @@ def _check_audio(samples: np.ndarray, sr: int, name: str) -> None:
     except AudioError as exc:
         raise ConversionError(str(exc)) from exc
 
+
+def pcm16_to_array(data, channels: int = 1) -> np.ndarray:
+    """Interleaved signed 16-bit little-endian PCM bytes (``audio_common_msgs/AudioData.data``,
+    ``std_msgs/UInt8MultiArray.data``) -> mono ``[S]`` float32 in [-1, 1) (channels averaged).
+
+    Raises:
+        ConversionError: no bytes, an odd byte count, ``channels < 1``, or a byte count that
+            is not a whole number of frames of ``channels`` samples.
+    """
+    if int(channels) < 1:
+        raise ConversionError(f"PCM16 audio needs channels >= 1, got {channels}")
+    raw = bytes(data)
+    if not raw or len(raw) % (2 * int(channels)):
+        raise ConversionError(f"PCM16 audio: {len(raw)} bytes is not a whole number of "
+                              f"{int(channels)}-channel 16-bit frames")
+    x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    return x.reshape(-1, int(channels)).mean(axis=1).astype(np.float32)
 
 def array_to_audio_chunk(
     samples: np.ndarray,  # [S]

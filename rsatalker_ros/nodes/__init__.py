@@ -13,4 +13,6 @@ EXECUTABLES = {
     "render_node": "rsatalker_ros.nodes.render_node",
     "recorder": "rsatalker_ros.nodes.recorder",
     "training_node": "rsatalker_ros.nodes.training_node",
+    "head_driver": "rsatalker_ros.nodes.head_driver",
+    "audio_adapter": "rsatalker_ros.nodes.audio_adapter",
 }

@@ -36,8 +36,14 @@ from rsatalker_core.robot.head_config import load_head_driver_config
 from rsatalker_core.robot.head_driver import HeadDriver, JointCommand
 from rsatalker_ros import topics
 from rsatalker_ros.nodes.common import run_node
+from rsatalker_ros.params import ParameterSet, ParamSpec
 
 NODE_NAME = "head_driver"
+CONFIG_PREFIXES: List[str] = []
+EXTRA_PARAMS = {
+    "head_config": ("", ParamSpec("head driver YAML (joints, maps, limits, smoothing, lead); "
+                                  "e.g. config/head_driver_example.yaml")),
+}
 
 
 class HeadDriverNode(Node):
@@ -49,7 +55,9 @@ class HeadDriverNode(Node):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs: Any):
         super().__init__(node_name, **kwargs)
-        path = self.declare_parameter("head_config", "").value
+        self.params = ParameterSet(self, CONFIG_PREFIXES, EXTRA_PARAMS)
+        self.params.declare()
+        path = self.params.value("head_config")
         if not path:
             raise ConfigError("head_driver: parameter 'head_config' (a YAML file, see "
                               "config/head_driver_example.yaml) is required")
