@@ -7,8 +7,12 @@
 Every subcommand first tunes the process (allocator, torch threads, thread switch interval;
 ``runtime.*`` of the config, :mod:`rsatalker_core.runtime`).
 
-Bad input (missing or non-audio file, npz without ``exp``/``pose``, unknown relationship,
-unusable config) prints one ``error:`` line and exits with status 2.
+Bad input (missing or non-audio file, audio beyond ±1e3 or non-finite, npz without
+``exp``/``pose`` or outside the FLAME ranges, unknown relationship, unusable config or
+device, an output path that cannot be written) prints one ``error:`` line and exits with
+status 2, before any work starts where it can be known then. Outputs appear only when the
+whole command succeeded (:class:`rsatalker_core.io.outputs.AtomicOutputs`): a failed
+render leaves neither the mp4 nor the motion npz, and no temporary file.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import os
 import time
 from typing import List, Optional
 
-from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.errors import OutputError, RsatalkerError
 from rsatalker_core.training.cli import add_train_parser
 from rsatalker_core.evaluation.bag_cli import add_evaluate_bag_parser
 from rsatalker_core.evaluation.cli import add_evaluate_parser
@@ -59,11 +64,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from rsatalker_core.render.renderer import AvatarRenderer
     from rsatalker_core.relationship import Relationship
     from rsatalker_core.io.video import VideoWriter
+    from rsatalker_core.device import resolve_device
+    from rsatalker_core.io.outputs import AtomicOutputs, check_writable
 
+    check_writable(args.out_motion, "file", "--out-motion")
+    if args.out_video:
+        check_writable(args.out_video, "file", "--out-video")
+        if os.path.abspath(args.out_video) == os.path.abspath(args.out_motion):
+            raise OutputError(f"--out-video and --out-motion are the same file: {args.out_video}")
     overrides = {"device": args.device} if args.device else {}
     cfg = load_config(args.config, overrides)
     rel = Relationship.parse(args.relationship)
     sr = cfg.speech.sample_rate
+    resolve_device(cfg.device)
     self_wav, _ = load_audio(args.self_audio, sr)
     partner_wav, _ = load_audio(args.partner_audio, sr)
     partner_motion = load_motion_npz(args.partner_motion) if args.partner_motion else None
@@ -76,33 +89,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
     model = MotionModel(cfg)
     # The live generator's windows, lookahead and residual motion: the same motion as the
     # ROS graph gives for this audio (rsatalker_core.model.streaming.generate_offline).
+    renderer = None
+    if not args.no_video:  # the avatar is loaded before the work, so a bad one fails first
+        renderer = AvatarRenderer(cfg, device=model.device)  # applies the avatar's offsets for rel
+        if model.expression_space not in (renderer.flame.expression_space, "unknown"):
+            log.warning("the motion's expressions are in the '%s' space but the renderer's head is '%s': "
+                        "expressions will not look as intended (docs/motion.md)",
+                        model.expression_space, renderer.flame.expression_space)
     with tqdm(total=T, desc="motion", unit="frame") as bar:
         motion = generate_offline(model, self_wav, partner_wav, sr, rel, partner_motion, T,
                                   progress=lambda n: bar.update(n - bar.n))
-    # Which head model's expression basis the coefficients are in (docs/motion.md).
-    save_motion_npz(args.out_motion, motion, extra={"expression_space": np.array(model.expression_space)})
     t_motion = time.perf_counter() - t0
-
+    t1 = time.perf_counter()
+    # Both files are written to temporaries and renamed at the end, together, or removed on
+    # any failure (Ctrl-C included): never a motion npz without its video.
+    with AtomicOutputs() as outputs:
+        # Which head model's expression basis the coefficients are in (docs/motion.md).
+        save_motion_npz(outputs.temp(args.out_motion), motion,
+                        extra={"expression_space": np.array(model.expression_space)})
+        if renderer is not None:
+            # Frames stream into ONE ffmpeg pass with the audio (memory flat in clip length).
+            audio = self_wav[: T * sr // FPS]  # exactly the T frames' span
+            with VideoWriter(outputs.temp(args.out_video), FPS, audio=audio, sample_rate=sr) as video:
+                for frame in tqdm(renderer.render_iter(motion, rel), total=T, desc="render", unit="frame"):
+                    video.write(frame)
+    t_render = time.perf_counter() - t1
     if args.no_video:
         print(
             f"wrote {args.out_motion}: {T} frames ({T / FPS:.2f} s at {FPS} fps), relationship "
             f"{rel.name}, motion {t_motion:.1f} s on {model.device}"
         )
         return 0
-
-    renderer = AvatarRenderer(cfg, device=model.device)  # applies the avatar's offsets for rel
-    if model.expression_space not in (renderer.flame.expression_space, "unknown"):
-        log.warning("the motion's expressions are in the '%s' space but the renderer's head is '%s': "
-                    "expressions will not look as intended (docs/motion.md)",
-                    model.expression_space, renderer.flame.expression_space)
-    t1 = time.perf_counter()
-    # Frames stream into ONE ffmpeg pass with the audio (memory flat in clip length); the
-    # mp4 appears only when complete (VideoWriter renames a temporary file on success).
-    audio = self_wav[: T * sr // FPS]  # exactly the T frames' span
-    with VideoWriter(args.out_video, FPS, audio=audio, sample_rate=sr) as video:
-        for frame in tqdm(renderer.render_iter(motion, rel), total=T, desc="render", unit="frame"):
-            video.write(frame)
-    t_render = time.perf_counter() - t1
     print(
         f"wrote {args.out_motion} and {args.out_video}: {T} frames ({T / FPS:.2f} s at {FPS} fps), "
         f"relationship {rel.name}, motion {t_motion:.1f} s, render+encode {t_render:.1f} s "
@@ -150,6 +167,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the environment failed a write (disk full, removed directory, ...)
+        print(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

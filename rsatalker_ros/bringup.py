@@ -19,6 +19,11 @@ config/ros.yaml``); the command-line options above override them.
 
 With file input the run ends when both files have played and the pipeline has drained;
 with a microphone after ``--duration`` seconds (0: at Ctrl-C).
+
+Bad input (unreadable audio, unknown relationship or device, unusable config, an
+``--output-dir`` or ``--bag`` that cannot be written) is reported before the graph starts as
+one ``error:`` line with exit status 2. The recordings are written and the bag is finished
+whatever ends the run (end of input, Ctrl-C, an error).
 """
 
 from __future__ import annotations
@@ -110,26 +115,57 @@ def _player(role: str, path: str, args: argparse.Namespace):
     )
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Everything the graph would otherwise fail on later, checked before it starts.
+
+    Raises:
+        RsatalkerError: (a subclass) missing/unreadable/out-of-range audio, unknown
+            relationship or device, unusable config, bad numeric options, an output directory
+            or bag path that cannot be written (a bag path must not exist yet).
+    """
+    from rsatalker_core.device import resolve_device
+    from rsatalker_core.errors import ConfigError, OutputError
+    from rsatalker_core.io.outputs import check_writable
+
+    source = args.input_source or ("file" if args.self_audio else "mic")
+    if source == "file" and not args.self_audio:
+        raise ConfigError("--input-source file needs --self-audio")
+    for name in ("duration", "start"):
+        v = getattr(args, name)
+        if not v >= 0 or v == float("inf"):
+            raise ConfigError(f"--{name} must be a finite number >= 0, got {v}")
+    if not 0.01 <= args.rate <= 100:
+        raise ConfigError(f"--rate must be in 0.01..100, got {args.rate}")
+    if not 0 <= args.render_max_fps <= 1000:
+        raise ConfigError(f"--render-max-fps must be in 0..1000 Hz, got {args.render_max_fps}")
+    if args.relationship is not None:
+        Relationship.parse(args.relationship)
+    cfg = load_config(args.config or None, {"device": args.device} if args.device else {})
+    resolve_device(cfg.device)
+    for path in (args.self_audio, args.partner_audio):
+        if path:
+            load_audio(path, None)  # missing, not audio, non-finite or out-of-range samples
+    if args.output_dir:
+        check_writable(args.output_dir, "dir", "--output-dir")
+    if args.bag:
+        import os
+
+        if os.path.lexists(args.bag):
+            raise OutputError(f"--bag {args.bag}: already exists (a new bag directory is created)")
+        check_writable(args.bag, "dir", "--bag")
+
+
 def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
     """Build the graph, run it, write the recordings. Returns the exit status."""
     from rsatalker_ros.nodes.motion_node import MotionNode
     from rsatalker_ros.nodes.recorder import RecorderNode
 
     source = args.input_source or ("file" if args.self_audio else "mic")
-    if source == "file" and not args.self_audio:
-        print("rsatalker_bringup: --input-source file needs --self-audio", file=sys.stderr)
-        return 2
-    if args.relationship is not None:
-        try:
-            Relationship.parse(args.relationship)
-        except RsatalkerError as exc:
-            print(f"rsatalker_bringup: {exc}", file=sys.stderr)
-            return 2
-
     try:
+        check_inputs(args)
         runtime = load_config(args.config or None).runtime
     except RsatalkerError as exc:
-        print(f"rsatalker_bringup: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.torch_threads is not None:
         runtime.torch_threads = args.torch_threads
@@ -138,7 +174,7 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
     try:
         tune_process(runtime)
     except RsatalkerError as exc:
-        print(f"rsatalker_bringup: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     rclpy.init(args=ros_args)
     log = rclpy.logging.get_logger("rsatalker_bringup")
@@ -197,15 +233,19 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
         return 0
     except RsatalkerError as exc:
         log.fatal(f"{type(exc).__name__}: {exc}")
-        return 1
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     finally:
         # Let callbacks still running in the MultiThreadedExecutor's pool finish first:
         # Executor.shutdown() (rclpy 7.1.6) neither waits for them nor survives them
         # touching its guard condition afterwards.
-        pool = getattr(executor, "_executor", None)
-        if pool is not None:
-            pool.shutdown(wait=True)
-        executor.shutdown()
+        try:
+            pool = getattr(executor, "_executor", None)
+            if pool is not None:
+                pool.shutdown(wait=True)
+            executor.shutdown()
+        except Exception as exc:  # the recordings and the bag must still be finished below
+            log.error(f"executor shutdown: {type(exc).__name__}: {exc}")
         if recorder is not None and args.output_dir:
             audio, sr = None, None
             if args.self_audio:
@@ -221,10 +261,13 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
                     f"{summary['flame_messages']} FLAME frames at {summary['flame_fps']:.1f} fps, "
                     f"{summary['images']} images; wrote {', '.join(written.values())}"
                 )
-            except RsatalkerError as exc:
+            except (RsatalkerError, OSError) as exc:
                 log.error(f"could not write recordings: {exc}")
-        for node in nodes:
-            node.destroy_node()
+        for node in nodes:  # the recorder finishes its bag here, whatever ended the run
+            try:
+                node.destroy_node()
+            except Exception as exc:
+                log.error(f"destroying {node.get_name()}: {type(exc).__name__}: {exc}")
         rclpy.try_shutdown()
 
 

@@ -167,7 +167,7 @@ def test_generate_needs_exactly_one_of_out_video_and_no_video(short_clip, tmp_pa
 
 def test_generate_streams_frames_into_the_video(short_clip, tmp_path, monkeypatch):
     # Frames reach the encoder while rendering goes on (none are collected first), and an
-    # interruption mid-render leaves the motion npz but no mp4 and no temporary files.
+    # interruption mid-render leaves nothing: no mp4, no motion npz, no temporary files.
     from rsatalker_core.io import video as video_mod
     from rsatalker_core.render.renderer import AvatarRenderer
 
@@ -192,4 +192,4 @@ def test_generate_streams_frames_into_the_video(short_clip, tmp_path, monkeypatc
     monkeypatch.setattr(video_mod.VideoWriter, "__init__", init)
     assert main(_args(short_clip, tmp_path)) == 130
     assert written_while_rendering == list(range(30))  # frame i is rendered after i were encoded
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -42,21 +42,33 @@ def cmd_evaluate_bag(args: argparse.Namespace) -> int:
     """Run ``evaluate-bag``. Returns the exit status (errors propagate as RsatalkerError)."""
     from rsatalker_core.evaluation.bag import evaluate_session, export_video, format_report, read_session
     from rsatalker_core.io.motion_npz import load_motion_npz
+    from rsatalker_core.io.outputs import AtomicOutputs, check_writable
+
+    # Outputs checked before the bag is read; written together at the end (AtomicOutputs).
+    if args.out:
+        check_writable(args.out, "dir", "--out")
+    if args.video:
+        check_writable(args.video, "file", "--video")
+    if args.rerender and args.device:
+        from rsatalker_core.device import resolve_device
+
+        resolve_device(args.device)
 
     gt = load_motion_npz(args.gt_npz) if args.gt_npz else None
     partner_gt = load_motion_npz(args.partner_gt_npz) if args.partner_gt_npz else None
     video = args.video or (os.path.join(args.out, "session.mp4") if args.out else None)
     session = read_session(args.bag, load_images=video is not None)
     report = evaluate_session(session, gt, partner_gt)
-    if video is not None:
-        if session.images or args.rerender:
-            report["video"] = export_video(session, video, rerender=args.rerender, config=args.config,
-                                           device=args.device)
-        elif args.video:  # asked for explicitly
-            export_video(session, video)  # raises the clear BagError
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "report.json"), "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2)
+    with AtomicOutputs() as outputs:
+        if video is not None:
+            if session.images or args.rerender:
+                info = export_video(session, outputs.temp(video), rerender=args.rerender, config=args.config,
+                                    device=args.device)
+                report["video"] = dict(info, path=str(video))
+            elif args.video:  # asked for explicitly
+                export_video(session, video)  # raises the clear BagError
+        if args.out:
+            with open(outputs.temp(os.path.join(args.out, "report.json")), "w", encoding="utf-8") as fh:
+                json.dump(report, fh, indent=2)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0

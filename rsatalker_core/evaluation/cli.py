@@ -9,7 +9,8 @@ baselines, written as Table 1-style tables, plots and a report.
 :mod:`rsatalker_core.evaluation.side_by_side`) into the output directory.
 
 Bad input (missing data directory, unknown or empty split, malformed npz or wav, unusable
-checkpoint) raises an :class:`~rsatalker_core.errors.RsatalkerError`, which the ``rsatalker``
+checkpoint or device, an ``--out`` that cannot be written, checked before the evaluation)
+raises an :class:`~rsatalker_core.errors.RsatalkerError`, which the ``rsatalker``
 CLI prints as one ``error:`` line with exit status 2.
 """
 
@@ -62,10 +63,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         overrides["motion.checkpoint"] = args.checkpoint
     if not os.path.isdir(args.data):
         raise DatasetError(f"data directory not found: {args.data}")
+    from rsatalker_core.device import resolve_device
+    from rsatalker_core.io.outputs import check_writable
+
     out = args.out or os.path.join("out", f"evaluate_{args.split}")
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"--out {out} exists and is not a directory")
+    check_writable(out, "dir", "--out")  # before the evaluation, not after it
     cfg = load_config(args.config, overrides)
+    resolve_device(cfg.device)
     if args.side_by_side < 0:
         raise ConfigError(f"--side-by-side must be >= 0, got {args.side_by_side}")
     open_split(cfg, args.data, args.split, args.max_clips)  # fail on bad data before loading the model

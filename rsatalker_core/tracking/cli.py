@@ -43,6 +43,14 @@ def cmd_track(args: argparse.Namespace) -> int:
         raise RsatalkerError(f"{args.video}: no such video file")
     if not 1.0 <= args.hfov <= 170.0:
         raise RsatalkerError(f"--hfov must be in 1..170 degrees, got {args.hfov}")
+    from rsatalker_core.io.outputs import AtomicOutputs, check_writable
+
+    wav_path = args.out_wav or os.path.splitext(args.out)[0] + ".wav"
+    check_writable(args.out, "file", "--out")
+    check_writable(wav_path, "file", "--out-wav")
+    if args.overlay:
+        check_writable(args.overlay, "file", "--overlay")
+    outputs = AtomicOutputs()  # npz, wav and overlay appear together at the end, or none
     cfg = load_config(args.config)
     flame = FlameModel(cfg.flame)
     tracker = FaceTracker(flame, args.landmark_embedding or None, selection=args.select,
@@ -51,7 +59,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     audio = read_audio_track(args.video, sr) if has_audio_stream(args.video) else None
     writer = None
     if args.overlay:
-        writer = VideoWriter(args.overlay, FPS, audio=audio, sample_rate=sr if audio is not None else None)
+        writer = VideoWriter(outputs.temp(args.overlay), FPS, audio=audio, sample_rate=sr if audio is not None else None)
         writer.__enter__()
 
     def overlay(rgb, tf):
@@ -79,22 +87,24 @@ def cmd_track(args: argparse.Namespace) -> int:
     except BaseException:
         if writer is not None:
             writer.abort()
+        outputs.abort()
         raise
     finally:
         bar.close()
         tracker.close()
-    if writer is not None:
-        writer.close()
     T = len(out["exp"])
     motion = dualtalk_to_motion(out["exp"], out["pose"])
     extra = {k: v for k, v in out.items() if k not in ("exp", "pose")}
     extra["head_model"] = np.array(head_model_name(flame))
-    save_motion_npz(args.out, motion, extra)
+    with outputs:
+        if writer is not None:
+            writer.close()
+        save_motion_npz(outputs.temp(args.out), motion, extra)
+        if audio is not None:
+            sf.write(outputs.temp(wav_path), audio, sr, subtype="PCM_16")
     msg = f"wrote {args.out}: {T} frames ({T / FPS:.2f} s at {FPS} fps), face in {out['valid'].mean():.0%} of frames"
     if audio is not None:
-        wav = args.out_wav or os.path.splitext(args.out)[0] + ".wav"
-        sf.write(wav, audio, sr, subtype="PCM_16")
-        msg += f"; {wav} ({len(audio) / sr:.2f} s, {sr} Hz)"
+        msg += f"; {wav_path} ({len(audio) / sr:.2f} s, {sr} Hz)"
     else:
         msg += "; the video has no audio stream (no wav)"
     if args.overlay:

@@ -67,6 +67,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.device:
         overrides["device"] = args.device
     cfg = load_config(args.config, overrides)
+    from rsatalker_core.device import resolve_device
+    from rsatalker_core.io.outputs import check_writable
+
+    if cfg.train.out_dir:  # an empty out_dir is reported by the trainer's own check
+        check_writable(cfg.train.out_dir, "dir", "train.out_dir")  # before the data and model load
+    resolve_device(cfg.device)
     stage = build_stage(args.stage, cfg)
     trainer = Trainer(stage, cfg.train, seed=cfg.seed, run_config=to_dict(cfg))
     n_val = len(stage.val_data) if getattr(stage, "val_data", None) is not None else 0
