@@ -229,7 +229,7 @@ def rasterize_frames(
         raise RenderError(f"rasterize_frames: means must be [B, N, 3], got {got}")
     if int(batch_frames) < 1:
         raise RenderError(f"rasterize_frames: batch_frames must be >= 1, got {batch_frames}")
-    B, N = means.shape[0], means.shape[1]
+    B = means.shape[0]
     per_frame = {"quats": quats, "scales": scales}
     shared_or_frame = {"opacities": (opacities, 1), "colors": (colors, 2)}
     for name, t in per_frame.items():
