@@ -22,7 +22,8 @@ $(VENV)/.stamp-deps: requirements.txt requirements-core.txt requirements-nodeps.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(VENV)/.stamp-msgs: $(VENV)/.stamp-deps msg/*.msg CMakeLists.txt package.xml scripts/build_msgs.sh
+$(VENV)/.stamp-msgs: $(VENV)/.stamp-deps msg/*.msg CMakeLists.txt package.xml scripts/build_msgs.sh \
+		third_party_msgs/tf2_msgs/msg/*.msg third_party_msgs/tf2_msgs/CMakeLists.txt third_party_msgs/tf2_msgs/package.xml
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/build_msgs.sh
 	@touch $@
 

@@ -3,7 +3,9 @@
 :class:`TfBroadcaster` sends ``geometry_msgs/TransformStamped`` on ``/tf`` (dynamic) or
 ``/tf_static`` (static, latched). It uses tf2_ros' ``TransformBroadcaster`` /
 ``StaticTransformBroadcaster`` where tf2_ros is installed (a ROS 2 installation); where
-only the message package ``tf2_msgs`` is (tf2_ros has no PyPI wheel), it publishes
+only the message package ``tf2_msgs`` is (tf2_ros has no PyPI wheel; in a venv without ROS,
+scripts/build_msgs.sh builds ``tf2_msgs/TFMessage`` from ``third_party_msgs/tf2_msgs``, type
+hash identical to Jazzy's), it publishes
 ``tf2_msgs/TFMessage`` itself with the same QoS as tf2_ros (:data:`rsatalker_ros.topics.TF_QOS`,
 :data:`~rsatalker_ros.topics.TF_STATIC_QOS`; static transforms accumulate, as tf2_ros
 does). Without either, :func:`make_broadcaster` returns ``None`` and the node logs once that

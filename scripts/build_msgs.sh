@@ -13,6 +13,10 @@
 #     -DRSATALKER_INSTALL_PYTHON=OFF; the Python code comes from `pip install -e .`),
 #     skipped when msg/*.msg, CMakeLists.txt, package.xml and this script are unchanged
 #     since the last successful build (stamp file in the venv).
+#  3. Builds third_party_msgs/tf2_msgs (tf2_msgs/TFMessage only, Jazzy's definition, for
+#     /tf and /tf_static: docs/ros.md "Frames") the same way, only when tf2_msgs cannot be
+#     imported or is this script's own earlier build (a ROS installation's real tf2_msgs is
+#     left alone); skipped when its files and this script are unchanged (second stamp).
 #
 # The generated typesupport libraries land in $VIRTUAL_ENV/lib, which the ROS wheels'
 # bootstrapper (ros-wheels-bootstrapper) puts on LD_LIBRARY_PATH at every interpreter
@@ -62,30 +66,60 @@ if [ ${#STALE[@]} -gt 0 ]; then
 fi
 
 # --- 2. build + install msg/ unless nothing changed ---------------------------------
+export CMAKE_PREFIX_PATH="${VIRTUAL_ENV}${CMAKE_PREFIX_PATH:+:${CMAKE_PREFIX_PATH}}"
+export AMENT_PREFIX_PATH="${VIRTUAL_ENV}${AMENT_PREFIX_PATH:+:${AMENT_PREFIX_PATH}}"
+export PATH="${VIRTUAL_ENV}/bin:${PATH}"
+
+# build_package NAME SOURCE_DIR BUILD_DIR [CMAKE_ARGS...]: configure, build and install one
+# ament_cmake package into $VIRTUAL_ENV.
+build_package() {
+  local name="$1" src="$2" build="$3"
+  shift 3
+  echo "build_msgs.sh: building ${name} into ${VIRTUAL_ENV}"
+  # A build tree configured for another venv caches that venv's package paths: start afresh.
+  if [ -f "${build}/CMakeCache.txt" ] && \
+     ! grep -qx "CMAKE_INSTALL_PREFIX:PATH=${VIRTUAL_ENV}" "${build}/CMakeCache.txt"; then
+    rm -rf "$build"
+  fi
+  cmake -S "$src" -B "$build" \
+    -DCMAKE_INSTALL_PREFIX="$VIRTUAL_ENV" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DBUILD_TESTING=OFF \
+    -DPython3_EXECUTABLE="$PY" \
+    -DPython3_FIND_VIRTUALENV=ONLY \
+    "$@"
+  cmake --build "$build" --target install -- -j"$(nproc)"
+}
+
 HASH="$(cd "$REPO" && cat msg/*.msg CMakeLists.txt package.xml scripts/build_msgs.sh | sha256sum | cut -d' ' -f1)"
 GEN="${SITE}/rsatalker/msg/_flame_params.py"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ] && [ -f "$GEN" ]; then
   echo "build_msgs.sh: messages up to date in ${VIRTUAL_ENV}"
+else
+  build_package rsatalker "$REPO" "$BUILD_DIR" -DRSATALKER_INSTALL_PYTHON=OFF
+  # Check the result in a fresh interpreter (the bootstrapper sets LD_LIBRARY_PATH there).
+  "$PY" -c "from rsatalker.msg import AudioChunk, FlameParams, Relationship; FlameParams()"
+  echo "$HASH" > "$STAMP"
+  echo "build_msgs.sh: installed rsatalker messages into ${VIRTUAL_ENV}"
+fi
+
+# --- 3. tf2_msgs (TFMessage) where no ROS installation provides it -----------------
+TF_SRC="${REPO}/third_party_msgs/tf2_msgs"
+TF_STAMP="${VIRTUAL_ENV}/.rsatalker_tf2_msgs.stamp"
+TF_MARK="rsatalker's scripts/build_msgs.sh"   # in our package.xml's description
+OURS="${VIRTUAL_ENV}/share/tf2_msgs/package.xml"
+if "$PY" -c "import tf2_msgs.msg" 2>/dev/null && ! grep -qF "$TF_MARK" "$OURS" 2>/dev/null; then
+  echo "build_msgs.sh: tf2_msgs is installed (ROS); not building third_party_msgs/tf2_msgs"
   exit 0
 fi
-echo "build_msgs.sh: building msg/ into ${VIRTUAL_ENV}"
-# A build tree configured for another venv caches that venv's package paths: start afresh.
-if [ -f "${BUILD_DIR}/CMakeCache.txt" ] && \
-   ! grep -qx "CMAKE_INSTALL_PREFIX:PATH=${VIRTUAL_ENV}" "${BUILD_DIR}/CMakeCache.txt"; then
-  rm -rf "$BUILD_DIR"
+TF_HASH="$(cd "$REPO" && cat third_party_msgs/tf2_msgs/msg/*.msg third_party_msgs/tf2_msgs/CMakeLists.txt \
+  third_party_msgs/tf2_msgs/package.xml scripts/build_msgs.sh | sha256sum | cut -d' ' -f1)"
+if [ -f "$TF_STAMP" ] && [ "$(cat "$TF_STAMP")" = "$TF_HASH" ] && \
+   [ -f "${SITE}/tf2_msgs/msg/_tf_message.py" ]; then
+  echo "build_msgs.sh: tf2_msgs up to date in ${VIRTUAL_ENV}"
+  exit 0
 fi
-export CMAKE_PREFIX_PATH="${VIRTUAL_ENV}${CMAKE_PREFIX_PATH:+:${CMAKE_PREFIX_PATH}}"
-export AMENT_PREFIX_PATH="${VIRTUAL_ENV}${AMENT_PREFIX_PATH:+:${AMENT_PREFIX_PATH}}"
-export PATH="${VIRTUAL_ENV}/bin:${PATH}"
-cmake -S "$REPO" -B "$BUILD_DIR" \
-  -DCMAKE_INSTALL_PREFIX="$VIRTUAL_ENV" \
-  -DCMAKE_BUILD_TYPE=Release \
-  -DBUILD_TESTING=OFF \
-  -DRSATALKER_INSTALL_PYTHON=OFF \
-  -DPython3_EXECUTABLE="$PY" \
-  -DPython3_FIND_VIRTUALENV=ONLY
-cmake --build "$BUILD_DIR" --target install -- -j"$(nproc)"
-# Check the result in a fresh interpreter (the bootstrapper sets LD_LIBRARY_PATH there).
-"$PY" -c "from rsatalker.msg import AudioChunk, FlameParams, Relationship; FlameParams()"
-echo "$HASH" > "$STAMP"
-echo "build_msgs.sh: installed rsatalker messages into ${VIRTUAL_ENV}"
+build_package tf2_msgs "$TF_SRC" "${REPO}/build/tf2_msgs"
+"$PY" -c "from tf2_msgs.msg import TFMessage; TFMessage()"
+echo "$TF_HASH" > "$TF_STAMP"
+echo "build_msgs.sh: installed tf2_msgs (TFMessage) into ${VIRTUAL_ENV}"
