@@ -3,6 +3,7 @@
     rsatalker generate --self-audio B.wav --partner-audio A.wav --relationship couple \\
         --out-motion out.npz (--out-video out.mp4 | --no-video) [--partner-motion A.npz] [--device cpu]
     rsatalker track VIDEO --out OUT.npz [--overlay OUT.mp4]   (face video -> FLAME npz + wav)
+    rsatalker make-dataset --root DIR --relationship R (--videos A B | --side-by-side V --crop1 .. --crop2 .. | --bag B)
 
 Every subcommand first tunes the process (allocator, torch threads, thread switch interval;
 ``runtime.*`` of the config, :mod:`rsatalker_core.runtime`).
@@ -29,6 +30,7 @@ from rsatalker_core.training.cli import add_train_parser
 from rsatalker_core.evaluation.bag_cli import add_evaluate_bag_parser
 from rsatalker_core.evaluation.cli import add_evaluate_parser
 from rsatalker_core.tracking.cli import add_track_parser
+from rsatalker_core.data.make_dataset_cli import add_make_dataset_parser
 
 log = logging.getLogger("rsatalker")
 
@@ -137,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_bag_parser(sub)
     add_evaluate_parser(sub)
     add_track_parser(sub)
+    add_make_dataset_parser(sub)
     return parser
 
 

@@ -13,14 +13,14 @@ nearest tracked frames (held at the ends; zeros when no frame was tracked): see 
 from __future__ import annotations
 
 import os
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Iterable, Optional, Tuple
 
 import numpy as np
 
 from rsatalker_core.config import FPS, MOTION_DIM
 from rsatalker_core.tracking.landmarks import TrackingError
 
-__all__ = ["track_video", "pinhole_to_weak_perspective", "fill_gaps", "head_model_name"]
+__all__ = ["track_video", "track_timed_frames", "tracked_arrays", "pinhole_to_weak_perspective", "fill_gaps", "head_model_name"]
 
 
 def head_model_name(flame) -> str:
@@ -59,6 +59,7 @@ def track_video(
     fps: float = FPS,
     progress: Optional[Callable[[int, int], None]] = None,
     on_frame: Optional[Callable[[np.ndarray, object], None]] = None,
+    crop: Optional[Tuple[int, int, int, int]] = None,
 ) -> Dict[str, np.ndarray]:
     """Track every output frame of a video at ``fps``.
 
@@ -70,12 +71,15 @@ def track_video(
         tracker: a :class:`~rsatalker_core.tracking.tracker.FaceTracker` (``video=True``).
         progress: called with ``(frames done, frames total)``.
         on_frame: called with ``(rgb [H, W, 3], TrackedFrame)`` per output frame (overlays).
+        crop: ``(x, y, w, h)`` pixels: track only this box of every frame (one person of a
+            side-by-side recording); the npz's ``cam`` then refers to the box.
 
     Returns:
         The npz arrays of the module docstring (without ``head_model``).
 
     Raises:
-        TrackingError: the file cannot be opened or holds no frames.
+        TrackingError: the file cannot be opened or holds no frames, or ``crop`` is not a
+            non-empty box inside the frame.
     """
     import cv2
 
@@ -101,7 +105,15 @@ def track_video(
                 frame, j = bgr, j + 1
             if j < want or frame is None:
                 break
-            rgb = np.ascontiguousarray(frame[:, :, ::-1])
+            if crop is not None:
+                x, y, w, h = (int(c) for c in crop)
+                fh, fw = frame.shape[:2]
+                if w < 1 or h < 1 or x < 0 or y < 0 or x + w > fw or y + h > fh:
+                    raise TrackingError(f"{path}: crop box {tuple(crop)} (x, y, w, h) is not inside the "
+                                        f"{fw}x{fh} frame")
+                rgb = np.ascontiguousarray(frame[y : y + h, x : x + w, ::-1])
+            else:
+                rgb = np.ascontiguousarray(frame[:, :, ::-1])
             H, W = rgb.shape[:2]
             K = tracker.intrinsics(W, H)
             tf = tracker.track(rgb, k / fps, K)
@@ -115,6 +127,64 @@ def track_video(
         cap.release()
     if not rows:
         raise TrackingError(f"{path}: no video frames could be read")
+    return tracked_arrays(rows, K, W, H, fps)
+
+
+def track_timed_frames(
+    frames: Iterable[Tuple[float, np.ndarray]],
+    tracker,
+    start: float,
+    num_frames: int,
+    fps: float = FPS,
+    K: Optional[np.ndarray] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Dict[str, np.ndarray]:
+    """Track frames with capture times (a recorded camera topic) on a regular 25-fps grid.
+
+    Output frame ``k`` (time ``start + k / fps``) takes the latest input frame captured at
+    or before that time (the first input frame before any was captured), so irregular or
+    faster cameras are resampled to ``fps`` and dropped frames are held.
+
+    Args:
+        frames: ``(capture time s, rgb [H, W, 3] uint8)`` in time order.
+        tracker: a :class:`~rsatalker_core.tracking.tracker.FaceTracker`.
+        start: time of output frame 0, seconds (same clock as the frames').
+        num_frames: output frames ``T``.
+        K: ``[3, 3]`` intrinsics (None: the tracker's default for the frame size).
+
+    Returns:
+        The npz arrays of the module docstring (without ``head_model``), ``T`` rows.
+
+    Raises:
+        TrackingError: no frames, ``num_frames < 1``, or frames out of time order.
+    """
+    if num_frames < 1:
+        raise TrackingError(f"num_frames must be >= 1, got {num_frames}")
+    it = iter(frames)
+    cur = nxt = next(it, None)
+    if cur is None:
+        raise TrackingError("no camera frames to track")
+    nxt = next(it, None)
+    rows = []
+    H, W = cur[1].shape[:2]
+    Kk = None if K is None else np.asarray(K, dtype=np.float64)
+    for k in range(int(num_frames)):
+        t = start + k / fps
+        while nxt is not None and nxt[0] <= t + 1e-6:
+            if nxt[0] < cur[0]:
+                raise TrackingError(f"camera frames out of time order ({nxt[0]:.3f} s after {cur[0]:.3f} s)")
+            cur, nxt = nxt, next(it, None)
+        rgb = cur[1]
+        H, W = rgb.shape[:2]
+        Kf = tracker.intrinsics(W, H) if Kk is None else Kk
+        rows.append(tracker.track(rgb, t, Kf))
+        if progress is not None:
+            progress(k + 1, int(num_frames))
+    return tracked_arrays(rows, tracker.intrinsics(W, H) if Kk is None else Kk, W, H, fps)
+
+
+def tracked_arrays(rows, K: np.ndarray, W: int, H: int, fps: float = FPS) -> Dict[str, np.ndarray]:
+    """The npz arrays of the module docstring from :class:`TrackedFrame` rows (gaps filled)."""
     T = len(rows)
     valid = np.array([r.has_face for r in rows])
     motion = np.zeros((T, MOTION_DIM), np.float32)
