@@ -258,3 +258,15 @@ def test_record_argument_runs_ros2_bag_record_with_the_namespaced_session_topics
     assert not [n for n in ast.walk(launch_tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
                 and "/" in n.value and n.value.strip("/") in SESSION_TOPICS], \
         "a topic name written into the launch file"  # ("relationship" is also an argument name)
+
+
+def test_cmake_setup_py_and_executables_list_the_same_nodes():
+    """Every node is installed by both routes (colcon: CMakeLists RSATALKER_NODES; pip:
+    setup.py NODES) and listed in rsatalker_ros.nodes.EXECUTABLES (the bringup is no node)."""
+    from rsatalker_ros.nodes import EXECUTABLES
+
+    cmake, setup = _cmake_nodes(), _setup_nodes()
+    assert {k: f"{v}:main" for k, v in cmake.items()} == setup
+    assert {k: v for k, v in cmake.items() if k != "bringup"} == EXECUTABLES
+    modules = {p.stem for p in (REPO / "rsatalker_ros" / "nodes").glob("*.py")} - {"__init__", "common"}
+    assert {v.rsplit(".", 1)[-1] for v in EXECUTABLES.values()} == modules, "a node module is not installed"

@@ -15,4 +15,5 @@ EXECUTABLES = {
     "training_node": "rsatalker_ros.nodes.training_node",
     "head_driver": "rsatalker_ros.nodes.head_driver",
     "audio_adapter": "rsatalker_ros.nodes.audio_adapter",
+    "face_tracker": "rsatalker_ros.nodes.face_tracker",
 }
