@@ -3,6 +3,10 @@
     rsatalker train --stage 1 --config config/train_stage1.yaml \\
         --set data.root=/data/dualtalk --set train.out_dir=runs/stage1 [--resume] [--device cuda]
 
+Under ``torchrun --nproc_per_node=K`` (several GPUs or CPU processes, and several machines
+through torchrun's rendezvous arguments) the same command trains data-parallel
+(:mod:`rsatalker_core.training.distributed`, docs/training.md); rank 0 prints and writes.
+
 ``--resume`` continues ``<train.out_dir>/checkpoints/last.pt`` (or ``--resume PATH``)
 exactly where it stopped. Ctrl-C or SIGTERM finishes the current step, saves that
 checkpoint and exits with status ``128 + signal`` (130 / 143). A completed stage-1 run
@@ -20,6 +24,7 @@ from typing import Any, Dict, List, Optional
 import yaml
 
 from rsatalker_core.errors import ConfigError
+from rsatalker_core.training import distributed
 
 
 def _parse_sets(items: Optional[List[str]]) -> Dict[str, Any]:
@@ -67,6 +72,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.device:
         overrides["device"] = args.device
     cfg = load_config(args.config, overrides)
+    # torchrun (WORLD_SIZE > 1): join the process group; CUDA -> one GPU per rank (cuda:LOCAL_RANK).
+    cfg.device = distributed.init_distributed(cfg.device)
     from rsatalker_core.device import resolve_device
     from rsatalker_core.io.outputs import check_writable
 
@@ -76,21 +83,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     stage = build_stage(args.stage, cfg)
     trainer = Trainer(stage, cfg.train, seed=cfg.seed, run_config=to_dict(cfg))
     n_val = len(stage.val_data) if getattr(stage, "val_data", None) is not None else 0
-    print(
+    say = print if distributed.is_main() else (lambda *a, **k: None)  # rank 0 reports
+    say(
         f"stage {args.stage} ({stage.name}): {len(stage.train_dataset())} training windows, "
         f"{n_val} validation samples, device {getattr(stage, 'device', cfg.device)}, out_dir {cfg.train.out_dir}",
         flush=True,
     )
     result = trainer.fit(resume=args.resume)
+    distributed.shutdown()
     loss = "n/a" if result.loss is None else f"{result.loss:.6g}"
     if result.interrupted:
-        print(
+        say(
             f"stopped at step {result.step}/{cfg.train.max_steps} (loss {loss}); checkpoint "
             f"{result.checkpoint}; continue with --resume", flush=True,
         )
         return 128 + result.signal if result.signal else 1
     val = ", ".join(f"{k} {v:.4g}" for k, v in result.val.items() if k.startswith("MSE") or k == "loss")
-    print(
+    say(
         f"done: step {result.step}, loss {loss}, {result.steps_per_s:.1f} steps/s"
         + (f"; validation: {val}" if val else "")
         + (f"\nweights: {result.final_weights} (set {'avatar' if args.stage == 2 else 'motion'}.checkpoint to use them)"

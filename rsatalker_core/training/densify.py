@@ -48,6 +48,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -59,6 +60,7 @@ from gsplat.strategy.ops import duplicate, remove, reset_opa, split
 
 from rsatalker_core.avatar.gaussians import GaussianAvatar
 from rsatalker_core.errors import TrainingError
+from rsatalker_core.training import distributed
 
 #: gsplat attribute name -> GaussianAvatar attribute.
 PARAM_NAMES: Dict[str, str] = {
@@ -88,6 +90,7 @@ __all__ = [
     "write_back",
     "group_views",
     "protect_triangles",
+    "synchronize_avatar",
 ]
 
 
@@ -104,6 +107,27 @@ def avatar_param_groups(avatar: GaussianAvatar, stage2_cfg: Any, scale: float = 
         {"params": [getattr(avatar, attr)], "lr": float(getattr(stage2_cfg, f)) * float(scale), "weight_decay": 0.0}
         for attr, f in AVATAR_LR_FIELDS.items()
     ]
+
+
+def synchronize_avatar(avatar: GaussianAvatar) -> None:
+    """After a densification under several processes: check that every rank holds the same
+    number of Gaussians and the same binding, then give every rank rank 0's Gaussian
+    tensors (a split draws the children's positions from each rank's own generator).
+
+    No-op with one process. Every rank must call it at the same step.
+
+    Raises:
+        TrainingError: the ranks' Gaussian counts or bindings differ (listed per rank).
+    """
+    if not distributed.is_distributed():
+        return
+    binding = avatar.binding.detach().to("cpu", torch.int64).contiguous()
+    seen = distributed.gather_objects((int(avatar.num_gaussians), hashlib.sha1(binding.numpy().tobytes()).hexdigest()))
+    if len(set(seen)) > 1:
+        raise TrainingError(
+            "densification diverged between ranks: (Gaussians, binding sha1) per rank " + repr(seen)
+        )
+    distributed.broadcast_([getattr(avatar, attr) for attr in AVATAR_LR_FIELDS])
 
 
 def avatar_params(avatar: GaussianAvatar) -> Dict[str, Tensor]:
@@ -297,6 +321,10 @@ class BindingStrategy(Strategy):
             state["count"] += seen.float()
         out = {"cloned": 0, "split": 0, "pruned": 0, "reset": 0}
         if self.refine_start_iter < step <= self.refine_stop_iter and step % self.refine_every == 0:
+            # Data parallel: the statistic averaged over the ranks before any decision, so that
+            # every rank clones, splits and prunes the same Gaussians (under DDP the gradients
+            # are already averaged and this changes nothing; it guards every other path).
+            distributed.all_reduce_([state["grad_accum"], state["count"]], "mean")
             out.update(self._refine(params, optimizers, state))
             state["grad_accum"].zero_()
             state["count"].zero_()

@@ -249,13 +249,17 @@ def renderer_loss(
         RenderError, ValueError: as ``render_motion``; TrainingError: as the loss terms.
     """
     from rsatalker_core.render.renderer import render_motion
+    from rsatalker_core.training.precision import float32_region
 
     H, W = target.shape[1:3]
-    rgb = render_motion(flame, avatar, motion, viewmats, Ks, W, H, background, offsets, backend)
-    terms = image_loss_terms(rgb, target)
-    l_pos = position_loss(avatar.means_local, pos_eps)
-    l_off = offset_loss(offsets, offset_eps) if offsets is not None else rgb.new_zeros(())
-    loss = terms["image"] + lambda_pos * l_pos + lambda_offset * l_off
+    # The rasterizer and the image losses stay float32 under train.amp (training/precision.py).
+    with float32_region(motion.device):
+        offsets = offsets.float() if offsets is not None else None
+        rgb = render_motion(flame, avatar, motion.float(), viewmats, Ks, W, H, background, offsets, backend)
+        terms = image_loss_terms(rgb, target.float())
+        l_pos = position_loss(avatar.means_local, pos_eps)
+        l_off = offset_loss(offsets, offset_eps) if offsets is not None else rgb.new_zeros(())
+        loss = terms["image"] + lambda_pos * l_pos + lambda_offset * l_off
     with torch.no_grad():
         mse = (rgb.clamp(0, 1) - target).pow(2).flatten(1).mean(1).clamp_min(1e-12)
         out = {k: v.detach() for k, v in terms.items()}

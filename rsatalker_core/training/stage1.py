@@ -11,7 +11,8 @@ in raw motion units (FLAME coefficients, radians), as DualTalk trains.
 freezes it in every stage); the dataset computes per-window features through
 :class:`~rsatalker_core.data.FeatureCache`, cached on disk when ``data.feature_cache`` is
 set. With DataLoader workers the cache is filled first in this process (the encoder may be
-on CUDA, which forked workers cannot use).
+on CUDA, which forked workers cannot use); under several processes it is filled once,
+sharded by rank (:func:`fill_feature_cache`).
 
 **Motion statistics.** Before training, the generator's ``motion_mean`` / ``motion_std``
 buffers (its output de-normalisation and partner-motion normalisation) are set from the
@@ -64,6 +65,7 @@ from rsatalker_core.device import resolve_device
 from rsatalker_core.errors import ConfigError
 from rsatalker_core.metrics.motion import motion_metrics
 from rsatalker_core.model.motion_model import frozen_speech_motion_model
+from rsatalker_core.training import distributed
 from rsatalker_core.training.losses import masked_mse, velocity
 from rsatalker_core.training.trainer import Stage
 
@@ -79,6 +81,26 @@ def _mean_by_key(per_sample: Sequence[Dict[str, float]]) -> Dict[str, float]:
     for d in per_sample:
         keys += [k for k in d if k not in keys]
     return {k: float(np.mean([d[k] for d in per_sample if k in d])) for k in keys}
+
+
+def fill_feature_cache(dataset: Any) -> Dict[str, int]:
+    """Fill the on-disk speech-feature cache of ``dataset`` (a :class:`DualTalkDataset`
+    with ``data.feature_cache`` set) before training.
+
+    With one process every window is computed here (before DataLoader workers start).
+    Under several processes the windows are sharded by rank (window ``i`` on rank
+    ``i mod world_size``), every rank computing its share on its own device, and all wait
+    at a barrier: the cache is built once, in parallel, then read by every rank (entries are
+    written atomically, so two ranks writing the same entry is harmless).
+
+    Returns:
+        this rank's cache counters ``{"hits", "misses", "recomputed"}``.
+    """
+    with torch.no_grad():
+        for i in range(distributed.rank(), len(dataset), distributed.world_size()):
+            dataset[i]
+    distributed.barrier()
+    return dict(dataset.features.stats)
 
 
 class MotionStage(Stage):
@@ -127,9 +149,8 @@ class MotionStage(Stage):
             mean, std = motion_statistics(self.train_data)
             self.generator.motion_mean.copy_(mean.to(self.device))
             self.generator.motion_std.copy_(std.to(self.device))
-        if cfg.data.feature_cache and cfg.train.num_workers > 0:
-            stats = self.train_data.precompute_features()
-            log.info("speech feature cache filled: %s", stats)
+        if cfg.data.feature_cache and (cfg.train.num_workers > 0 or distributed.is_distributed()):
+            log.info("speech feature cache filled: %s", fill_feature_cache(self.train_data))
 
     # ------------------------------------------------------------------ Stage API
     def train_dataset(self) -> DualTalkDataset:
@@ -166,7 +187,7 @@ class MotionStage(Stage):
             pm = batch["partner_motion"]
             keep = torch.rand(pm.shape[0]) >= self.partner_motion_dropout  # [B]
             batch = {**batch, "partner_motion": pm * keep[:, None, None].to(pm.dtype)}
-        pred = self.predict(batch)
+        pred = self.predict(batch).float()  # the loss in float32 under train.amp
         l_mesh = masked_mse(pred, gt, mask)
         loss = l_mesh
         scalars: Dict[str, Tensor] = {"mesh": l_mesh.detach()}

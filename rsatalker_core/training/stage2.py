@@ -21,7 +21,11 @@ thresholds. The project's :class:`~rsatalker_core.training.trainer.Trainer` owns
 optimiser, so the stage runs the strategy from a ``torch.optim`` step post-hook that acts
 only on the optimiser holding this avatar's parameters: right after every optimiser step,
 with the step's gradients still in place (the gradient statistic) — gsplat's
-``step_post_backward`` point. Each Gaussian attribute is its own parameter group (its own
+``step_post_backward`` point. Under data parallelism (docs/training.md) the gradient
+statistic is averaged over the ranks before each refinement, so every rank makes the same
+decisions, and rank 0's new Gaussians are then broadcast
+(:func:`~rsatalker_core.training.densify.synchronize_avatar`, which also checks that the
+Gaussian count and binding agree). Each Gaussian attribute is its own parameter group (its own
 learning rate, as GaussianAvatars), which is what gsplat's ops need to extend and prune the
 Adam moments.
 
@@ -70,7 +74,9 @@ from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.metrics.image import bhwc_to_bchw, image_metrics
 from rsatalker_core.render.camera import default_camera
 from rsatalker_core.render.renderer import batch_cameras
-from rsatalker_core.training.densify import AVATAR_LR_FIELDS, BindingStrategy, avatar_param_groups
+from rsatalker_core.training.densify import (
+    AVATAR_LR_FIELDS, BindingStrategy, avatar_param_groups, synchronize_avatar,
+)
 from rsatalker_core.training.losses import renderer_loss
 from rsatalker_core.training.trainer import Stage
 
@@ -262,6 +268,7 @@ class RendererStage(Stage):
         for k in self.densify_totals:
             self.densify_totals[k] += out[k]
         if out["cloned"] or out["split"] or out["pruned"]:
+            synchronize_avatar(self.avatar)  # data parallel: same Gaussians on every rank
             log.info("step %d: densify %s -> %d Gaussians", self.densify_step, out, self.avatar.num_gaussians)
 
     def state_dict(self) -> Dict[str, Any]:

@@ -75,8 +75,10 @@ from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.model.motion_model import frozen_speech_motion_model
 from rsatalker_core.render.camera import default_camera
 from rsatalker_core.render.renderer import batch_cameras
+from rsatalker_core.training import distributed
 from rsatalker_core.training.densify import avatar_param_groups
 from rsatalker_core.training.losses import masked_mse, offset_loss, position_loss, renderer_loss
+from rsatalker_core.training.stage1 import fill_feature_cache
 from rsatalker_core.training.trainer import Stage
 
 log = logging.getLogger("rsatalker.train")
@@ -181,8 +183,9 @@ class JointStage(Stage):
                 val_cfg = dataclasses.replace(cfg.data, split=cfg.train.val_split)
                 self.val_data = TripletDataset(val_cfg, W, H, video_ext, encoder=self.speech)
         windows = getattr(self.train_data, "base", self.train_data)  # TripletDataset -> its DualTalk windows
-        if cfg.data.feature_cache and cfg.train.num_workers > 0 and hasattr(windows, "precompute_features"):
-            log.info("speech feature cache filled: %s", windows.precompute_features())
+        if (cfg.data.feature_cache and (cfg.train.num_workers > 0 or distributed.is_distributed())
+                and getattr(windows, "features", None) is not None):
+            log.info("speech feature cache filled: %s", fill_feature_cache(windows))
         if not cfg.motion.checkpoint:
             if hasattr(windows, "clips") and hasattr(windows, "directory"):
                 mean, std = motion_statistics(windows)
@@ -233,7 +236,7 @@ class JointStage(Stage):
         pred = self.generator(
             batch["self_features"].to(dev), batch["partner_features"].to(dev), blood, equal,
             batch["partner_motion"].to(dev),
-        )  # [B, T, 56]
+        ).float()  # [B, T, 56]; float32 for the losses and the rasterizer under train.amp
         l_mesh = masked_mse(pred, gt, mask)
         terms: Dict[str, Tensor] = {"mesh": l_mesh.detach()}
         sel = select_frames(mask, int(s3.render_frames))  # [N]

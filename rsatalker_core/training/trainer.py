@@ -61,11 +61,13 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from rsatalker_core.io.checkpoint import atomic_save, load_checkpoint
 from rsatalker_core.config import TrainConfig
 from rsatalker_core.errors import CheckpointError, ConfigError, TrainingError
+from rsatalker_core.training import distributed, precision
+from rsatalker_core.training.sampler import ResumableBatchSampler, derive_seed  # noqa: F401 (re-exported)
 
 log = logging.getLogger("rsatalker.train")
 
@@ -77,17 +79,9 @@ Scalar = Union[float, Tensor]
 
 
 # --------------------------------------------------------------------------- seeding
-def derive_seed(seed: int, *keys: int) -> int:
-    """A 63-bit seed for one purpose (``keys``, e.g. ``(SAMPLER, epoch)``) of run ``seed``.
-
-    Uses numpy's ``SeedSequence`` so nearby seeds and epochs give unrelated streams.
-    """
-    ss = np.random.SeedSequence([int(seed) % (1 << 63)] + [int(k) for k in keys])
-    return int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-_SAMPLER_KEY = 1
 _LOADER_KEY = 2
+_RANK_KEY = 3
+_RESEED_KEY = 4
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -148,64 +142,6 @@ def set_rng_state(state: Dict[str, Any]) -> None:
                 "checkpoint holds %d CUDA RNG states but %d devices are visible: CUDA RNG not restored",
                 len(cuda), torch.cuda.device_count(),
             )
-
-
-# --------------------------------------------------------------------------- sampler
-class ResumableBatchSampler(Sampler):
-    """Batches of dataset indices whose order depends only on ``(seed, epoch)``, and which
-    can start part-way through an epoch (the resume position).
-
-    Every epoch is a fresh permutation (``torch.randperm`` on a generator seeded with
-    ``derive_seed(seed, 1, epoch)``) cut into batches of ``batch_size``; the last batch may
-    be smaller. :meth:`set_epoch` picks the epoch and the number of its batches already
-    consumed.
-
-    Args:
-        num_items: dataset length, >= 1.
-        batch_size: indices per batch, >= 1.
-        seed: the run's seed.
-        shuffle: permute each epoch; ``False`` keeps dataset order.
-
-    Raises:
-        ConfigError: ``num_items`` or ``batch_size`` < 1.
-    """
-
-    def __init__(self, num_items: int, batch_size: int, seed: int, shuffle: bool = True):
-        if num_items < 1:
-            raise ConfigError(f"training dataset is empty ({num_items} items)")
-        if batch_size < 1:
-            raise ConfigError(f"train.batch_size must be >= 1, got {batch_size}")
-        self.num_items = int(num_items)
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.shuffle = shuffle
-        self.epoch = 0
-        self.start_batch = 0
-
-    @property
-    def batches_per_epoch(self) -> int:
-        """Batches in one full epoch (``ceil(num_items / batch_size)``)."""
-        return -(-self.num_items // self.batch_size)
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """Iterate epoch ``epoch`` from its batch ``start_batch`` (0-based) on."""
-        self.epoch = int(epoch)
-        self.start_batch = int(start_batch)
-
-    def epoch_batches(self, epoch: int) -> List[List[int]]:
-        """All batches of ``epoch``, in order."""
-        if self.shuffle:
-            g = torch.Generator().manual_seed(derive_seed(self.seed, _SAMPLER_KEY, epoch))
-            order = torch.randperm(self.num_items, generator=g).tolist()
-        else:
-            order = list(range(self.num_items))
-        return [order[i : i + self.batch_size] for i in range(0, self.num_items, self.batch_size)]
-
-    def __iter__(self) -> Iterator[List[int]]:
-        yield from self.epoch_batches(self.epoch)[self.start_batch :]
-
-    def __len__(self) -> int:
-        return max(0, self.batches_per_epoch - self.start_batch)
 
 
 # --------------------------------------------------------------------------- stage
@@ -459,7 +395,10 @@ class Trainer:
         self.seed = int(seed)
         self.run_config = run_config or {}
         self.stop_signal: Optional[int] = None
-        self._stop = False
+        self._stop = False  # the agreed stop (the same on every rank)
+        self._stop_request = False  # this rank's request (signal, on_progress, stop_at)
+        self._accum = int(cfg.grad_accum)
+        self._amp: Optional[torch.dtype] = None
 
     # ------------------------------------------------------------------ paths
     @property
@@ -472,13 +411,21 @@ class Trainer:
         return os.path.join(self.cfg.out_dir, "checkpoints", "last.pt")
 
     def request_stop(self, signum: Optional[int] = None) -> None:
-        """Stop after the current step and save a checkpoint (what Ctrl-C / SIGTERM call)."""
-        self._stop = True
+        """Stop after the current step and save a checkpoint (what Ctrl-C / SIGTERM call).
+
+        Under several processes the request is agreed after every step (any rank asking
+        stops every rank after that same step)."""
+        self._stop_request = True
         if signum is not None:
             self.stop_signal = signum
 
     # ------------------------------------------------------------------ checkpoints
     def _save(self, opt: torch.optim.Optimizer, sched: Any, st: Dict[str, int]) -> None:
+        """Rank 0 writes ``last.pt`` atomically; every rank must call it (the RNG states of
+        all ranks are gathered into it)."""
+        rng_all = distributed.gather_objects(get_rng_state())
+        if not distributed.is_main():
+            return
         atomic_save(
             {
                 "format": TRAIN_CKPT_FORMAT,
@@ -486,10 +433,13 @@ class Trainer:
                 "stage": self.stage.name,
                 "seed": self.seed,
                 **st,
+                "world_size": len(rng_all),
+                "grad_accum": self._accum,
                 "state_dict": self.stage.model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
-                "rng": get_rng_state(),
+                "rng": rng_all[0],
+                "rng_ranks": rng_all if len(rng_all) > 1 else None,
                 "stage_state": self.stage.state_dict(),
                 "train_config": dataclasses.asdict(self.cfg),
                 "config": self.run_config,
@@ -516,21 +466,60 @@ class Trainer:
             raise CheckpointError(f"{path}: does not match the configured model ({exc})") from exc
         sched.load_state_dict(data["scheduler"])
         self.stage.load_state_dict(data.get("stage_state") or {})
-        set_rng_state(data["rng"])
+        world, rank = distributed.world_size(), distributed.rank()
+        old_world = int(data.get("world_size", 1))
+        if old_world == world:
+            set_rng_state(data["rng_ranks"][rank] if world > 1 else data["rng"])
+        else:  # another world size: fresh per-rank streams, from (seed, rank, step)
+            seed_everything(derive_seed(self.seed, _RESEED_KEY, rank, int(data["step"])), self.cfg.deterministic)
         old, new = _flatten(data.get("config") or {}), _flatten(self.run_config)
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if changed and old and new:
             log.warning("resuming with a changed config: %s", ", ".join(
                 f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed))
+        ckpt_cfg = data.get("train_config") or {}
+        global_batch = data.get("global_batch") or int(ckpt_cfg.get("batch_size", self.cfg.batch_size))
         return {
             "step": int(data["step"]),
             "epoch": int(data["epoch"]),
             "batch_in_epoch": int(data["batch_in_epoch"]),
             "last_val_step": int(data.get("last_val_step", -1)),
+            "global_batch": int(global_batch),
+            "world_size": old_world,
         }
 
+    def _grad_accum(self, st: Dict[str, int]) -> int:
+        """Micro-batches per step in this process; sets ``st["global_batch"]``.
+
+        A fresh run, or a resume at the checkpoint's world size, uses ``train.grad_accum``.
+        A resume at another world size keeps the checkpoint's global batch:
+        ``grad_accum = global_batch / (batch_size x world_size)``.
+
+        Raises:
+            ConfigError: that quotient is not a whole number.
+        """
+        cfg, world = self.cfg, distributed.world_size()
+        old_world = st.pop("world_size", world)
+        if "global_batch" not in st or old_world == world:
+            st["global_batch"] = cfg.batch_size * world * cfg.grad_accum
+            return int(cfg.grad_accum)
+        g, per_pass = int(st["global_batch"]), cfg.batch_size * world
+        if g % per_pass:
+            raise ConfigError(
+                f"the checkpoint's global batch is {g} windows ({old_world} process(es)); train.batch_size "
+                f"{cfg.batch_size} x {world} process(es) does not divide it: choose a batch size or "
+                "process count that does"
+            )
+        accum = g // per_pass
+        log.warning(
+            "world size %d -> %d: keeping the global batch of %d windows with train.grad_accum %d "
+            "(config: %d); the items of each step stay the same, their split over ranks and the "
+            "per-rank random streams do not", old_world, world, g, accum, cfg.grad_accum,
+        )
+        return accum
+
     # ------------------------------------------------------------------ steps
-    def _validate(self, step: int, writer: Any, jlog: _JsonlLog) -> Dict[str, float]:
+    def _validate(self, step: int, writer: Any, jlog: Optional["_JsonlLog"]) -> Dict[str, float]:
         model = self.stage.model
         rng = get_rng_state()
         model.eval()
@@ -547,12 +536,17 @@ class Trainer:
             else:
                 scalars[k] = float(v)
                 writer.add_scalar(f"val/{k}", scalars[k], step)
-        if scalars:
+        if scalars and jlog is not None:
             jlog.append({"step": step, "val": scalars})
         return scalars
 
     def fit(self, resume: Optional[str] = None, stop_at: Optional[int] = None) -> TrainResult:
         """Train up to ``cfg.max_steps`` optimiser steps.
+
+        Under a process group (:mod:`.distributed`, torchrun) every rank calls this; rank 0
+        alone writes ``log.jsonl``, TensorBoard, checkpoints and the final weights, and the
+        returned :class:`TrainResult` is the same on every rank (but ``final_weights``,
+        rank 0's only).
 
         Args:
             resume: ``None`` starts afresh (refused when ``out_dir`` already holds a
@@ -565,7 +559,9 @@ class Trainer:
             :class:`TrainResult`. The model is left in eval mode.
 
         Raises:
-            ConfigError: a fresh start into an ``out_dir`` that holds a checkpoint.
+            ConfigError: a fresh start into an ``out_dir`` that holds a checkpoint; a
+                ``train.amp`` the device cannot run; a world-size change whose global
+                batch cannot be kept.
             CheckpointError: the resume checkpoint is missing, corrupt, of another stage
                 or seed, or does not match the model.
             TrainingError: the loss became NaN / Inf (the message gives the step).
@@ -573,21 +569,29 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter  # imported late: pulls in tensorboard
 
         cfg, stage = self.cfg, self.stage
-        self._stop, self.stop_signal = False, None
-        seed_everything(self.seed, cfg.deterministic)
+        self._stop, self._stop_request, self.stop_signal = False, False, None
+        rank, main = distributed.rank(), distributed.is_main()
+        # Rank 0 keeps the run's seed (one process trains as before); other ranks their own.
+        seed_everything(self.seed if rank == 0 else derive_seed(self.seed, _RANK_KEY, rank), cfg.deterministic)
+        self._amp = precision.autocast_dtype(cfg.amp, self._device())
         opt = torch.optim.AdamW(stage.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, self.cfg))
         st = self._start(resume, opt, sched)
-        jlog = _JsonlLog(os.path.join(cfg.out_dir, "log.jsonl"), truncate_after=st["step"])
-        writer = SummaryWriter(os.path.join(cfg.out_dir, "tb"), purge_step=st["step"] + 1 if st["step"] else None)
+        self._accum = self._grad_accum(st)
+        loss_fn = distributed.DataParallelLoss(stage)
+        jlog = _JsonlLog(os.path.join(cfg.out_dir, "log.jsonl"), truncate_after=st["step"]) if main else None
+        writer = (SummaryWriter(os.path.join(cfg.out_dir, "tb"), purge_step=st["step"] + 1 if st["step"] else None)
+                  if main else _NullWriter())
         meter = _Meter()
         last_loss: Optional[float] = None
         last_val: Dict[str, float] = {}
         stage.model.train()
         try:
-            with _StopOnSignal(self), _progress(cfg, st["step"], stage.name) as bar:
-                for batch in self._batches(st):
-                    loss_value, scalars, lr = self._step(batch, opt, sched, st["step"] + 1)
+            with _StopOnSignal(self), _progress(cfg, st["step"], stage.name, main) as bar:
+                for micro in self._batches(st):
+                    loss_value, scalars, lr = self._step(micro, opt, sched, st["step"] + 1, loss_fn)
+                    if loss_fn.refresh():
+                        log.info("step %d: trainable parameters changed; DDP re-wrapped", st["step"] + 1)
                     st["step"] += 1
                     st["batch_in_epoch"] += 1
                     step = st["step"]
@@ -595,10 +599,12 @@ class Trainer:
                     bar.update(1)
                     if step % cfg.log_every == 0 or step == cfg.max_steps:
                         rec = meter.record(step, lr)
+                        rec.update(distributed.mean_over_ranks({k: v for k, v in rec.items() if k not in ("step", "lr", "loss")}))
                         for k, v in rec.items():
                             if k != "step":
                                 writer.add_scalar(f"train/{k}", v, step)
-                        jlog.append(rec)
+                        if jlog is not None:
+                            jlog.append(rec)
                         last_loss = rec["loss"]
                         bar.set_postfix(loss=f"{last_loss:.4g}")
                     if cfg.val_every > 0 and step % cfg.val_every == 0:
@@ -607,28 +613,41 @@ class Trainer:
                     if cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0:
                         self._save(opt, sched, st)
                     meter.pause()
-                    self._report(step, loss_value, lr, meter)
+                    if main:
+                        self._report(step, loss_value, lr, meter)
                     if stop_at is not None and step >= stop_at:
-                        self._stop = True
+                        self._stop_request = True
+                    self._stop = distributed.any_true(self._stop_request)
                 completed = st["step"] >= cfg.max_steps
                 if completed and cfg.val_every > 0 and st["last_val_step"] != st["step"]:
                     last_val = self._validate(st["step"], writer, jlog)
                     st["last_val_step"] = st["step"]
                 self._save(opt, sched, st)
+                distributed.barrier()  # no rank leaves before rank 0 has written the checkpoint
         finally:
             writer.close()
             stage.model.eval()
-        final = stage.finalize(cfg.out_dir, st["step"]) if completed else None
-        if not completed:
+        final = stage.finalize(cfg.out_dir, st["step"]) if completed and main else None
+        distributed.barrier()
+        if not completed and main:
             log.warning(
                 "stopped at step %d of %d; checkpoint %s (resume with --resume)",
                 st["step"], cfg.max_steps, self.checkpoint_path,
             )
+        rate = meter.total_steps / meter.total_time if meter.total_time > 0 else 0.0
         return TrainResult(
             step=st["step"], loss=last_loss, interrupted=not completed, signal=self.stop_signal,
             checkpoint=self.checkpoint_path, final_weights=final, val=last_val,
-            steps_per_s=meter.total_steps / meter.total_time if meter.total_time > 0 else 0.0,
+            steps_per_s=distributed.mean_over_ranks({"r": rate})["r"],
         )
+
+    def _device(self) -> torch.device:
+        """The stage's device (its ``device`` attribute, else its first parameter's)."""
+        dev = getattr(self.stage, "device", None)
+        if dev is not None:
+            return torch.device(dev)
+        p = next(iter(self.stage.model.parameters()), None)
+        return p.device if p is not None else torch.device("cpu")
 
     def _report(self, step: int, loss: float, lr: float, meter: "_Meter") -> None:
         """Call ``on_progress`` (if any) with this step's :class:`TrainProgress`."""
@@ -648,7 +667,7 @@ class Trainer:
 
     def _start(self, resume: Optional[str], opt: torch.optim.Optimizer, sched: Any) -> Dict[str, int]:
         """Fresh state, or the checkpoint's (``resume``); creates ``out_dir``."""
-        st = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "last_val_step": -1}
+        st: Dict[str, int] = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "last_val_step": -1}
         if resume is not None:
             path = self.checkpoint_path if resume in ("", "auto") else resume
             if not os.path.isfile(path):
@@ -660,15 +679,20 @@ class Trainer:
                 f"{self.checkpoint_path} exists: pass --resume to continue that run, or set "
                 "another train.out_dir"
             )
+        distributed.barrier()  # every rank has checked out_dir before rank 0 can write into it
         os.makedirs(os.path.join(self.cfg.out_dir, "checkpoints"), exist_ok=True)
         return st
 
-    def _batches(self, st: Dict[str, int]) -> Iterator[Any]:
-        """Batches from the sampler position in ``st`` on, across epochs, until
-        ``max_steps`` or a stop request (``st["epoch"]`` advances at each epoch's end)."""
-        cfg = self.cfg
+    def _batches(self, st: Dict[str, int]) -> Iterator[List[Any]]:
+        """The micro-batches of each optimiser step (``grad_accum`` of them, this rank's
+        share of the global batch) from the sampler position in ``st`` on, across epochs,
+        until ``max_steps`` or an agreed stop (``st["epoch"]`` advances at each epoch's end)."""
+        cfg, accum, rank = self.cfg, self._accum, distributed.rank()
         dataset = self.stage.train_dataset()
-        sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, self.seed)
+        sampler = ResumableBatchSampler(
+            len(dataset), cfg.batch_size, self.seed,
+            rank=rank, world_size=distributed.world_size(), grad_accum=accum,
+        )
         generator = torch.Generator()
         loader = DataLoader(
             dataset, batch_sampler=sampler, collate_fn=self.stage.collate_fn,
@@ -676,19 +700,21 @@ class Trainer:
         )
         while st["step"] < cfg.max_steps and not self._stop:
             sampler.set_epoch(st["epoch"], st["batch_in_epoch"])
-            generator.manual_seed(derive_seed(self.seed, _LOADER_KEY, st["epoch"]))
+            generator.manual_seed(derive_seed(self.seed, _LOADER_KEY, st["epoch"], *([rank] if rank else [])))
             it = iter(loader)
             try:
                 while st["step"] < cfg.max_steps and not self._stop:
+                    micro: List[Any] = []
                     try:
-                        batch = next(it)
+                        for _ in range(accum):
+                            micro.append(next(it))
                     except StopIteration:
                         break
                     except Exception:
-                        if self._stop:  # a worker died of the same signal: the state is intact
+                        if self._stop_request:  # a worker died of the same signal: the state is intact
                             return
                         raise
-                    yield batch
+                    yield micro
                 else:
                     return
             finally:
@@ -696,24 +722,57 @@ class Trainer:
             st["epoch"] += 1
             st["batch_in_epoch"] = 0
 
-    def _step(self, batch: Any, opt: torch.optim.Optimizer, sched: Any, step: int) -> Tuple[float, Dict[str, Scalar], float]:
-        """One optimiser step; returns ``(loss, scalars, learning rate used)``."""
+    def _step(
+        self, micro: List[Any], opt: torch.optim.Optimizer, sched: Any, step: int,
+        loss_fn: "distributed.DataParallelLoss",
+    ) -> Tuple[float, Dict[str, Scalar], float]:
+        """One optimiser step over this rank's micro-batches (gradients accumulated, then
+        averaged over the ranks); returns ``(loss averaged over the global batch's micro-
+        batches, scalars of this rank, learning rate used)``."""
         opt.zero_grad(set_to_none=True)
-        loss, scalars = self.stage.loss(batch)
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise TrainingError(
-                f"training loss is {loss_value} at step {step} (lower train.lr or check the "
-                f"data); last checkpoint: {self.checkpoint_path}"
-            )
-        loss.backward()
+        n = len(micro)
+        total = 0.0
+        sums: Dict[str, Scalar] = {}
+        dev = self._device()
+        for i, batch in enumerate(micro):
+            with loss_fn.accumulating(sync=i == n - 1):
+                with precision.autocast(self._amp, dev):
+                    loss, scalars = loss_fn(batch)
+                # Agreed over the ranks before backward, so that all raise together.
+                loss_value = distributed.mean_over_ranks({"loss": float(loss.detach())})["loss"]
+                if not math.isfinite(loss_value):
+                    raise TrainingError(
+                        f"training loss is {loss_value} at step {step} (lower train.lr or check the "
+                        f"data); last checkpoint: {self.checkpoint_path}"
+                    )
+                (loss / n if n > 1 else loss).backward()
+            if n == 1:
+                total, sums = loss_value, dict(scalars)
+            else:
+                total += loss_value / n
+                for k, v in scalars.items():
+                    sums[k] = sums.get(k, 0.0) + (v.detach() if isinstance(v, Tensor) else float(v)) / n
+        scalars = sums
         if self.cfg.grad_clip > 0:
             params = [p for g in opt.param_groups for p in g["params"]]
             scalars = dict(scalars, grad_norm=torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip))
         lr = float(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-        return loss_value, scalars, lr
+        return total, scalars, lr
+
+
+class _NullWriter:
+    """TensorBoard writer of the ranks other than 0: writes nothing."""
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def add_image(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class _Meter:
@@ -751,10 +810,10 @@ class _Meter:
         self.t_last = time.perf_counter()
 
 
-def _progress(cfg: TrainConfig, initial: int, name: str) -> Any:
+def _progress(cfg: TrainConfig, initial: int, name: str, main: bool = True) -> Any:
     from tqdm import tqdm
 
     return tqdm(
         total=cfg.max_steps, initial=initial, desc=f"train {name}", unit="step",
-        dynamic_ncols=True, disable=not cfg.progress,
+        dynamic_ncols=True, disable=not (cfg.progress and main),
     )
