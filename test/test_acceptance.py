@@ -186,7 +186,8 @@ def test_checks_to_markdown_marks_failures():
     assert "| thing | >= 1 | 2 | yes |" in md and "| other | <= 1 | 2 | **no** |" in md
 
 
-def test_streaming_path_emits_every_frame_but_the_lookahead(small_cfg):
+@pytest.mark.parametrize("with_partner", [False, True])
+def test_batched_live_path_equals_the_streaming_generator(small_cfg, with_partner):
     from rsatalker_core.model.motion_model import MotionModel
 
     model = MotionModel(small_cfg)
@@ -194,10 +195,19 @@ def test_streaming_path_emits_every_frame_but_the_lookahead(small_cfg):
     rng = np.random.default_rng(0)
     n_frames = 40
     wav = (0.1 * rng.standard_normal(n_frames * sr // FPS)).astype(np.float32)
-    out = acc.generate_streaming(model, small_cfg, wav, wav[::-1].copy(), sr, "couple")
-    assert out.shape == (n_frames - small_cfg.streaming.lookahead_frames, 56) and np.isfinite(out).all()
-    off = acc.generate_offline(model, wav, wav[::-1].copy(), sr, n_frames, "couple")
-    assert off.shape == (n_frames, 56)
+    other = (0.1 * rng.standard_normal(n_frames * sr // FPS)).astype(np.float32)
+    pm = (0.05 * rng.standard_normal((n_frames, 56))).astype(np.float32) if with_partner else None
+    live = acc.generate_live(model, wav, other, sr, n_frames, "couple", pm)
+    assert live.shape == (n_frames, 56) and np.isfinite(live).all()
+    w, la = small_cfg.streaming.window_frames, small_cfg.streaming.lookahead_frames
+    fs = acc.sliding_window_features(model, wav, sr, n_frames, w, la)
+    fp = acc.sliding_window_features(model, other, sr, n_frames, w, la)
+    batched = acc.generate_live_batched(model, wav, fs, fp, sr, n_frames, "couple", pm)
+    np.testing.assert_allclose(batched, live, atol=1e-4)
+    other_rel = acc.generate_live_batched(model, wav, fs, fp, sr, n_frames, "superior_subordinate", pm)
+    assert np.abs(other_rel - live).max() > 1e-4  # the relationship reaches the output
+    whole = acc.generate_whole_clip(model, wav, other, sr, n_frames, "couple")
+    assert whole.shape == (n_frames, 56)
 
 
 def test_script_exits_cleanly_without_the_sample(tmp_path):

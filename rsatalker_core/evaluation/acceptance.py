@@ -58,8 +58,8 @@ __all__ = [
     "BLINKS_PER_MIN_RANGE", "HEAD_STD_RANGE_RAD", "LIPSYNC_MAX_LAG", "LIPSYNC_MIN_R",
     "RELATIONSHIP_MIN_ACCURACY", "SPEAK_LISTEN_MIN_RATIO", "STREAMING_MIN_RATIO",
     "Check", "DualTalkSample", "centred_frechet_distance", "checks_to_markdown", "fd_terms",
-    "find_dualtalk_sample", "generate_offline", "generate_streaming", "logistic_cv",
-    "motion_checks", "relationship_check", "sequence_features",
+    "find_dualtalk_sample", "generate_live", "generate_live_batched", "generate_whole_clip", "logistic_cv",
+    "motion_checks", "relationship_check", "sequence_features", "sliding_window_features",
 ]
 
 #: Head rotation std per axis, radians (issue 9; real DualTalk speakers: 0.025-0.12).
@@ -152,44 +152,110 @@ def find_dualtalk_sample(data_dir: str, sample_rate: int = 16000, self_speaker: 
 
 
 # ------------------------------------------------------------------------------ generation
-def generate_offline(model, self_wav: np.ndarray, partner_wav: np.ndarray, sample_rate: int, num_frames: int,
-                     relationship, partner_motion: Optional[np.ndarray] = None) -> np.ndarray:
-    """Offline generation as ``rsatalker generate`` does it: both whole tracks encoded once,
-    then :meth:`~rsatalker_core.model.motion_model.MotionModel.generate`. Returns ``[T, 56]``."""
+def generate_whole_clip(model, self_wav: np.ndarray, partner_wav: np.ndarray, sample_rate: int, num_frames: int,
+                        relationship, partner_motion: Optional[np.ndarray] = None) -> np.ndarray:
+    """:meth:`~rsatalker_core.model.motion_model.MotionModel.generate` on whole-clip speech
+    features (both tracks encoded once, the regression output alone, no residual motion).
+    Returns ``[T, 56]``."""
     fs = model.encode(self_wav, sample_rate, num_frames)
     fp = model.encode(partner_wav, sample_rate, num_frames)
     return model.generate(fs, fp, relationship, partner_motion)
 
 
-def generate_streaming(model, cfg, self_wav: np.ndarray, partner_wav: np.ndarray, sample_rate: int,
-                       relationship, partner_motion: Optional[np.ndarray] = None,
-                       chunk_s: float = 0.04) -> np.ndarray:
-    """The live path: :class:`~rsatalker_core.model.streaming.StreamingMotionGenerator`
-    (``cfg.streaming`` window / lookahead / hop) fed both tracks in ``chunk_s`` chunks, as
-    the motion node is, stepping after every chunk.
+def generate_live(model, self_wav: np.ndarray, partner_wav: np.ndarray, sample_rate: int, num_frames: int,
+                  relationship, partner_motion: Optional[np.ndarray] = None) -> np.ndarray:
+    """The live path: :func:`rsatalker_core.model.streaming.generate_offline`, i.e. a
+    :class:`~rsatalker_core.model.streaming.StreamingMotionGenerator` (``streaming.*``
+    window / lookahead / hop) fed both tracks one 40-ms frame at a time, as the motion node
+    is, with the checkpoint's residual motion; what ``rsatalker generate`` and ``rsatalker
+    evaluate`` produce. Returns ``[T, 56]``."""
+    from rsatalker_core.model.streaming import generate_offline
 
-    Returns:
-        ``[T', 56]``, the frames emitted; the last ``lookahead_frames`` frames of the clip
-        are never emitted (no audio follows them).
+    return generate_offline(model, self_wav, partner_wav, sample_rate, relationship, partner_motion, num_frames)
+
+
+def _windows(T: int, window: int, lookahead: int) -> List[Tuple[int, int, int]]:
+    """``(frame k, win_start, win_end)`` of the streaming generator at hop 1 for frames
+    ``0..T-1``: frame ``k`` comes from the window ending at frame ``k + lookahead``
+    (inclusive), at most ``window`` frames long."""
+    return [(k, max(0, k + 1 + lookahead - window), k + 1 + lookahead) for k in range(T)]
+
+
+def sliding_window_features(model, wav: np.ndarray, sample_rate: int, num_frames: int, window: int,
+                            lookahead: int, batch: int = 64) -> List["object"]:
+    """Speech features of every window of :func:`_windows`, each window encoded from its own
+    audio (as the streaming generator does at hop 1; silence after the clip's end, as
+    :func:`~rsatalker_core.model.streaming.generate_offline` pads it), full-length windows
+    in batches. Returns one ``[1, n, D]`` tensor per frame."""
+    import torch
+
+    spf = sample_rate // FPS
+    x = np.zeros((num_frames + lookahead) * spf, np.float32)
+    seg = np.asarray(wav, np.float32)[: num_frames * spf]
+    x[: len(seg)] = seg
+    wins = _windows(num_frames, window, lookahead)
+    feats: List[object] = [None] * len(wins)
+    full = [i for i, (_, s, e) in enumerate(wins) if e - s == window]
+    for i, (_, s, e) in enumerate(wins):
+        if e - s != window:
+            feats[i] = model.encode(x[s * spf : e * spf], sample_rate, e - s)
+    with torch.no_grad():
+        for b in range(0, len(full), batch):
+            idx = full[b : b + batch]
+            audio = torch.as_tensor(np.stack([x[wins[i][1] * spf : wins[i][2] * spf] for i in idx]), device=model.device)
+            f = model.speech(audio, sample_rate, num_frames=window)
+            for j, i in enumerate(idx):
+                feats[i] = f[j : j + 1]
+    return feats
+
+
+def generate_live_batched(model, self_wav: np.ndarray, self_feats: List[object], partner_feats: List[object],
+                          sample_rate: int, num_frames: int, relationship,
+                          partner_motion: Optional[np.ndarray] = None, batch: int = 64) -> np.ndarray:
+    """:func:`generate_live` at ``streaming.hop_frames`` 1, batched: frame ``k`` is the
+    generator's output at position ``k - win_start`` of window ``k`` (:func:`_windows`),
+    given per-window features of :func:`sliding_window_features` (computed once, reused for
+    every relationship), plus the checkpoint's residual motion
+    (:meth:`~rsatalker_core.model.motion_model.MotionModel.residual_motion`). Equals
+    :func:`generate_live` up to float round-off. Returns ``[T, 56]``.
+
+    Raises:
+        MetricError: ``streaming.hop_frames`` is not 1.
     """
-    from rsatalker_core.model.streaming import StreamingMotionGenerator
+    import torch
 
-    gen = StreamingMotionGenerator(cfg, model=model)
-    gen.set_relationship(relationship)
-    chunk = max(1, int(round(chunk_s * sample_rate)))
-    n = min(len(self_wav), len(partner_wav))
-    frames = []
-    for k, s in enumerate(range(0, n, chunk)):
-        stamp = int(round(s * 1e9 / sample_rate))
-        if partner_motion is not None:
-            f = min(int(s * FPS // sample_rate), len(partner_motion) - 1)
-            gen.push_partner_motion(partner_motion[f], stamp)
-        gen.push_audio("partner", partner_wav[s : s + chunk], sample_rate, stamp)
-        gen.push_audio("self", self_wav[s : s + chunk], sample_rate, stamp)
-        frames += gen.step()
-    if not frames:
-        raise MetricError(f"streaming emitted no frame for {n} samples")
-    return np.stack([f.motion for f in frames]).astype(np.float32)
+    from rsatalker_core.relationship import relationship_tensors
+
+    s_cfg = model.cfg.streaming
+    if max(1, s_cfg.hop_frames) != 1:
+        raise MetricError(f"batched live generation needs streaming.hop_frames 1, got {s_cfg.hop_frames}")
+    window = min(s_cfg.window_frames, model.cfg.motion.max_frames)
+    wins = _windows(num_frames, window, s_cfg.lookahead_frames)
+    out = np.zeros((len(wins), MOTION_DIM), np.float32)
+    blood, equal = relationship_tensors([relationship], model.device)
+    pm_all = None
+    if partner_motion is not None:  # the neutral pose after the partner track ends, as streaming holds none
+        pm = np.zeros((num_frames + s_cfg.lookahead_frames, MOTION_DIM), np.float32)
+        n = min(len(partner_motion), num_frames)
+        pm[:n] = np.asarray(partner_motion, np.float32)[:n]
+        pm[n:] = pm[n - 1] if n else 0.0  # sample-and-hold of the last partner frame
+        pm_all = torch.as_tensor(pm, device=model.device)
+    groups: Dict[int, List[int]] = {}
+    for i, (_, s, e) in enumerate(wins):
+        groups.setdefault(e - s, []).append(i)
+    with torch.no_grad():
+        for _, idx in groups.items():
+            for b in range(0, len(idx), batch):
+                part = idx[b : b + batch]
+                fs = torch.cat([self_feats[i] for i in part])
+                fp = torch.cat([partner_feats[i] for i in part])
+                B = len(part)
+                pmb = None if pm_all is None else torch.stack([pm_all[wins[i][1] : wins[i][2]] for i in part])
+                m = model.generator(fs, fp, blood.expand(B), equal.expand(B), pmb).float().cpu().numpy()
+                for j, i in enumerate(part):
+                    k, s, _ = wins[i]
+                    out[k] = m[j, k - s]
+    return out + model.residual_motion(self_wav, sample_rate, num_frames, relationship).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------ FD terms
@@ -229,6 +295,7 @@ def motion_checks(
     mean_pose: np.ndarray,
     streaming: Optional[np.ndarray] = None,
     fps: float = FPS,
+    path_names: Tuple[str, str] = ("offline", "streaming"),
 ) -> List[Check]:
     """The acceptance rows that compare one generated clip with the real one.
 
@@ -239,6 +306,7 @@ def motion_checks(
             (:func:`~rsatalker_core.metrics.conversation.frame_energy_db`).
         mean_pose: ``[56]`` the model's mean pose (``motion_mean``).
         streaming: optional ``[T', 56]`` streaming motion (``T' <= T``, the first frames).
+        path_names: how the rows name the ``generated`` and the ``streaming`` motion.
 
     Returns:
         rows ``head_std``, ``speak_listen``, ``lipsync_offline`` (and ``lipsync_streaming``,
@@ -273,7 +341,7 @@ def motion_checks(
                         bool(slv["ratio"] >= SPEAK_LISTEN_MIN_RATIO), slv))
 
     off = cv.energy_jaw_correlation(e, g[:, JAW_SLICE][:, 0], fps, LIPSYNC_MAX_LAG)
-    checks.append(Check("lipsync_offline", "own speech energy vs jaw opening r, offline",
+    checks.append(Check("lipsync_offline", f"own speech energy vs jaw opening r, {path_names[0]}",
                         f">= {LIPSYNC_MIN_R}", f"{off['best_r']:.3f} (lag {off['best_lag_frames']:+d} frames; "
                         f"lag 0: {off['r0']:.3f})", bool(off["best_r"] >= LIPSYNC_MIN_R), off))
     if streaming is not None:
@@ -284,10 +352,10 @@ def motion_checks(
         st = cv.energy_jaw_correlation(e[:n], s[:, JAW_SLICE][:, 0], fps, LIPSYNC_MAX_LAG)
         ref = cv.energy_jaw_correlation(e[:n], g[:n, JAW_SLICE][:, 0], fps, LIPSYNC_MAX_LAG)
         ratio = st["best_r"] / ref["best_r"] if ref["best_r"] > 0 else float("nan")
-        checks.append(Check("lipsync_streaming", "own speech energy vs jaw opening r, streaming",
+        checks.append(Check("lipsync_streaming", f"own speech energy vs jaw opening r, {path_names[1]}",
                             f">= {LIPSYNC_MIN_R}", f"{st['best_r']:.3f} (lag {st['best_lag_frames']:+d} frames; "
                             f"lag 0: {st['r0']:.3f})", bool(st["best_r"] >= LIPSYNC_MIN_R), {**st, "frames": n}))
-        checks.append(Check("lipsync_ratio", "streaming / offline lip-sync r (same frames)",
+        checks.append(Check("lipsync_ratio", f"{path_names[1]} / {path_names[0]} lip-sync r (same frames)",
                             f">= {STREAMING_MIN_RATIO:.0%}", f"{ratio:.0%} ({st['best_r']:.3f} / {ref['best_r']:.3f})",
                             bool(ratio >= STREAMING_MIN_RATIO), {"ratio": ratio, "offline_same_frames": ref}))
 
@@ -414,17 +482,19 @@ def logistic_cv(X: np.ndarray, y: np.ndarray, groups: np.ndarray, speaker: Optio
 
 def relationship_check(
     model, corpus_dir: str, with_partner_motion: bool = True, max_clips: int = 0,
-    progress: Optional[Callable[[int, int], None]] = None,
+    progress: Optional[Callable[[int, int], None]] = None, cache: Optional[dict] = None,
 ) -> Tuple[Check, Dict[str, object]]:
     """Relationship recovery on a held-out synthetic corpus (test split of
     :func:`~rsatalker_core.data.synthetic.make_synthetic_corpus`).
 
-    Every (clip, speaker) is generated offline under each of the four relationships from
-    the same audio (and, with ``with_partner_motion``, the same partner motion: the clip's
-    partner track), so the label can only be recovered from what the model does with the
-    relationship input. Features: :func:`sequence_features` (mean-removed); classifier:
+    Every (clip, speaker) is generated on the live path (:func:`generate_live_batched`:
+    1-s streaming windows plus the residual motion) under each of the four relationships
+    from the same audio (and, with ``with_partner_motion``, the same partner motion: the
+    clip's partner track), so the label can only be recovered from what the model does with
+    the relationship input. Features: :func:`sequence_features` (mean-removed); classifier:
     :func:`logistic_cv` with 6 leave-clips-out folds. The same classifier on the rule-based
-    targets synthesised under the four relationships is the reachable ceiling.
+    targets synthesised under the four relationships is reported for comparison. ``cache``
+    (a dict) keeps the per-window speech features between calls on the same corpus.
 
     Returns:
         ``(check, details)``; details hold the accuracies, counts and per-class confusion.
@@ -457,13 +527,19 @@ def relationship_check(
         wav = {s: load_audio(os.path.join(d, f"{clip['clip']}_speaker{s}.wav"), sr)[0] for s in (1, 2)}
         mot = {s: load_motion_npz(os.path.join(d, f"{clip['clip']}_speaker{s}.npz")) for s in (1, 2)}
         T = min(len(mot[1]), len(mot[2]))
-        feats = {s: model.encode(wav[s], sr, T) for s in (1, 2)}
+        window = min(model.cfg.streaming.window_frames, model.cfg.motion.max_frames)
+        cache = {} if cache is None else cache  # per-window features, reusable across calls
+        for s in (1, 2):
+            if (clip["clip"], s) not in cache:
+                cache[(clip["clip"], s)] = sliding_window_features(model, wav[s], sr, T, window,
+                                                                   model.cfg.streaming.lookahead_frames)
+        feats = {s: cache[(clip["clip"], s)] for s in (1, 2)}
         turns = [Turn(int(k) - 1, float(a), float(b)) for k, a, b in clip["turns"]]
         for s in (1, 2):
             p = 3 - s
             pm = mot[p][:T] if with_partner_motion else None
             for ri, r in enumerate(rels):
-                out = model.generate(feats[s], feats[p], r, pm)
+                out = generate_live_batched(model, wav[s], feats[s], feats[p], sr, T, r, pm)
                 X.append(sequence_features(out, pm))
                 target = synthesize_motion(wav[s][: T * spf], turns, s, Relationship.parse(r), sr, clip["seed"],
                                            partner_head=mot[p][:T, HEAD_SLICE] if with_partner_motion else None)

@@ -46,7 +46,11 @@ def npz_expression_space(path: str) -> str:
 
 
 def head_space(renderer) -> str:
-    """Expression space of a renderer's head: :data:`STANDIN_SPACE` or :data:`FLAME_SPACE`."""
+    """Expression space of a renderer's head: :data:`STANDIN_SPACE` or :data:`FLAME_SPACE`
+    (the head layer's own ``expression_space`` when it declares one)."""
+    declared = getattr(renderer.flame, "expression_space", None)
+    if isinstance(declared, str) and declared:
+        return declared
     return STANDIN_SPACE if getattr(renderer.flame, "is_standin", False) else FLAME_SPACE
 
 
