@@ -1,6 +1,8 @@
 """Render node under load (in-process rclpy): stale FLAME frames are dropped and counted, the
 newest is rendered, and the render thread keeps to ``max_busy_fraction`` of the wall time."""
 
+import os
+import threading
 import time
 
 import numpy as np
@@ -26,11 +28,12 @@ def _msg(i):
     return array_to_flame_params(motion, stamp_ns=i * 40_000_000, frame_index=i)
 
 
-def _node(h, busy):
+def _node(h, busy, nice=0):
     return RenderNode(context=h.context, parameter_overrides=[
         Parameter("config_file", value=str(SMALL_CONFIG)),
         Parameter("max_fps", value=0.0),
         Parameter("max_busy_fraction", value=busy),
+        Parameter("thread_nice", value=nice),  # the busy share in wall time, not CPU priority
     ])
 
 
@@ -79,3 +82,16 @@ def test_render_thread_keeps_to_its_busy_fraction():
     assert dropped > 0
     assert bounded < 0.4, bounded
     assert unbounded > 1.8 * bounded, (bounded, unbounded)
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priority is a POSIX/Linux feature")
+def test_render_thread_runs_nicer_than_the_process():
+    with RosHarness(free_domain_id()) as h:
+        node = _node(h, 1.0, nice=7)
+        try:
+            assert h.spin_until(lambda: node._worker.native_id is not None, 5.0)
+            time.sleep(0.2)  # the thread lowers its own priority as it starts
+            base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            assert os.getpriority(os.PRIO_PROCESS, node._worker.native_id) == min(19, base + 7)
+        finally:
+            node.destroy_node()

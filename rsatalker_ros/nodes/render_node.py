@@ -14,18 +14,22 @@ that arrived meanwhile are dropped (counted in ``frames_skipped``) and the most 
 is rendered next, so the image stream lags by at most one render time. The worker also never
 renders more than ``max_busy_fraction`` of the wall time (after a render of ``d`` s it rests
 at least ``d * (1 / max_busy_fraction - 1)`` s), so a renderer that cannot keep up degrades
-to a lower image rate instead of starving the motion node of CPU and of the GIL. The image
+to a lower image rate instead of starving the motion node of CPU and of the GIL; and it
+runs ``thread_nice`` steps nicer than the rest of the process (Linux per-thread priority), so
+when the CPU is short the scheduler serves inference and the executor first. The image
 ``header.stamp`` is the FLAME message's stamp (the frame's media time), carried through for
 latency measurement and alignment.
 
 Parameters: ``config_file``, ``device``, ``flame.*``, ``avatar.*``, ``render.*``, plus
 ``frame_id`` (the camera's optical frame), ``tf_parent_frame``, ``jpeg_quality``,
 ``publish_compressed``, ``qos_overrides.*``, ``max_fps`` (a bound on the image rate) and
-``max_busy_fraction`` (a bound on the render thread's share of the wall time).
+``max_busy_fraction`` (a bound on the render thread's share of the wall time) and
+``thread_nice`` (the render thread's priority below the process's).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any, List, Optional
@@ -65,6 +69,10 @@ EXTRA_PARAMS = {
         "largest share of the wall time the render thread spends rendering, 0-1; when rendering "
         "cannot keep up, the image rate drops instead of the motion node starving (1 = no bound)",
         float_range=(0.05, 1.0))),
+    "thread_nice": (5, ParamSpec(
+        "niceness added to the render thread (Linux per-thread priority, 0 = none): when the CPU is short, "
+        "the motion node's inference and the executor run first and the image rate drops instead",
+        int_range=(0, 19))),
 }
 
 
@@ -152,7 +160,20 @@ class RenderNode(Node):
         rel = flame_params_relationship(msg)
         return self.renderer.render(motion, rel, frame_index=int(msg.frame_index))
 
+    def _lower_priority(self) -> None:
+        """Give the calling (render) thread ``thread_nice`` more niceness than the process
+        (``setpriority`` on its thread id, Linux); elsewhere, or when refused, a debug log."""
+        nice = int(self.params.value("thread_nice"))
+        if nice <= 0:
+            return
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        except (AttributeError, OSError) as exc:
+            self.get_logger().debug(f"render thread priority unchanged: {exc}")
+
     def _work(self) -> None:
+        self._lower_priority()
         while True:
             # Rest first (so the newest frame is the one rendered): the max_fps slot, and at
             # least enough to keep the busy share at max_busy_fraction.
