@@ -5,8 +5,17 @@ trained and checkpointed, its training dataset and collate function, the optimis
 parameter groups, ``loss(batch) -> (loss, scalars)`` and ``validate() -> metrics``. The
 :class:`Trainer` supplies everything else and knows nothing about motion, images or FLAME:
 
+* **Data parallelism** (docs/training.md): under ``torchrun`` every rank runs this loop;
+  gradients are averaged by DDP (:class:`~rsatalker_core.training.distributed.DataParallelLoss`),
+  each optimiser step takes ``train.grad_accum`` micro-batches per rank (a global batch of
+  ``batch_size x world_size x grad_accum``), rank 0 alone writes records and checkpoints,
+  the stop request is agreed after every step, and a resume at another world size keeps
+  the checkpoint's global batch. With one process all of this reduces to the plain loop.
+* **Mixed precision**: ``train.amp`` (:mod:`~rsatalker_core.training.precision`), bf16
+  autocast around the stage's loss on CUDA, off on the CPU.
 * **Seeding** (:func:`seed_everything`): Python ``random``, numpy's global generator and
-  torch (CPU and every CUDA device) from ``cfg.seed``. Batch order comes from a
+  torch (CPU and every CUDA device) from ``cfg.seed`` (ranks > 0: from ``(seed, rank)``).
+  Batch order comes from a
   :class:`ResumableBatchSampler` with its own generator seeded by ``(seed, epoch)``; the
   DataLoader's generator (which draws the workers' base seed) is re-seeded by ``(seed,
   epoch)`` at every epoch, and :func:`seed_worker` seeds ``random`` / numpy in each worker
@@ -23,8 +32,9 @@ parameter groups, ``loss(batch) -> (loss, scalars)`` and ``validate() -> metrics
 * **Checkpoints**: ``<out_dir>/checkpoints/last.pt``, written atomically (temporary file +
   rename, :func:`rsatalker_core.checkpoint.atomic_save`) every ``checkpoint_every`` steps,
   at the end and on interruption. It holds the model, optimiser and scheduler state, the
-  step, the sampler position (epoch, batches consumed in it), every RNG state (torch CPU
-  and CUDA, numpy, Python) and the configuration.
+  step, the sampler position (epoch, global batches consumed in it), every RNG state (torch
+  CPU and CUDA, numpy, Python; of every rank), the world size, global batch and
+  ``grad_accum``, and the configuration.
 * **Exact resume**: ``fit(resume=...)`` restores all of the above, so the loss at step
   ``k + 1`` after resuming from step ``k`` equals the uninterrupted run's bit for bit on
   the CPU (on CUDA as well with ``train.deterministic``). The TensorBoard writer purges
