@@ -3,9 +3,18 @@
 
 Nodes: two audio players (``--input-source file``) or a microphone for the avatar's
 speaker plus an optional partner file (``--input-source mic``), the motion node, the
-render node (unless ``--no-render``) and a recorder, all on one
-:class:`~rclpy.executors.MultiThreadedExecutor`. Topics are the ordinary ones
+render node (unless ``--no-render``) and a recorder, all on one executor (``--executor``:
+rclpy's C++ ``EventsExecutor`` by default, else a
+:class:`~rclpy.executors.MultiThreadedExecutor`). Topics are the ordinary ones
 (:mod:`rsatalker_ros.topics`), so other processes can watch or feed the same graph.
+
+Performance on a small CPU (docs/ros.md): the heavy work runs in the nodes' own threads (the
+motion node's inference, the render node's rasterizer), so the executor only moves messages.
+rclpy's Python executors rebuild a wait set of every node's entities for each callback
+(about a quarter of a core for this graph on a 2-core machine); the events executor
+dispatches in C++ (a few percent of a core). The render thread runs at a lower scheduling
+priority than inference (render node ``thread_nice``), so when the CPU is short the image
+rate drops first and the motion node keeps 25 fps.
 
 Example::
 
@@ -51,6 +60,8 @@ DRAIN_TIMEOUT = 30.0
 #: File input: frames the motion node may queue for their 25 fps slot (10 s), so a
 #: recording stays complete when inference falls behind (the live default drops old ones).
 FILE_QUEUE_FRAMES = 250
+#: ``--executor`` choices (see :func:`make_executor`).
+EXECUTORS = ("events", "multi")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,10 +95,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Python's thread switch interval, s (default: the config's runtime.gil_switch_interval, "
                         "0.0005; 0 = Python's 0.005). The CPU rasterizer issues many small torch calls; with "
                         "Python's interval the motion node waits up to 5 ms for the GIL at each and falls behind")
+    p.add_argument("--executor", choices=EXECUTORS, default="events",
+                   help="events: rclpy's C++ EventsExecutor (one thread, little CPU per callback; falls back to "
+                        "multi when this rclpy lacks it); multi: rclpy's MultiThreadedExecutor (default: events)")
+    p.add_argument("--partner-video", default="",
+                   help="a video file played at real time as the partner's camera (partner/camera/image, at the "
+                        "video's frame rate) and microphone (its audio on audio/partner, unless --partner-audio "
+                        "is given); the face_tracker node turns the face into partner/flame_params")
+    p.add_argument("--partner-camera", action="store_true",
+                   help="run the face_tracker node on partner/camera/image from a camera driver (remap the "
+                        "driver's topic there) -> partner/flame_params")
     p.add_argument("--bag", default="",
                    help="also record the session topics to this rosbag2 directory (MCAP; must not exist), "
                         "as `ros2 bag record -s mcap -o PATH` would; read it with `rsatalker evaluate-bag PATH`")
     return p
+
+
+def make_executor(kind: str = "events"):
+    """The executor the graph spins on: ``"events"`` (rclpy's C++ ``EventsExecutor``, when
+    this rclpy has it, else a 4-thread MultiThreadedExecutor) or ``"multi"``.
+
+    Raises:
+        ValueError: another ``kind``.
+    """
+    if kind not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS}, got {kind!r}")
+    if kind == "events":
+        try:
+            from rclpy.experimental import EventsExecutor
+        except ImportError:
+            rclpy.logging.get_logger("rsatalker_bringup").warning(
+                "rclpy has no EventsExecutor; using the MultiThreadedExecutor")
+        else:
+            return EventsExecutor()
+    return MultiThreadedExecutor(num_threads=4)
 
 
 def _common(args: argparse.Namespace) -> List[Parameter]:
@@ -179,7 +220,7 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
     rclpy.init(args=ros_args)
     log = rclpy.logging.get_logger("rsatalker_bringup")
     nodes = []
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = make_executor(getattr(args, "executor", "events"))
     players = []
     recorder = None
     try:

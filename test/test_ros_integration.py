@@ -158,7 +158,9 @@ def test_relationship_change_alters_motion(dualtalk_sample, small_cfg, tmp_path)
     env = ros_env(domain)
     motion = NodeProcess(
         "rsatalker_ros.nodes.motion_node",
-        ["-p", f"config_file:={SMALL_CONFIG}", "-p", "max_queue_frames:=1000"],
+        # catch_up_frames: one step per chunk even when the machine stalls the node a moment,
+        # so the output is the reference's exactly
+        ["-p", f"config_file:={SMALL_CONFIG}", "-p", "max_queue_frames:=1000", "-p", "catch_up_frames:=1000"],
         env, tmp_path / "motion.log",
     )
     wav, sr = load_audio(dualtalk_sample["speaker2_wav"], target_sr=16000)

@@ -13,15 +13,19 @@ QoS per topic can be overridden with ``qos_overrides.*`` parameters (docs/ros.md
 Threads and pacing. Subscription callbacks only convert and validate messages and append
 them, in arrival order, to an inbox. One worker thread takes them one at a time, feeds
 :class:`~rsatalker_core.streaming.StreamingMotionGenerator` and calls ``step()`` after each
-self-audio chunk, so the generator's windows depend only on the sequence of chunks, not on
-thread timing; inference never blocks the executor. When more than 1 s of input is waiting
-(inference slower than real time), it pushes the whole backlog and generates once, in
-larger windows, to catch up. Ready frames go to an output queue
-that a 50 Hz timer drains at 25 fps against a monotonic clock (catching up missed ticks, so
-the long-run rate is exactly 25 fps while input keeps up). Frames that arrive a little
-late (up to ``LATE_TOLERANCE_FRAMES``, e.g. a batch of ``streaming.hop_frames``) are caught
-up; after a longer gap (input paused) the schedule restarts at the next ready frame. If more than ``max_queue_frames`` frames wait, the oldest
-are dropped so latency stays bounded.
+self-audio chunk, so while inference keeps up the generator's windows depend only on the
+sequence of chunks, not on thread timing; inference never blocks the executor. When more
+than ``catch_up_frames`` self-audio chunks are waiting (inference slower than real time for
+a moment), it pushes everything waiting and generates once, in larger windows, so no
+backlog builds up (at hop 1 a step costs about as much as a step of several frames).
+
+Each frame is published ``d`` after its media time, where ``d`` is the smallest delay of
+the first frame of a step over the last ``PACING_WINDOW_S`` seconds: at hop 1 a frame goes
+out as soon as it is generated (from the inference thread, with no timer wait); frames
+generated together (``streaming.hop_frames`` > 1) are spread out at their media cadence (a
+50 Hz timer publishes them when due); a frame later than ``d`` (a stall) goes out at once,
+so latency never stays above what inference currently needs. If more than
+``max_queue_frames`` frames wait, the oldest are dropped so latency stays bounded.
 
 Stamps. ``header.stamp`` = the frame's media time (capture time of the self audio at the
 frame's first sample); ``source_stamp`` = stamp of the self-audio chunk whose arrival
@@ -30,7 +34,7 @@ completed the frame. Bad messages (NaN/Inf, bad sample rate, wrong lengths) are 
 
 Parameters: ``config_file`` and the config fields ``device``, ``seed``, ``relationship``
 (live), ``speech.*``, ``social.*``, ``motion.*``, ``streaming.window_frames``,
-``streaming.lookahead_frames``, ``streaming.hop_frames``; plus ``max_queue_frames``,
+``streaming.lookahead_frames``, ``streaming.hop_frames``; plus ``max_queue_frames``, ``catch_up_frames``,
 ``frame_id``, ``tf_parent_frame``, ``head_frame`` and ``qos_overrides.*``.
 """
 
@@ -88,6 +92,11 @@ EXTRA_PARAMS = {
         25,
         ParamSpec("most frames waiting for their 25 fps slot; older ones are dropped", int_range=(1, 10000)),
     ),
+    "catch_up_frames": (
+        3,
+        ParamSpec("most self-audio chunks (frames) waiting for inference before the node pushes all waiting "
+                  "input and generates once, in larger windows, instead of one step per chunk", int_range=(1, 10000)),
+    ),
     "frame_id": ("avatar", ParamSpec("header frame_id of the published FLAME parameters")),
     "tf_parent_frame": ("avatar_base", ParamSpec(
         "parent of the head frame on /tf: the head's pivot (FLAME root joint) in REP-103 axes (x forward, "
@@ -100,10 +109,9 @@ _STOP = object()
 #: inference stalls, the oldest are dropped (counted in ``MotionNode.inputs_dropped``, logged)
 #: so the node recovers within a second of the stall ending instead of working off a backlog.
 MAX_INBOX_MESSAGES = 500
-#: Frames a late batch may fall behind the 25 fps schedule and still be caught up (sent as
-#: soon as it arrives, keeping the long-run rate at exactly 25 fps); a longer gap (input
-#: paused) restarts the schedule.
-LATE_TOLERANCE_FRAMES = 6
+#: Seconds of recent steps whose smallest delay (publish time minus media time of the
+#: step's first frame) sets the publication delay of every frame (see the module docstring).
+PACING_WINDOW_S = 2.0
 
 
 def _silence_for(msg: AudioChunk) -> Optional[Tuple[np.ndarray, int]]:
@@ -159,8 +167,9 @@ class MotionNode(Node):
         self._busy = False
         self._out: Deque[Tuple[MotionFrame, int]] = collections.deque()
         self._out_lock = threading.Lock()
-        self._t0: Optional[float] = None
-        self._sent_since_t0 = 0
+        self._pub_lock = threading.Lock()  # publication in frame order from two threads
+        self._delays: Deque[Tuple[float, int]] = collections.deque()  # (monotonic s, delay ns) per step
+        self._catch_up = int(self.params.value("catch_up_frames"))
         self._last_self_stamp_ns = 0
         self.frames_published = 0
         self.frames_dropped = 0
@@ -263,10 +272,12 @@ class MotionNode(Node):
                 return
             self._busy = True
             backlog = self._inbox.qsize()
-            catch_up = backlog > 2 * FPS
+            with self._inbox.mutex:  # self-audio chunks waiting = frames behind
+                behind = sum(1 for it in self._inbox.queue if it is not _STOP and it[0] == "audio" and it[1] == "self")
+            catch_up = behind > self._catch_up
             if catch_up:
                 self.get_logger().warning(
-                    f"inference is behind real time: {backlog} input messages waiting; catching up in "
+                    f"inference is behind real time: {behind} frames of audio waiting; catching up in "
                     "larger windows (try a faster device, speech.encoder logmel or a larger "
                     "streaming.hop_frames)",
                     throttle_duration_sec=5.0,
@@ -310,19 +321,35 @@ class MotionNode(Node):
             self.get_logger().error(f"motion generation failed: {type(exc).__name__}: {exc}")
             return
         if frames:
+            if frames[0].source_stamp_ns > 0:
+                delay = self.get_clock().now().nanoseconds - frames[0].source_stamp_ns
+                self._delays.append((time.monotonic(), delay))
             with self._out_lock:
                 self._out.extend((f, self._last_self_stamp_ns) for f in frames)
+            self._tick()  # publish what is due now, without waiting for the timer
 
     # ------------------------------------------------------------------ paced output
 
+    def publish_delay_ns(self) -> int:
+        """Delay of publication after a frame's media time, ns: the smallest delay of a step's
+        first frame over the last ``PACING_WINDOW_S`` seconds (0 before the first step)."""
+        horizon = time.monotonic() - PACING_WINDOW_S
+        with self._out_lock:
+            while len(self._delays) > 1 and self._delays[0][0] < horizon:
+                self._delays.popleft()
+            return min((d for _, d in self._delays), default=0)
+
     def _tick(self) -> None:
-        now = time.monotonic()
+        with self._pub_lock:
+            self._send_due()
+
+    def _send_due(self) -> None:
+        delay = self.publish_delay_ns()
+        # due before the next timer tick (half its period early at most)
+        now_ns = self.get_clock().now().nanoseconds + int(0.5e9 / (2 * FPS))
         to_send: List[Tuple[MotionFrame, int]] = []
         with self._out_lock:
             if not self._out:
-                late = (now - self._t0) * FPS - self._sent_since_t0 if self._t0 is not None else 0.0
-                if late > LATE_TOLERANCE_FRAMES:
-                    self._t0 = None  # input paused: restart the schedule at the next frame
                 return
             overflow = len(self._out) - self._max_queue
             if overflow > 0:
@@ -334,12 +361,9 @@ class MotionNode(Node):
                     "(inference or input running faster than real time)",
                     throttle_duration_sec=5.0,
                 )
-            if self._t0 is None:
-                self._t0, self._sent_since_t0 = now, 0
-            due = int((now - self._t0) * FPS) + 1 - self._sent_since_t0
-            for _ in range(min(due, len(self._out))):
+            while self._out and (self._out[0][0].source_stamp_ns <= 0
+                                 or self._out[0][0].source_stamp_ns + delay <= now_ns):
                 to_send.append(self._out.popleft())
-            self._sent_since_t0 += len(to_send)
         for frame, source_ns in to_send:
             self._publish(frame, source_ns)
 
