@@ -16,6 +16,7 @@ NODES = {
     "recorder": "rsatalker_ros.nodes.recorder:main",
     "training_node": "rsatalker_ros.nodes.training_node:main",
     "face_tracker": "rsatalker_ros.nodes.face_tracker:main",
+    "video_player": "rsatalker_ros.nodes.video_player:main",
     "head_driver": "rsatalker_ros.nodes.head_driver:main",
     "audio_adapter": "rsatalker_ros.nodes.audio_adapter:main",
     "bringup": "rsatalker_ros.bringup:main",

@@ -20,6 +20,9 @@ role (screen | robot, default screen): on a screen the microphone (or self_audio
 avatar's own speech; on a robot the robot's speech (its TTS output, robot_speech_topic, as
 robot_speech_format chunk | pcm16 | audio_common at robot_speech_rate Hz) becomes audio/self
 through the audio_adapter node and the microphone hears the partner (audio/partner).
+partner_video (a video file played as the partner's camera and microphone through the video_player
+node, its face tracked by face_tracker into partner/flame_params) and partner_camera (true: face_tracker
+on a camera driver's partner/camera/image) give the motion node the partner's face.
 Works with Humble and later (no EqualsSubstitution).
 """
 
@@ -96,6 +99,12 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument("self_audio", default_value="", description="the avatar's speech (input_source:=file)"),
         DeclareLaunchArgument("partner_audio", default_value="", description="the partner's speech file (optional)"),
+        DeclareLaunchArgument("partner_video", default_value="",
+                              description="a video file played at real time as the partner's camera "
+                              "(partner/camera/image) and microphone (audio/partner unless partner_audio is "
+                              "given); face_tracker -> partner/flame_params"),
+        DeclareLaunchArgument("partner_camera", default_value="false", choices=["true", "false"],
+                              description="run face_tracker on partner/camera/image from a camera driver"),
         DeclareLaunchArgument(
             "config_file",
             default_value=PathJoinSubstitution([share, "config", "default.yaml"]),
@@ -168,6 +177,26 @@ def generate_launch_description():
             name="audio_player_partner",
             parameters=[params_file, {"config_file": _text(config_file), "file": _text(partner_audio), "role": "partner"}, sim_time],
             condition=has_partner,
+            **common,
+        ),
+        Node(
+            package="rsatalker",
+            executable="video_player",
+            name="video_player",
+            parameters=[params_file, {"config_file": _text(config_file), "file": _text(LaunchConfiguration("partner_video")),
+                                      "publish_audio": ParameterValue(PythonExpression(
+                                          ["'", LaunchConfiguration("partner_audio"), "' == ''"]), value_type=bool),
+                                      "wait_for_subscribers": 1}, sim_time],
+            condition=IfCondition(PythonExpression(["'", LaunchConfiguration("partner_video"), "' != ''"])),
+            **common,
+        ),
+        Node(
+            package="rsatalker",
+            executable="face_tracker",
+            name="face_tracker",
+            parameters=[params_file, {"config_file": _text(config_file), "device": _text(device)}, sim_time],
+            condition=IfCondition(PythonExpression(["'", LaunchConfiguration("partner_video"), "' != '' or '",
+                                                    LaunchConfiguration("partner_camera"), "' == 'true'"])),
             **common,
         ),
         Node(

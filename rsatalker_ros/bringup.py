@@ -26,6 +26,12 @@ writes ``out/motion.npz``, ``out/avatar.mp4`` (with the avatar's speech) and
 ``out/summary.json``. ROS arguments may follow ``--ros-args`` (e.g. ``--params-file
 config/ros.yaml``); the command-line options above override them.
 
+The partner's face: ``--partner-video FILE`` plays a video at real time as the partner's
+camera and microphone (:mod:`rsatalker_ros.nodes.video_player`) and runs the
+``face_tracker`` node on it, so the motion node hears the partner and sees the partner's
+tracked face on ``partner/flame_params``; ``--partner-camera`` runs the face tracker on a
+camera driver's ``partner/camera/image``.
+
 With file input the run ends when both files have played and the pipeline has drained;
 with a microphone after ``--duration`` seconds (0: at Ctrl-C).
 
@@ -98,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=EXECUTORS, default="events",
                    help="events: rclpy's C++ EventsExecutor (one thread, little CPU per callback; falls back to "
                         "multi when this rclpy lacks it); multi: rclpy's MultiThreadedExecutor (default: events)")
+    p.add_argument("--partner-video", default="",
+                   help="a video file played at real time as the partner's camera (partner/camera/image, at the "
+                        "video's frame rate) and microphone (its audio on audio/partner, unless --partner-audio "
+                        "is given); the face_tracker node turns the face into partner/flame_params")
+    p.add_argument("--partner-camera", action="store_true",
+                   help="run the face_tracker node on partner/camera/image from a camera driver (remap the "
+                        "driver's topic there) -> partner/flame_params")
     p.add_argument("--partner-video", default="",
                    help="a video file played at real time as the partner's camera (partner/camera/image, at the "
                         "video's frame rate) and microphone (its audio on audio/partner, unless --partner-audio "
@@ -196,6 +209,30 @@ def check_inputs(args: argparse.Namespace) -> None:
         check_writable(args.bag, "dir", "--bag")
 
 
+def _video_player(args: argparse.Namespace):
+    """``--partner-video``: the video as the partner's camera (and microphone unless
+    ``--partner-audio`` is given), starting once the face tracker subscribes.
+
+    Raises:
+        ConfigError: a missing or unreadable video.
+    """
+    from rsatalker_ros.nodes.video_player import VideoPlayerNode
+
+    return VideoPlayerNode(parameter_overrides=[
+        Parameter("file", value=args.partner_video),
+        Parameter("publish_audio", value=not args.partner_audio),
+        Parameter("rate", value=float(args.rate)),
+        Parameter("wait_for_subscribers", value=1),  # the face tracker
+    ] + ([Parameter("config_file", value=args.config)] if args.config else []))
+
+
+def _face_tracker(args: argparse.Namespace):
+    """The partner's face: partner/camera/image -> partner/flame_params (docs/ros.md "Face tracker")."""
+    from rsatalker_ros.nodes.face_tracker import FaceTrackerNode
+
+    return FaceTrackerNode(parameter_overrides=_common(args))
+
+
 def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
     """Build the graph, run it, write the recordings. Returns the exit status."""
     from rsatalker_ros.nodes.motion_node import MotionNode
@@ -233,6 +270,10 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
                                           + ([Parameter("config_file", value=args.config)] if args.config else [])))
         if args.partner_audio:
             players.append(_player("partner", args.partner_audio, args))
+        if args.partner_video:  # the run ends once the video has played too
+            players.append(_video_player(args))
+        if args.partner_video or args.partner_camera:
+            nodes.append(_face_tracker(args))
         nodes += players
         motion_params = _common(args)
         if source == "file":

@@ -16,4 +16,5 @@ EXECUTABLES = {
     "head_driver": "rsatalker_ros.nodes.head_driver",
     "audio_adapter": "rsatalker_ros.nodes.audio_adapter",
     "face_tracker": "rsatalker_ros.nodes.face_tracker",
+    "video_player": "rsatalker_ros.nodes.video_player",
 }
