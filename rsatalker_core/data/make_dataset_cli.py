@@ -110,7 +110,10 @@ def cmd_make_dataset(args: argparse.Namespace) -> int:
     print(f"wrote {len(res.clips)} clips ({sum(res.num_frames) / FPS:.1f} s) to {folder}, labels in "
           f"{os.path.join(args.root, 'relationships.csv')}"
           + (f"; left out {len(res.skipped)}: " + "; ".join(f"{c}: {w}" for c, w in res.skipped) if res.skipped else ""))
-    print(f"fine-tune: rsatalker train --stage 1 --config config/train_stage1.yaml --set data.root={args.root} "
-          f"--set data.split={args.split} --set data.relationship_index={os.path.join(args.root, 'relationships.csv')} "
-          f"--set motion.checkpoint=default_motion.pt")
+    index = os.path.join(args.root, "relationships.csv")
+    print(f"fine-tune the default motion model (README 'Fine-tuning on your own recordings'): rsatalker train "
+          f"--stage 1 --config config/train_default_motion.yaml --set motion.checkpoint=default_motion.pt "
+          f"--set data.root={args.root} --set data.split={args.split} --set data.relationship_index={index} "
+          f"--set data.feature_cache={os.path.join(args.root, 'features')} --set train.out_dir=runs/finetune "
+          f"--set train.max_steps=1000 --set train.lr=0.0001")
     return 0
