@@ -111,13 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partner-camera", action="store_true",
                    help="run the face_tracker node on partner/camera/image from a camera driver (remap the "
                         "driver's topic there) -> partner/flame_params")
-    p.add_argument("--partner-video", default="",
-                   help="a video file played at real time as the partner's camera (partner/camera/image, at the "
-                        "video's frame rate) and microphone (its audio on audio/partner, unless --partner-audio "
-                        "is given); the face_tracker node turns the face into partner/flame_params")
-    p.add_argument("--partner-camera", action="store_true",
-                   help="run the face_tracker node on partner/camera/image from a camera driver (remap the "
-                        "driver's topic there) -> partner/flame_params")
     p.add_argument("--bag", default="",
                    help="also record the session topics to this rosbag2 directory (MCAP; must not exist), "
                         "as `ros2 bag record -s mcap -o PATH` would; read it with `rsatalker evaluate-bag PATH`")
