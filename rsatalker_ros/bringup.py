@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "Python's interval the motion node waits up to 5 ms for the GIL at each and falls behind")
     p.add_argument("--executor", choices=EXECUTORS, default="events",
                    help="events: rclpy's C++ EventsExecutor (one thread, little CPU per callback; falls back to "
-                        "multi when this rclpy lacks it); multi: rclpy's MultiThreadedExecutor (default: events)")
+                        "multi when this rclpy lacks it, and with --bag, whose raw subscriptions it cannot take); multi: "
+                        "rclpy's MultiThreadedExecutor (default: events)")
     p.add_argument("--partner-video", default="",
                    help="a video file played at real time as the partner's camera (partner/camera/image, at the "
                         "video's frame rate) and microphone (its audio on audio/partner, unless --partner-audio "
@@ -250,7 +251,12 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
     rclpy.init(args=ros_args)
     log = rclpy.logging.get_logger("rsatalker_bringup")
     nodes = []
-    executor = make_executor(getattr(args, "executor", "events"))
+    kind = getattr(args, "executor", "events")
+    if kind == "events" and args.bag:
+        # the recorder's bag takes raw (serialized) messages, which rclpy 7.1's EventsExecutor
+        # fails on (SystemError in spin_once): record on the Python executor
+        kind = "multi"
+    executor = make_executor(kind)
     players = []
     recorder = None
     try:
