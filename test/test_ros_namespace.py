@@ -51,8 +51,9 @@ def test_nodes_in_a_namespace_take_the_params_file_and_namespace_their_topics(tm
                                                           st.AVATAR_CAMERA_INFO, st.AUDIO_SELF, st.AUDIO_PARTNER,
                                                           st.PARTNER_FLAME, st.RELATIONSHIP)}
 
-            def topics_up():
-                return want <= {name for name, _ in h.node.get_topic_names_and_types()}
+            def topics_up():  # (node names travel separately from endpoints: wait for both)
+                return (want <= {name for name, _ in h.node.get_topic_names_and_types()}
+                        and {("motion_node", NS), ("render_node", NS)} <= set(h.node.get_node_names_and_namespaces()))
 
             assert h.spin_until(topics_up, 120.0, step=0.2), [p.log()[-2000:] for p in procs]
             names = {name for name, _ in h.node.get_topic_names_and_types()}

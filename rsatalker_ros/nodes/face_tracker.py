@@ -14,6 +14,12 @@ and logs each change between "face" and "no face". All tracking is
 :mod:`rsatalker_ros.conversions`; topic names come from
 :mod:`rsatalker_core.io.session_topics`. Parameters: ``device`` and ``flame.*`` of the
 config (the head model whose parameters are fitted) and those in :data:`EXTRA_PARAMS`.
+
+Diagnostics on ``/diagnostics`` once a second: output rate, latency after the capture stamp,
+rejected camera frames, face state, device (docs/ros.md "Diagnostics"). Lifecycle (a managed
+node, :class:`~rsatalker_ros.nodes.common.ManagedNode`; docs/ros.md "Lifecycle"): the head
+model and MediaPipe load in ``on_configure``; the publisher and subscriptions exist only
+while active. With ``autostart`` (default true) the node configures and activates itself.
 """
 
 from __future__ import annotations
@@ -21,7 +27,6 @@ from __future__ import annotations
 import math
 from typing import Any, List, Optional
 
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from rsatalker.msg import FlameParams
@@ -30,7 +35,7 @@ from rsatalker_ros import topics
 from rsatalker_ros.conversions import (
     ConversionError, array_to_flame_params, camera_image_to_array, camera_info_to_k, time_to_ns,
 )
-from rsatalker_ros.nodes.common import run_node
+from rsatalker_ros.nodes.common import LIFECYCLE_PARAMS, DiagnosticsPublisher, Health, ManagedNode, run_node
 from rsatalker_ros.params import ParameterSet, ParamSpec
 
 NODE_NAME = "face_tracker"
@@ -53,10 +58,11 @@ EXTRA_PARAMS = {
     "fps": (25.0, ParamSpec("largest output rate, Hz (frames are taken one per 1/fps slot of the "
                             "capture clock)", float_range=(1.0, 100.0))),
     "frame_id": ("partner", ParamSpec("header frame_id of the published FlameParams")),
+    **LIFECYCLE_PARAMS,
 }
 
 
-class FaceTrackerNode(Node):
+class FaceTrackerNode(ManagedNode):
     """See the module docstring. ``kwargs`` go to :class:`rclpy.node.Node`.
 
     Attributes:
@@ -65,29 +71,51 @@ class FaceTrackerNode(Node):
 
     Raises:
         ConfigError: a bad parameter value.
-        RsatalkerError: MediaPipe missing, an unusable FLAME model or embedding file.
+        RsatalkerError: with autostart (``autostart`` argument, else parameter, default true):
+            MediaPipe missing, an unusable FLAME model or embedding file (without autostart a
+            failed configure is logged and kept in ``lifecycle_error``).
     """
 
-    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any):
+    def __init__(self, node_name: str = NODE_NAME, autostart: Optional[bool] = None, **kwargs: Any):
         super().__init__(node_name, **kwargs)
+        self.tracker = None
+        self.last_latency_ns: Optional[int] = None
         self.params = ParameterSet(self, CONFIG_PREFIXES, EXTRA_PARAMS)
-        cfg = self.params.declare()
+        self.params.declare()
+        self.start(self.params.value("autostart") if autostart is None else autostart)
+
+    def _configure(self) -> None:
+        """``on_configure``: load the head model and the tracker (MediaPipe)."""
+        cfg = self._cfg = self.params.config()
         from rsatalker_core.head.flame import FlameModel  # heavy imports after the parameters
         from rsatalker_core.tracking.tracker import FaceTracker
 
         v = self.params.value
+        flame = FlameModel(cfg.flame)
+        self._device = str(flame.v_template.device)
         self.tracker = FaceTracker(
-            FlameModel(cfg.flame), v("landmark_embedding") or None, selection=v("selection"),
+            flame, v("landmark_embedding") or None, selection=v("selection"),
             max_faces=int(v("max_faces")), smoothing=bool(v("smoothing")), min_cutoff=float(v("min_cutoff")),
             beta=float(v("beta")), min_confidence=float(v("min_confidence")), hfov_deg=float(v("hfov_deg")),
         )
+
+    def _cleanup(self) -> None:
+        """``on_cleanup``: close and release the tracker."""
+        if self.tracker is not None:
+            self.tracker.close()
+        self.tracker = None
+
+    def _activate(self) -> None:
+        """``on_activate``: counters, the publisher, the subscriptions and diagnostics (gone
+        again on deactivation)."""
+        cfg, v = self._cfg, self.params.value
         self._fps = float(v("fps"))
         self._frame_id = v("frame_id")
         self._K = None
         self._first_slot: Optional[int] = None
         self._last_slot: Optional[int] = None
         self.has_face = False
-        self.frames_in = self.frames_tracked = self.frames_published = 0
+        self.frames_in = self.frames_tracked = self.frames_published = self.frames_rejected = 0
         self._pub = self.create_publisher(FlameParams, topics.PARTNER_FLAME, topics.FLAME_QOS)
         image_topic, compressed_topic = st.PARTNER_CAMERA.name, st.PARTNER_CAMERA_COMPRESSED.name
         info_topic = st.PARTNER_CAMERA_INFO.name
@@ -97,6 +125,19 @@ class FaceTrackerNode(Node):
         self.get_logger().info(
             f"tracking the partner's face from {image_topic} / {compressed_topic} into {topics.PARTNER_FLAME} "
             f"(head model {'stand-in' if self.tracker.fitter.embedding.source == 'standin' else cfg.flame.model_path})"
+        )
+        self.diagnostics = DiagnosticsPublisher(self, "face tracking", self.health)
+
+    def health(self) -> Health:
+        """Counters for ``/diagnostics``: FLAME frames published, camera frames rejected
+        (undecodable), latency of the last output after its capture stamp (ms), device."""
+        return Health(
+            published=self.frames_published,
+            dropped={"frames_rejected": self.frames_rejected},
+            latency_ms=None if self.last_latency_ns is None else self.last_latency_ns / 1e6,
+            device=getattr(self, "_device", ""),
+            extra={"face": str(self.has_face).lower(), "frames_in": self.frames_in,
+                   "frames_tracked": self.frames_tracked},
         )
 
     def _on_info(self, msg: CameraInfo) -> None:
@@ -112,6 +153,7 @@ class FaceTrackerNode(Node):
             rgb = camera_image_to_array(msg)
         except ConversionError as exc:
             self.get_logger().warning(f"dropped camera frame: {exc}", throttle_duration_sec=2.0)
+            self.frames_rejected += 1
             return
         self._last_slot = slot
         res = self.tracker.track(rgb, stamp_ns * 1e-9, self._K)
@@ -132,10 +174,7 @@ class FaceTrackerNode(Node):
         )
         self._pub.publish(msg_out)
         self.frames_published += 1
-
-    def destroy_node(self) -> None:
-        self.tracker.close()
-        super().destroy_node()
+        self.last_latency_ns = self.get_clock().now().nanoseconds - stamp_ns
 
 
 def main(args: Optional[List[str]] = None) -> int:

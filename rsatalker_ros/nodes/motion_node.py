@@ -9,6 +9,13 @@ Publishes:
     ``avatar/flame_params`` (FlameParams, reliable) at 25 fps, and with each frame the head
     frame ``head_frame`` in ``tf_parent_frame`` on ``/tf`` (REP-103 axes, docs/ros.md "Frames").
 QoS per topic can be overridden with ``qos_overrides.*`` parameters (docs/ros.md "QoS").
+Diagnostics on ``/diagnostics`` once a second: FLAME rate, latency after the source stamp,
+drops, device (docs/ros.md "Diagnostics").
+
+Lifecycle (a managed node, :class:`~rsatalker_ros.nodes.common.ManagedNode`; docs/ros.md
+"Lifecycle"): the motion generator loads in ``on_configure``; the publishers,
+subscriptions, pacing timer and inference thread exist only while active. With
+``autostart`` (default true) the node configures and activates itself at start-up.
 
 Threads and pacing. Subscription callbacks only convert and validate messages and append
 them, in arrival order, to an inbox. One worker thread takes them one at a time, feeds
@@ -49,7 +56,6 @@ from typing import Any, Deque, List, Optional, Tuple
 import numpy as np
 
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from rsatalker.msg import AudioChunk, FlameParams
@@ -72,7 +78,7 @@ from rsatalker_ros.conversions import (
     time_to_ns,
     transform_stamped,
 )
-from rsatalker_ros.nodes.common import run_node
+from rsatalker_ros.nodes.common import LIFECYCLE_PARAMS, DiagnosticsPublisher, Health, ManagedNode, run_node
 from rsatalker_ros.params import ParameterSet, ParamSpec
 
 NODE_NAME = "motion_node"
@@ -103,6 +109,7 @@ EXTRA_PARAMS = {
         "y left, z up); empty = publish no TF")),
     "head_frame": ("avatar_head", ParamSpec("the avatar's head frame on /tf (REP-103 axes), one transform per "
                                             "published FLAME frame, stamped like it")),
+    **LIFECYCLE_PARAMS,
 }
 _STOP = object()
 #: Most input messages waiting for inference (about 6 s of audio and partner motion); when
@@ -126,20 +133,29 @@ def _silence_for(msg: AudioChunk) -> Optional[Tuple[np.ndarray, int]]:
     return np.zeros(n, np.float32), sr
 
 
-class MotionNode(Node):
+class MotionNode(ManagedNode):
     """See the module docstring. ``kwargs`` go to :class:`rclpy.node.Node`
-    (e.g. ``parameter_overrides``).
+    (e.g. ``parameter_overrides``). ``autostart`` (default: the ``autostart`` parameter, true)
+    configures and activates the node in the constructor.
 
     Raises:
         ConfigError: a bad config file or parameter value.
-        RsatalkerError: the model cannot be built (checkpoint, speech encoder, device).
+        RsatalkerError: with autostart, the model cannot be built (checkpoint, speech
+            encoder, device); without, a failed configure is logged and kept in
+            ``lifecycle_error``.
     """
 
-    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any):
+    def __init__(self, node_name: str = NODE_NAME, autostart: Optional[bool] = None, **kwargs: Any):
         super().__init__(node_name, **kwargs)
         self._gen: Optional[StreamingMotionGenerator] = None
+        self.last_latency_ns: Optional[int] = None
         self.params = ParameterSet(self, CONFIG_PREFIXES, EXTRA_PARAMS, on_change=self._on_param)
-        cfg = self.params.declare()
+        self.params.declare()
+        self.start(self.params.value("autostart") if autostart is None else autostart)
+
+    def _configure(self) -> None:
+        """``on_configure``: build the streaming motion generator (model load)."""
+        cfg, node_name = self.params.config(), self.get_name()
         try:
             self._gen = StreamingMotionGenerator(cfg)
         except ValueError as exc:  # inconsistent streaming settings
@@ -148,12 +164,13 @@ class MotionNode(Node):
             raise ConfigError(f"{node_name}: {exc}") from exc
         # Which head model's expression basis the published `expression` coefficients are in
         # (read-only; docs/motion.md): e.g. "rsatalker-standin" for the shipped default model.
-        self.declare_parameter(
-            "expression_space", self._gen.model.expression_space,
-            ParameterDescriptor(description="expression space of the published FlameParams.expression "
-                                            "(the motion checkpoint's training data; docs/motion.md)",
-                                read_only=True),
-        )
+        if not self.has_parameter("expression_space"):  # (a second configure keeps it)
+            self.declare_parameter(
+                "expression_space", self._gen.model.expression_space,
+                ParameterDescriptor(description="expression space of the published FlameParams.expression "
+                                                "(the motion checkpoint's training data; docs/motion.md)",
+                                    read_only=True),
+            )
         self._frame_id = self.params.value("frame_id")
         self._max_queue = int(self.params.value("max_queue_frames"))
         self.get_logger().info(
@@ -161,6 +178,13 @@ class MotionNode(Node):
             f"relationship {self._gen.relationship.name}, lookahead {cfg.streaming.lookahead_frames} frames"
         )
 
+    def _cleanup(self) -> None:
+        """``on_cleanup``: release the motion generator."""
+        self._gen = None
+
+    def _activate(self) -> None:
+        """``on_activate``: fresh queues and counters, topics, TF, diagnostics, the inference
+        thread and the pacing timer (all gone again on deactivation)."""
         self._inbox: "queue.Queue[Any]" = queue.Queue(maxsize=MAX_INBOX_MESSAGES)
         self._inbox_lock = threading.Lock()
         self.inputs_dropped = 0
@@ -205,6 +229,20 @@ class MotionNode(Node):
         self._worker = threading.Thread(target=self._work, name="rsatalker-motion", daemon=True)
         self._worker.start()
         self._timer = self.create_timer(1.0 / (2 * FPS), self._tick)
+        self.diagnostics = DiagnosticsPublisher(self, "motion", self.health)
+
+    def health(self) -> Health:
+        """Counters for ``/diagnostics``: FLAME frames published, frames and inputs dropped,
+        messages rejected, latency of the last frame after its source stamp (ms), device."""
+        return Health(
+            published=self.frames_published,
+            dropped={"frames_dropped": self.frames_dropped, "inputs_dropped": self.inputs_dropped,
+                     "messages_rejected": self.messages_rejected},
+            latency_ms=None if self.last_latency_ns is None else self.last_latency_ns / 1e6,
+            device=str(self._gen.model.device) if self._gen is not None else "",
+            extra={"relationship": self._gen.relationship.name if self._gen is not None else "",
+                   "input_queue": self._inbox.qsize()},
+        )
 
     # ------------------------------------------------------------------ inputs
 
@@ -382,6 +420,8 @@ class MotionNode(Node):
             return
         self._pub.publish(msg)
         self.frames_published += 1
+        if source_ns > 0:
+            self.last_latency_ns = self.get_clock().now().nanoseconds - source_ns
         if self._tf is not None:
             self._tf.send([self.head_transform(frame.motion, frame.source_stamp_ns)])
 
@@ -402,12 +442,11 @@ class MotionNode(Node):
         with self._out_lock:
             return self._inbox.empty() and not self._out and not self._busy
 
-    def destroy_node(self) -> None:
-        """Stop the inference thread, then destroy the node."""
+    def _deactivate(self) -> None:
+        """``on_deactivate`` (and ``destroy_node``): stop the inference thread."""
         if getattr(self, "_worker", None) is not None and self._worker.is_alive():
             self._enqueue(_STOP)
             self._worker.join(timeout=5.0)
-        super().destroy_node()
 
 
 def main(args: Optional[List[str]] = None) -> int:

@@ -24,7 +24,14 @@ Parameters: ``config_file``, ``device``, ``flame.*``, ``avatar.*``, ``render.*``
 ``frame_id`` (the camera's optical frame), ``tf_parent_frame``, ``jpeg_quality``,
 ``publish_compressed``, ``qos_overrides.*``, ``max_fps`` (a bound on the image rate) and
 ``max_busy_fraction`` (a bound on the render thread's share of the wall time) and
-``thread_nice`` (the render thread's priority below the process's).
+``thread_nice`` (the render thread's priority below the process's), ``autostart``.
+
+Diagnostics on ``/diagnostics`` once a second: image rate, latency after the FLAME stamp,
+stale frames skipped, render time, device (docs/ros.md "Diagnostics"). Lifecycle (a managed
+node, :class:`~rsatalker_ros.nodes.common.ManagedNode`; docs/ros.md "Lifecycle"): the FLAME
+model and avatar load in ``on_configure``; the publishers, the subscription, the static TF
+and the render thread exist only while active. With ``autostart`` (default true) the node
+configures and activates itself at start-up.
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, List, Optional
 
-from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from rsatalker.msg import FlameParams
@@ -44,7 +50,7 @@ from rsatalker_ros.conversions import (
     ConversionError, array_to_compressed_image, array_to_image, camera_info_msg, flame_params_relationship,
     flame_params_to_array, time_to_ns, transform_stamped,
 )
-from rsatalker_ros.nodes.common import run_node
+from rsatalker_ros.nodes.common import LIFECYCLE_PARAMS, DiagnosticsPublisher, Health, ManagedNode, run_node
 from rsatalker_ros.params import ParameterSet, ParamSpec
 
 if TYPE_CHECKING:
@@ -73,24 +79,43 @@ EXTRA_PARAMS = {
         "niceness added to the render thread (Linux per-thread priority, 0 = none): when the CPU is short, "
         "the motion node's inference and the executor run first and the image rate drops instead",
         int_range=(0, 19))),
+    **LIFECYCLE_PARAMS,
 }
 
 
-class RenderNode(Node):
-    """See the module docstring. ``kwargs`` go to :class:`rclpy.node.Node`.
+class RenderNode(ManagedNode):
+    """See the module docstring. ``kwargs`` go to :class:`rclpy.node.Node`. ``autostart``
+    (default: the ``autostart`` parameter, true) configures and activates the node in the
+    constructor.
 
     Raises:
         ConfigError: a bad config file or parameter value.
-        RsatalkerError: the FLAME model or avatar checkpoint cannot be loaded.
+        RsatalkerError: with autostart, the FLAME model or avatar checkpoint cannot be loaded
+            (without, a failed configure is logged and kept in ``lifecycle_error``).
     """
 
-    def __init__(self, node_name: str = NODE_NAME, **kwargs: Any):
+    def __init__(self, node_name: str = NODE_NAME, autostart: Optional[bool] = None, **kwargs: Any):
         super().__init__(node_name, **kwargs)
+        self.last_latency_ns: Optional[int] = None
         self.params = ParameterSet(self, CONFIG_PREFIXES, EXTRA_PARAMS)
-        cfg = self.params.declare()
+        self.params.declare()
+        self.start(self.params.value("autostart") if autostart is None else autostart)
+
+    def _configure(self) -> None:
+        """``on_configure``: load the FLAME model and the avatar (the renderer)."""
+        cfg = self._cfg = self.params.config()
         from rsatalker_core.render.renderer import AvatarRenderer  # heavy: FLAME + Gaussians
 
         self.renderer = AvatarRenderer(cfg)
+
+    def _cleanup(self) -> None:
+        """``on_cleanup``: release the renderer."""
+        self.renderer = None
+
+    def _activate(self) -> None:
+        """``on_activate``: publishers, the static TF, the subscription, diagnostics and the
+        render thread (all gone again on deactivation)."""
+        cfg = self._cfg
         self._frame_id = self.params.value("frame_id")
         self._latest: Optional[FlameParams] = None
         self._cond = threading.Condition()
@@ -121,9 +146,21 @@ class RenderNode(Node):
                                  topics.subscription_qos(st.AVATAR_FLAME), qos_overriding_options=qo())
         self._worker = threading.Thread(target=self._work, name="rsatalker-render", daemon=True)
         self._worker.start()
+        self.diagnostics = DiagnosticsPublisher(self, "render", self.health)
         self.get_logger().info(
             f"rendering {cfg.render.width}x{cfg.render.height} on {self.renderer.device} "
             f"(backend {cfg.render.backend}) from {topics.AVATAR_FLAME}"
+        )
+
+    def health(self) -> Health:
+        """Counters for ``/diagnostics``: images published, stale FLAME frames skipped, latency
+        of the last image after its FLAME stamp (ms), last render time (ms), device."""
+        return Health(
+            published=self.frames_rendered,
+            dropped={"frames_skipped": self.frames_skipped},
+            latency_ms=None if self.last_latency_ns is None else self.last_latency_ns / 1e6,
+            device=str(self.renderer.device) if self.renderer is not None else "",
+            extra={"render_ms": f"{self._last_duration * 1e3:.1f}"},
         )
 
     def head_pivot(self) -> "np.ndarray":
@@ -207,15 +244,15 @@ class RenderNode(Node):
                                                                  int(self.params.value("jpeg_quality"))))
             self._pub_info.publish(camera_info_msg(self._K, *self._size, stamp_ns, self._frame_id))
             self.frames_rendered += 1
+            self.last_latency_ns = self.get_clock().now().nanoseconds - stamp_ns
 
-    def destroy_node(self) -> None:
-        """Stop the render thread, then destroy the node."""
+    def _deactivate(self) -> None:
+        """``on_deactivate`` (and ``destroy_node``): stop the render thread."""
         with self._cond:
             self._stop = True
             self._cond.notify()
         if getattr(self, "_worker", None) is not None:
             self._worker.join(timeout=10.0)
-        super().destroy_node()
 
 
 def main(args: Optional[List[str]] = None) -> int:
