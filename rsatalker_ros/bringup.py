@@ -32,8 +32,20 @@ camera and microphone (:mod:`rsatalker_ros.nodes.video_player`) and runs the
 tracked face on ``partner/flame_params``; ``--partner-camera`` runs the face tracker on a
 camera driver's ``partner/camera/image``.
 
+Roles (``--role``, as the launch file's ``role``; docs/ros.md "Robot role"): on a
+``screen`` (default) the avatar's speech is ``--self-audio`` or the microphone and the
+partner's is ``--partner-audio``; on a ``robot`` the avatar's speech is the robot's own TTS
+output on ``--robot-speech-topic`` (``--robot-speech-format`` chunk | pcm16 | audio_common),
+relayed to ``audio/self`` by the ``audio_adapter`` node, and the partner's speech is the
+microphone (or ``--partner-audio`` / ``--partner-video``). :func:`audio_sources` says which
+node feeds which role.
+
+Lifecycle: the motion, render and face-tracker nodes are managed nodes (docs/ros.md
+"Lifecycle"); the bringup builds them unconfigured, then configures all of them (model
+loads) and activates all of them itself (:func:`bring_up`).
+
 With file input the run ends when both files have played and the pipeline has drained;
-with a microphone after ``--duration`` seconds (0: at Ctrl-C).
+with a microphone or as a robot (live speech) after ``--duration`` seconds (0: at Ctrl-C).
 
 Bad input (unreadable audio, unknown relationship or device, unusable config, an
 ``--output-dir`` or ``--bag`` that cannot be written) is reported before the graph starts as
@@ -46,7 +58,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import List, Optional
+from typing import Any, List, Optional, Tuple
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -57,6 +69,7 @@ from rsatalker_core.config import load_config
 from rsatalker_core.runtime import tune_process
 from rsatalker_core.speech.audio import load_audio
 from rsatalker_core.errors import RsatalkerError
+from rsatalker_core.io import session_topics as st
 from rsatalker_core.relationship import Relationship
 
 #: After the last audio chunk: how long the graph must stay idle before the run ends, and
@@ -68,6 +81,10 @@ DRAIN_TIMEOUT = 30.0
 FILE_QUEUE_FRAMES = 250
 #: ``--executor`` choices (see :func:`make_executor`).
 EXECUTORS = ("events", "multi")
+#: ``--role`` choices: where the avatar's own speech comes from (module docstring).
+ROLES = ("screen", "robot")
+#: ``--robot-speech-format`` choices (the audio_adapter node's ``input_format``).
+ROBOT_SPEECH_FORMATS = ("chunk", "pcm16", "audio_common")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +132,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bag", default="",
                    help="also record the session topics to this rosbag2 directory (MCAP; must not exist), "
                         "as `ros2 bag record -s mcap -o PATH` would; read it with `rsatalker evaluate-bag PATH`")
+    p.add_argument("--role", choices=ROLES, default="screen",
+                   help="screen: the avatar speaks --self-audio or the microphone; robot: the avatar's speech is "
+                        "the robot's TTS on --robot-speech-topic and the microphone (or --partner-audio) hears the "
+                        "partner (default: screen)")
+    p.add_argument("--robot-speech-topic", default=st.ROBOT_SPEECH.name,
+                   help=f"--role robot: the robot's TTS audio topic (default: {st.ROBOT_SPEECH.name})")
+    p.add_argument("--robot-speech-format", choices=ROBOT_SPEECH_FORMATS, default="chunk",
+                   help="--role robot: rsatalker/AudioChunk (chunk), std_msgs/UInt8MultiArray PCM16 (pcm16) or "
+                        "audio_common_msgs/AudioData (audio_common; needs that package) (default: chunk)")
+    p.add_argument("--robot-speech-rate", type=int, default=16000,
+                   help="--role robot: sample rate of PCM16 speech, Hz (default: 16000)")
     return p
+
+
+def audio_sources(args: argparse.Namespace) -> List[Tuple[str, str, str]]:
+    """Which node feeds each speaker's audio topic: ``[(kind, role, what)]`` with ``kind``
+    ``"player"`` (a wav file ``what``), ``"capture"`` (the microphone) or ``"adapter"``
+    (the robot's speech topic ``what``, through the audio_adapter node); ``role`` ``"self"``
+    (the avatar) or ``"partner"``. The partner's video (``--partner-video``) brings its own
+    audio unless ``--partner-audio`` is given, so it is not listed.
+
+    Raises:
+        ConfigError: ``--input-source file`` without a file for it, or ``--role robot`` with
+            ``--self-audio`` (a robot's own speech is its TTS topic).
+    """
+    from rsatalker_core.errors import ConfigError
+
+    role = getattr(args, "role", "screen")
+    if role == "screen":
+        source = args.input_source or ("file" if args.self_audio else "mic")
+        if source == "file" and not args.self_audio:
+            raise ConfigError("--input-source file needs --self-audio")
+        out = [("player", "self", args.self_audio) if source == "file" else ("capture", "self", "")]
+        return out + ([("player", "partner", args.partner_audio)] if args.partner_audio else [])
+    if role != "robot":
+        raise ConfigError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
+    if args.self_audio:
+        raise ConfigError("--role robot: the avatar's speech is the robot's TTS on --robot-speech-topic; "
+                          "--self-audio is for --role screen")
+    out = [("adapter", "self", args.robot_speech_topic)]
+    if args.partner_audio:
+        return out + [("player", "partner", args.partner_audio)]
+    if args.input_source == "file" and not getattr(args, "partner_video", ""):
+        raise ConfigError("--role robot --input-source file needs --partner-audio (or --partner-video)")
+    if getattr(args, "partner_video", ""):
+        return out  # the video's sound is the partner's
+    return out + [("capture", "partner", "")]
+
+
+def bring_up(nodes: List[Any]) -> None:
+    """Configure every managed node (model loads), then activate every one (docs/ros.md
+    "Lifecycle"); other nodes are left as they are.
+
+    Raises:
+        RsatalkerError: the error that failed a node's transition.
+    """
+    from rsatalker_ros.nodes.common import LifecycleError, ManagedNode
+
+    managed = [n for n in nodes if isinstance(n, ManagedNode)]
+    for transition in ("configure", "activate"):
+        for node in managed:
+            if getattr(node, f"trigger_{transition}")().name != "SUCCESS":
+                exc = node.lifecycle_error
+                if isinstance(exc, RsatalkerError):
+                    raise exc
+                raise LifecycleError(f"{node.get_name()}: {transition} failed: {exc!r}") from exc
 
 
 def make_executor(kind: str = "events"):
@@ -175,9 +257,7 @@ def check_inputs(args: argparse.Namespace) -> None:
     from rsatalker_core.errors import ConfigError, OutputError
     from rsatalker_core.io.outputs import check_writable
 
-    source = args.input_source or ("file" if args.self_audio else "mic")
-    if source == "file" and not args.self_audio:
-        raise ConfigError("--input-source file needs --self-audio")
+    audio_sources(args)  # who feeds which speaker (role, files, input source)
     for name in ("duration", "start"):
         v = getattr(args, name)
         if not v >= 0 or v == float("inf"):
@@ -186,6 +266,8 @@ def check_inputs(args: argparse.Namespace) -> None:
         raise ConfigError(f"--rate must be in 0.01..100, got {args.rate}")
     if not 0 <= args.render_max_fps <= 1000:
         raise ConfigError(f"--render-max-fps must be in 0..1000 Hz, got {args.render_max_fps}")
+    if not 4000 <= getattr(args, "robot_speech_rate", 16000) <= 192000:
+        raise ConfigError(f"--robot-speech-rate must be in 4000..192000 Hz, got {args.robot_speech_rate}")
     if args.relationship is not None:
         Relationship.parse(args.relationship)
     cfg = load_config(args.config or None, {"device": args.device} if args.device else {})
@@ -224,7 +306,27 @@ def _face_tracker(args: argparse.Namespace):
     """The partner's face: partner/camera/image -> partner/flame_params (docs/ros.md "Face tracker")."""
     from rsatalker_ros.nodes.face_tracker import FaceTrackerNode
 
-    return FaceTrackerNode(parameter_overrides=_common(args))
+    return FaceTrackerNode(parameter_overrides=_common(args), autostart=False)  # bring_up() starts it
+
+
+def _capture(role: str, args: argparse.Namespace):
+    """The microphone as ``audio/<role>``."""
+    from rsatalker_ros.nodes.audio_capture import AudioCaptureNode
+
+    return AudioCaptureNode(parameter_overrides=[Parameter("role", value=role)]
+                            + ([Parameter("config_file", value=args.config)] if args.config else []))
+
+
+def _adapter(topic: str, args: argparse.Namespace):
+    """``--role robot``: the robot's TTS on ``topic`` relayed to ``audio/self``."""
+    from rsatalker_ros.nodes.audio_adapter import AudioAdapterNode
+
+    return AudioAdapterNode(parameter_overrides=[
+        Parameter("role", value="self"),
+        Parameter("input_format", value=args.robot_speech_format),
+        Parameter("input_topic", value=topic),
+        Parameter("sample_rate", value=int(args.robot_speech_rate)),
+    ])
 
 
 def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
@@ -232,7 +334,10 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
     from rsatalker_ros.nodes.motion_node import MotionNode
     from rsatalker_ros.nodes.recorder import RecorderNode
 
-    source = args.input_source or ("file" if args.self_audio else "mic")
+    # "file": the avatar's speech is a file (the run ends once it has played); else live
+    # speech (a microphone, or the robot's TTS with --role robot)
+    screen = getattr(args, "role", "screen") == "screen"
+    source = "file" if screen and (args.input_source or ("file" if args.self_audio else "mic")) == "file" else "mic"
     try:
         check_inputs(args)
         runtime = load_config(args.config or None).runtime
@@ -260,15 +365,13 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
     players = []
     recorder = None
     try:
-        if source == "file":
-            players.append(_player("self", args.self_audio, args))
-        else:
-            from rsatalker_ros.nodes.audio_capture import AudioCaptureNode
-
-            nodes.append(AudioCaptureNode(parameter_overrides=[Parameter("role", value="self")]
-                                          + ([Parameter("config_file", value=args.config)] if args.config else [])))
-        if args.partner_audio:
-            players.append(_player("partner", args.partner_audio, args))
+        for kind, role, what in audio_sources(args):  # --role: who speaks on audio/self, audio/partner
+            if kind == "player":
+                players.append(_player(role, what, args))
+            elif kind == "capture":
+                nodes.append(_capture(role, args))
+            else:
+                nodes.append(_adapter(what, args))
         if args.partner_video:  # the run ends once the video has played too
             players.append(_video_player(args))
         if args.partner_video or args.partner_camera:
@@ -279,15 +382,16 @@ def run(args: argparse.Namespace, ros_args: Optional[List[str]] = None) -> int:
             motion_params.append(Parameter("max_queue_frames", value=FILE_QUEUE_FRAMES))
         if args.relationship is not None:
             motion_params.append(Parameter("relationship", value=args.relationship))
-        motion = MotionNode(parameter_overrides=motion_params)
+        motion = MotionNode(parameter_overrides=motion_params, autostart=False)
         nodes.append(motion)
         if not args.no_render:
             from rsatalker_ros.nodes.render_node import RenderNode
 
             nodes.append(RenderNode(parameter_overrides=_common(args)
-                                    + [Parameter("max_fps", value=float(args.render_max_fps))]))
+                                    + [Parameter("max_fps", value=float(args.render_max_fps))], autostart=False))
         recorder = RecorderNode(parameter_overrides=[Parameter("bag_path", value=args.bag)] if args.bag else None)
         nodes.append(recorder)
+        bring_up(nodes)  # configure (model loads), then activate the managed nodes
         for node in nodes:
             executor.add_node(node)
 
