@@ -23,14 +23,22 @@ through the audio_adapter node and the microphone hears the partner (audio/partn
 partner_video (a video file played as the partner's camera and microphone through the video_player
 node, its face tracked by face_tracker into partner/flame_params) and partner_camera (true: face_tracker
 on a camera driver's partner/camera/image) give the motion node the partner's face.
+autostart (default true): face_tracker, motion_node and render_node are lifecycle (managed)
+nodes, started unconfigured; with autostart the launch file configures each (model load) and
+activates it once it is inactive; autostart:=false leaves the transitions to a lifecycle
+manager or ``ros2 lifecycle set`` (docs/ros.md "Lifecycle").
 Works with Humble and later (no EqualsSubstitution).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, ExecuteProcess, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
@@ -53,6 +61,20 @@ def _recorder(context):
 def _text(value):
     """A string parameter that launch must not re-type as YAML (empty strings, 'on', '1e3')."""
     return ParameterValue(value, value_type=str)
+
+
+def _autostart(node: LifecycleNode, condition) -> list:
+    """Configure a lifecycle node as soon as it runs, and activate it once it is inactive."""
+    def change(transition_id):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
+
+    return [
+        RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, goal_state="inactive",
+                                               entities=[change(Transition.TRANSITION_ACTIVATE)]),
+                             condition=condition),
+        EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                    transition_id=Transition.TRANSITION_CONFIGURE), condition=condition),
+    ]
 
 
 def generate_launch_description():
@@ -134,6 +156,9 @@ def generate_launch_description():
         DeclareLaunchArgument("log_level", default_value="info",
                               choices=["debug", "info", "warn", "error", "fatal"],
                               description="log level of every node"),
+        DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
+                              description="configure and activate the lifecycle nodes (face_tracker, motion_node, "
+                                          "render_node); false: leave them unconfigured for a lifecycle manager"),
     ]
     use_file = IfCondition(PythonExpression(["'", input_source, "' == 'file' and '", role, "' == 'screen'"]))
     is_robot = IfCondition(PythonExpression(["'", role, "' == 'robot'"]))
@@ -190,33 +215,40 @@ def generate_launch_description():
             condition=IfCondition(PythonExpression(["'", LaunchConfiguration("partner_video"), "' != ''"])),
             **common,
         ),
-        Node(
+        LifecycleNode(
             package="rsatalker",
             executable="face_tracker",
             name="face_tracker",
-            parameters=[params_file, {"config_file": _text(config_file), "device": _text(device)}, sim_time],
+            parameters=[params_file, {"config_file": _text(config_file), "device": _text(device), "autostart": False},
+                        sim_time],
             condition=IfCondition(PythonExpression(["'", LaunchConfiguration("partner_video"), "' != '' or '",
                                                     LaunchConfiguration("partner_camera"), "' == 'true'"])),
             **common,
         ),
-        Node(
+        LifecycleNode(
             package="rsatalker",
             executable="motion_node",
             name="motion_node",
             parameters=[
                 params_file,
-                {"config_file": _text(config_file), "relationship": _text(relationship), "device": _text(device)},
+                {"config_file": _text(config_file), "relationship": _text(relationship), "device": _text(device),
+                 "autostart": False},
                 sim_time,
             ],
             **common,
         ),
-        Node(
+        LifecycleNode(
             package="rsatalker",
             executable="render_node",
             name="render_node",
-            parameters=[params_file, {"config_file": _text(config_file), "device": _text(device)}, sim_time],
+            parameters=[params_file, {"config_file": _text(config_file), "device": _text(device), "autostart": False},
+                        sim_time],
             **common,
         ),
     ]
+    # Lifecycle nodes start unconfigured (their autostart parameter is false); the launch
+    # file drives them when its autostart argument is true (docs/ros.md "Lifecycle").
+    lifecycle = [a for n in nodes if isinstance(n, LifecycleNode)
+                 for a in _autostart(n, IfCondition(LaunchConfiguration("autostart")))]
     recorders = [OpaqueFunction(function=_recorder)]
-    return LaunchDescription(arguments + nodes + recorders)
+    return LaunchDescription(arguments + nodes + lifecycle + recorders)

@@ -40,10 +40,11 @@ def launch_tree():
 
 @pytest.fixture(scope="module")
 def launch_nodes(launch_tree):
-    """[{executable, name, package, dict_keys, parameters_ast}] for each Node(...) call."""
+    """[{executable, name, package, dict_keys, parameters_ast}] for each Node(...) or
+    LifecycleNode(...) call."""
     out = []
     for call in ast.walk(launch_tree):
-        if isinstance(call, ast.Call) and _call_name(call) == "Node":
+        if isinstance(call, ast.Call) and _call_name(call) in ("Node", "LifecycleNode"):
             kw = {k.arg: k.value for k in call.keywords}
             keys = []
             params = kw.get("parameters")
@@ -221,7 +222,7 @@ def test_every_node_takes_namespace_sim_time_and_log_level(launch_tree, launch_n
     assert [_const(k) for k in sim.keys] == ["use_sim_time"]
     assert "value_type=bool" in ast.unparse(sim.values[0])  # a bool parameter, not the string 'false'
     for call in ast.walk(launch_tree):
-        if isinstance(call, ast.Call) and _call_name(call) == "Node":
+        if isinstance(call, ast.Call) and _call_name(call) in ("Node", "LifecycleNode"):
             kw = {k.arg: k.value for k in call.keywords}
             assert isinstance(kw.get(None), ast.Name) and kw[None].id == "common", ast.unparse(call)[:80]
             assert "sim_time" in [getattr(e, "id", None) for e in kw["parameters"].elts], ast.unparse(call)[:80]
@@ -270,3 +271,20 @@ def test_cmake_setup_py_and_executables_list_the_same_nodes():
     assert {k: v for k, v in cmake.items() if k != "bringup"} == EXECUTABLES
     modules = {p.stem for p in (REPO / "rsatalker_ros" / "nodes").glob("*.py")} - {"__init__", "common"}
     assert {v.rsplit(".", 1)[-1] for v in EXECUTABLES.values()} == modules, "a node module is not installed"
+
+
+def test_lifecycle_nodes_are_managed_by_the_launch_file(launch_tree, launch_nodes):
+    """face_tracker, motion_node and render_node are launch_ros LifecycleNodes started with
+    their autostart parameter false, and the launch file configures and activates each of
+    them (ChangeState events) under its autostart argument (docs/ros.md "Lifecycle")."""
+    calls = [c for c in ast.walk(launch_tree) if isinstance(c, ast.Call)]
+    managed = {_const({k.arg: k.value for k in c.keywords}.get("executable"))
+               for c in calls if _call_name(c) == "LifecycleNode"}
+    assert managed == {"face_tracker", "motion_node", "render_node"}
+    for n in launch_nodes:
+        if n["executable"] in managed:
+            assert "autostart" in n["dict_keys"], n["executable"]
+    text = LAUNCH.read_text()
+    for needle in ("TRANSITION_CONFIGURE", "TRANSITION_ACTIVATE", 'goal_state="inactive"', "OnStateTransition",
+                   'DeclareLaunchArgument("autostart"'):
+        assert needle in text, needle
