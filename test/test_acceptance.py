@@ -197,7 +197,11 @@ def test_batched_live_path_equals_the_streaming_generator(small_cfg, with_partne
     wav = (0.1 * rng.standard_normal(n_frames * sr // FPS)).astype(np.float32)
     other = (0.1 * rng.standard_normal(n_frames * sr // FPS)).astype(np.float32)
     pm = (0.05 * rng.standard_normal((n_frames, 56))).astype(np.float32) if with_partner else None
-    live = acc.generate_live(model, wav, other, sr, n_frames, "couple", pm)
+    from rsatalker_core.model.streaming import generate_offline
+
+    # reference: the streaming generator stepped frame by frame, as the motion node runs it
+    live = generate_offline(model, wav, other, sr, "couple", pm, n_frames, batched=False)
+    np.testing.assert_allclose(acc.generate_live(model, wav, other, sr, n_frames, "couple", pm), live, atol=1e-4)
     assert live.shape == (n_frames, 56) and np.isfinite(live).all()
     w, la = small_cfg.streaming.window_frames, small_cfg.streaming.lookahead_frames
     fs = acc.sliding_window_features(model, wav, sr, n_frames, w, la)

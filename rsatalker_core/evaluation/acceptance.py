@@ -152,6 +152,13 @@ def find_dualtalk_sample(data_dir: str, sample_rate: int = 16000, self_speaker: 
 
 
 # ------------------------------------------------------------------------------ generation
+# The batched live path lives with the streaming generator it reproduces
+# (rsatalker_core/model/streaming.py); the names are kept here for the acceptance script.
+from rsatalker_core.model.streaming import (  # noqa: E402
+    generate_from_window_features as generate_live_batched,
+    sliding_window_features,
+)
+
 def generate_whole_clip(model, self_wav: np.ndarray, partner_wav: np.ndarray, sample_rate: int, num_frames: int,
                         relationship, partner_motion: Optional[np.ndarray] = None) -> np.ndarray:
     """:meth:`~rsatalker_core.model.motion_model.MotionModel.generate` on whole-clip speech
@@ -172,90 +179,6 @@ def generate_live(model, self_wav: np.ndarray, partner_wav: np.ndarray, sample_r
     from rsatalker_core.model.streaming import generate_offline
 
     return generate_offline(model, self_wav, partner_wav, sample_rate, relationship, partner_motion, num_frames)
-
-
-def _windows(T: int, window: int, lookahead: int) -> List[Tuple[int, int, int]]:
-    """``(frame k, win_start, win_end)`` of the streaming generator at hop 1 for frames
-    ``0..T-1``: frame ``k`` comes from the window ending at frame ``k + lookahead``
-    (inclusive), at most ``window`` frames long."""
-    return [(k, max(0, k + 1 + lookahead - window), k + 1 + lookahead) for k in range(T)]
-
-
-def sliding_window_features(model, wav: np.ndarray, sample_rate: int, num_frames: int, window: int,
-                            lookahead: int, batch: int = 64) -> List["object"]:
-    """Speech features of every window of :func:`_windows`, each window encoded from its own
-    audio (as the streaming generator does at hop 1; silence after the clip's end, as
-    :func:`~rsatalker_core.model.streaming.generate_offline` pads it), full-length windows
-    in batches. Returns one ``[1, n, D]`` tensor per frame."""
-    import torch
-
-    spf = sample_rate // FPS
-    x = np.zeros((num_frames + lookahead) * spf, np.float32)
-    seg = np.asarray(wav, np.float32)[: num_frames * spf]
-    x[: len(seg)] = seg
-    wins = _windows(num_frames, window, lookahead)
-    feats: List[object] = [None] * len(wins)
-    full = [i for i, (_, s, e) in enumerate(wins) if e - s == window]
-    for i, (_, s, e) in enumerate(wins):
-        if e - s != window:
-            feats[i] = model.encode(x[s * spf : e * spf], sample_rate, e - s)
-    with torch.no_grad():
-        for b in range(0, len(full), batch):
-            idx = full[b : b + batch]
-            audio = torch.as_tensor(np.stack([x[wins[i][1] * spf : wins[i][2] * spf] for i in idx]), device=model.device)
-            f = model.speech(audio, sample_rate, num_frames=window)
-            for j, i in enumerate(idx):
-                feats[i] = f[j : j + 1]
-    return feats
-
-
-def generate_live_batched(model, self_wav: np.ndarray, self_feats: List[object], partner_feats: List[object],
-                          sample_rate: int, num_frames: int, relationship,
-                          partner_motion: Optional[np.ndarray] = None, batch: int = 64) -> np.ndarray:
-    """:func:`generate_live` at ``streaming.hop_frames`` 1, batched: frame ``k`` is the
-    generator's output at position ``k - win_start`` of window ``k`` (:func:`_windows`),
-    given per-window features of :func:`sliding_window_features` (computed once, reused for
-    every relationship), plus the checkpoint's residual motion
-    (:meth:`~rsatalker_core.model.motion_model.MotionModel.residual_motion`). Equals
-    :func:`generate_live` up to float round-off. Returns ``[T, 56]``.
-
-    Raises:
-        MetricError: ``streaming.hop_frames`` is not 1.
-    """
-    import torch
-
-    from rsatalker_core.relationship import relationship_tensors
-
-    s_cfg = model.cfg.streaming
-    if max(1, s_cfg.hop_frames) != 1:
-        raise MetricError(f"batched live generation needs streaming.hop_frames 1, got {s_cfg.hop_frames}")
-    window = min(s_cfg.window_frames, model.cfg.motion.max_frames)
-    wins = _windows(num_frames, window, s_cfg.lookahead_frames)
-    out = np.zeros((len(wins), MOTION_DIM), np.float32)
-    blood, equal = relationship_tensors([relationship], model.device)
-    pm_all = None
-    if partner_motion is not None:  # the neutral pose after the partner track ends, as streaming holds none
-        pm = np.zeros((num_frames + s_cfg.lookahead_frames, MOTION_DIM), np.float32)
-        n = min(len(partner_motion), num_frames)
-        pm[:n] = np.asarray(partner_motion, np.float32)[:n]
-        pm[n:] = pm[n - 1] if n else 0.0  # sample-and-hold of the last partner frame
-        pm_all = torch.as_tensor(pm, device=model.device)
-    groups: Dict[int, List[int]] = {}
-    for i, (_, s, e) in enumerate(wins):
-        groups.setdefault(e - s, []).append(i)
-    with torch.no_grad():
-        for _, idx in groups.items():
-            for b in range(0, len(idx), batch):
-                part = idx[b : b + batch]
-                fs = torch.cat([self_feats[i] for i in part])
-                fp = torch.cat([partner_feats[i] for i in part])
-                B = len(part)
-                pmb = None if pm_all is None else torch.stack([pm_all[wins[i][1] : wins[i][2]] for i in part])
-                m = model.generator(fs, fp, blood.expand(B), equal.expand(B), pmb).float().cpu().numpy()
-                for j, i in enumerate(part):
-                    k, s, _ = wins[i]
-                    out[k] = m[j, k - s]
-    return out + model.residual_motion(self_wav, sample_rate, num_frames, relationship).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------ FD terms

@@ -43,7 +43,7 @@ import bisect
 import logging
 import threading
 from dataclasses import dataclass
-from typing import List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -326,6 +326,90 @@ class StreamingMotionGenerator:
         return out
 
 
+def window_bounds(T: int, window: int, lookahead: int) -> List[Tuple[int, int, int]]:
+    """``(frame k, win_start, win_end)`` of the streaming generator at hop 1 for frames
+    ``0..T-1``: frame ``k`` comes from the window ending at frame ``k + lookahead``
+    (inclusive), at most ``window`` frames long."""
+    return [(k, max(0, k + 1 + lookahead - window), k + 1 + lookahead) for k in range(T)]
+
+
+def sliding_window_features(model, wav: np.ndarray, sample_rate: int, num_frames: int, window: int,
+                            lookahead: int, batch: int = 64) -> List["object"]:
+    """Speech features of every window of :func:`window_bounds`, each window encoded from its own
+    audio (as the streaming generator does at hop 1; silence after the clip's end, as
+    :func:`~rsatalker_core.model.streaming.generate_offline` pads it), full-length windows
+    in batches. Returns one ``[1, n, D]`` tensor per frame."""
+    import torch
+
+    spf = sample_rate // FPS
+    x = np.zeros((num_frames + lookahead) * spf, np.float32)
+    seg = np.asarray(wav, np.float32)[: num_frames * spf]
+    x[: len(seg)] = seg
+    wins = window_bounds(num_frames, window, lookahead)
+    feats: List[object] = [None] * len(wins)
+    full = [i for i, (_, s, e) in enumerate(wins) if e - s == window]
+    for i, (_, s, e) in enumerate(wins):
+        if e - s != window:
+            feats[i] = model.encode(x[s * spf : e * spf], sample_rate, e - s)
+    with torch.no_grad():
+        for b in range(0, len(full), batch):
+            idx = full[b : b + batch]
+            audio = torch.as_tensor(np.stack([x[wins[i][1] * spf : wins[i][2] * spf] for i in idx]), device=model.device)
+            f = model.speech(audio, sample_rate, num_frames=window)
+            for j, i in enumerate(idx):
+                feats[i] = f[j : j + 1]
+    return feats
+
+
+def generate_from_window_features(model, self_wav: np.ndarray, self_feats: List[object], partner_feats: List[object],
+                          sample_rate: int, num_frames: int, relationship,
+                          partner_motion: Optional[np.ndarray] = None, batch: int = 64) -> np.ndarray:
+    """:func:`generate_offline` at ``streaming.hop_frames`` 1, batched: frame ``k`` is the
+    generator's output at position ``k - win_start`` of window ``k`` (:func:`window_bounds`),
+    given per-window features of :func:`sliding_window_features` (computed once, reused for
+    every relationship), plus the checkpoint's residual motion
+    (:meth:`~rsatalker_core.model.motion_model.MotionModel.residual_motion`). Equals
+    :class:`StreamingMotionGenerator` up to float round-off. Returns ``[T, 56]``.
+
+    Raises:
+        ValueError: ``streaming.hop_frames`` is not 1.
+    """
+    import torch
+
+    from rsatalker_core.relationship import relationship_tensors
+
+    s_cfg = model.cfg.streaming
+    if max(1, s_cfg.hop_frames) != 1:
+        raise ValueError(f"batched live generation needs streaming.hop_frames 1, got {s_cfg.hop_frames}")
+    window = min(s_cfg.window_frames, model.cfg.motion.max_frames)
+    wins = window_bounds(num_frames, window, s_cfg.lookahead_frames)
+    out = np.zeros((len(wins), MOTION_DIM), np.float32)
+    blood, equal = relationship_tensors([relationship], model.device)
+    pm_all = None
+    if partner_motion is not None:  # the neutral pose after the partner track ends, as streaming holds none
+        pm = np.zeros((num_frames + s_cfg.lookahead_frames, MOTION_DIM), np.float32)
+        n = min(len(partner_motion), num_frames)
+        pm[:n] = np.asarray(partner_motion, np.float32)[:n]
+        pm[n:] = pm[n - 1] if n else 0.0  # sample-and-hold of the last partner frame
+        pm_all = torch.as_tensor(pm, device=model.device)
+    groups: Dict[int, List[int]] = {}
+    for i, (_, s, e) in enumerate(wins):
+        groups.setdefault(e - s, []).append(i)
+    with torch.no_grad():
+        for _, idx in groups.items():
+            for b in range(0, len(idx), batch):
+                part = idx[b : b + batch]
+                fs = torch.cat([self_feats[i] for i in part])
+                fp = torch.cat([partner_feats[i] for i in part])
+                B = len(part)
+                pmb = None if pm_all is None else torch.stack([pm_all[wins[i][1] : wins[i][2]] for i in part])
+                m = model.generator(fs, fp, blood.expand(B), equal.expand(B), pmb).float().cpu().numpy()
+                for j, i in enumerate(part):
+                    k, s, _ = wins[i]
+                    out[k] = m[j, k - s]
+    return out + model.residual_motion(self_wav, sample_rate, num_frames, relationship).astype(np.float32)
+
+
 def generate_offline(
     model: MotionModel,
     self_wav: np.ndarray,  # [S]
@@ -335,6 +419,7 @@ def generate_offline(
     partner_motion: Optional[np.ndarray] = None,  # [T, 56]
     num_frames: Optional[int] = None,
     progress=None,
+    batched: Optional[bool] = None,
 ) -> np.ndarray:
     """A whole clip's motion ``[T, 56]``, generated exactly as the live graph would.
 
@@ -351,11 +436,36 @@ def generate_offline(
         partner_motion: the partner's FLAME motion at 25 fps (``None``: neutral fallback).
         num_frames: frames to generate (default: the length of ``self_wav``).
         progress: called with the number of frames done.
+        batched: ``None``: batched when ``streaming.hop_frames`` is 1 (the windows of all
+            frames encoded and generated in batches; same numbers up to float round-off),
+            else frame by frame; ``False``: always step a :class:`StreamingMotionGenerator`.
 
     Raises:
         AudioError: bad sample rate, non-finite or out-of-range audio; MotionValueError (a
         ValueError): partner motion of the wrong shape or outside the physical ranges.
     """
+    s_cfg = model.cfg.streaming
+    if batched is None:
+        batched = max(1, s_cfg.hop_frames) == 1
+    if batched:
+        # Hop 1: every frame's window is known up front, so the windows are encoded and
+        # generated in batches (the same numbers as stepping the generator frame by frame;
+        # test/test_acceptance.py checks it), much faster offline.
+        wav_s = resample(np.asarray(self_wav, np.float32), sample_rate, model.cfg.speech.sample_rate)
+        wav_p = resample(np.asarray(partner_wav, np.float32), sample_rate, model.cfg.speech.sample_rate)
+        check_amplitude(wav_s, "self audio")
+        check_amplitude(wav_p, "partner audio")
+        if partner_motion is not None:
+            check_motion_ranges(np.asarray(partner_motion, np.float32), "partner motion")
+        sr = model.cfg.speech.sample_rate
+        T = int(len(wav_s) // (sr // FPS)) if num_frames is None else int(num_frames)
+        window = min(s_cfg.window_frames, model.cfg.motion.max_frames)
+        fs = sliding_window_features(model, wav_s, sr, T, window, s_cfg.lookahead_frames)
+        fp = sliding_window_features(model, wav_p, sr, T, window, s_cfg.lookahead_frames)
+        out = generate_from_window_features(model, wav_s, fs, fp, sr, T, relationship, partner_motion)
+        if progress is not None:
+            progress(T)
+        return out
     gen = StreamingMotionGenerator(model.cfg, model=model)
     gen.set_relationship(relationship)
     spf_in = sample_rate / FPS
