@@ -68,7 +68,10 @@ def test_no_node_or_bag_module_writes_a_topic_name():
                 name = node.args[1]  # (msg_type, topic, ...)
                 from_topics = (isinstance(name, ast.Attribute) and isinstance(name.value, ast.Name)
                                and name.value.id == "topics")
-                assert from_topics or isinstance(name, ast.Name), (path.name, node.lineno, ast.dump(name))
+                # `.name` of a TopicSpec (`spec.name`, `st.AVATAR_FLAME.name`), also as the
+                # default of a parameter override (`p("image_topic") or st.PARTNER_CAMERA.name`)
+                from_spec = any(isinstance(n, ast.Attribute) and n.attr == "name" for n in ast.walk(name))
+                assert from_topics or from_spec or isinstance(name, ast.Name), (path.name, node.lineno, ast.dump(name))
     assert calls >= 8  # motion, render, audio, training and recorder nodes
 
 
