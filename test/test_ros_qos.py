@@ -77,6 +77,7 @@ def test_render_node_images_reach_reliable_tools_and_qos_overrides_apply():
                 if h.spin_until(lambda: all(got.values()), 1.0):
                     break
             assert all(got.values()), {k: len(v) for k, v in got.items()}
+            K = node.renderer.K[0].double().numpy()  # (destroy_node releases the renderer)
         finally:
             node.destroy_node()
         image, jpeg, info = got["image"][-1], got["jpeg"][-1], got["info"][-1]
@@ -87,7 +88,6 @@ def test_render_node_images_reach_reliable_tools_and_qos_overrides_apply():
         assert "jpeg" in jpeg.format and decoded.shape == raw.shape
         assert raw.std() > 5  # a real render, not a blank frame
         assert _psnr(decoded, raw) > 30.0
-        K = node.renderer.K[0].double().numpy()
         assert np.allclose(np.asarray(info.k).reshape(3, 3), K)
         assert np.allclose(np.asarray(info.p).reshape(3, 4)[:, :3], K) and np.allclose(np.asarray(info.p)[[3, 7, 11]], 0)
         assert (info.width, info.height) == (raw.shape[1], raw.shape[0])
