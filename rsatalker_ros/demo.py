@@ -160,10 +160,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     print("\n=== rsatalker demo summary ===")
     print(f"FLAME frames      : {s['flame_messages']} (missing {s['missing_frames']})")
     print(f"FLAME rate        : {s['flame_fps']:.2f} fps (target 25)")
-    print(f"rendered images   : {s['images']}")
+    print(f"rendered images   : {s['images']} ({s.get('image_fps', 0.0):.2f} fps, target 20)")
     if lat:
         print(f"per-frame latency : mean {lat['mean']:.0f} ms, p50 {lat['p50']:.0f} ms, p95 {lat['p95']:.0f} ms "
               "(FLAME publish time minus the capture time of the frame's first audio sample)")
+    lat_img = s.get("image_latency_after_media_time_ms") or {}
+    if lat_img:
+        print(f"image latency     : mean {lat_img['mean']:.0f} ms, p50 {lat_img['p50']:.0f} ms, "
+              f"p95 {lat_img['p95']:.0f} ms (image receipt minus the capture time of its frame's first audio sample)")
     if lat_src:
         print(f"compute latency   : mean {lat_src['mean']:.0f} ms, p95 {lat_src['p95']:.0f} ms "
               "(after the audio chunk that completed the frame's lookahead)")

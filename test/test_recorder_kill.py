@@ -147,3 +147,32 @@ def test_recorder_memory_is_flat_and_the_video_streams(tmp_path):
         assert leftovers == []  # no temporary stream left behind
     finally:
         rclpy.try_shutdown(context=ctx)
+
+
+def test_recorder_summary_reports_image_rate_and_latency(tmp_path):
+    """Image latency (receipt minus the frame's media time) and image rate are in the summary."""
+    from rsatalker_ros.conversions import array_to_flame_params, array_to_image
+    from rsatalker_ros.nodes.recorder import RecorderNode
+    from rsatalker_ros.testing import isolated_context
+
+    import rclpy
+
+    ctx = isolated_context()
+    try:
+        rec = RecorderNode(context=ctx)
+        img = np.zeros((8, 8, 3), np.uint8)
+        base = 10**18
+        for k in range(10):
+            stamp = base + k * FRAME_NS
+            rec._on_flame(array_to_flame_params(_motion(k), stamp_ns=stamp, frame_index=k), now_ns=stamp + 100_000_000)
+            if k % 2 == 0:  # every other frame rendered, 200 ms after its media time
+                rec._on_image(array_to_image(img, stamp_ns=stamp), now_ns=stamp + 200_000_000 + k * 1_000_000)
+                time.sleep(0.02)
+        s = rec.summary()
+        assert s["images"] == 5
+        assert s["image_latency_after_media_time_ms"]["p50"] == pytest.approx(204.0)
+        assert s["latency_after_media_time_ms"]["p50"] == pytest.approx(100.0)
+        assert 0.0 < s["image_fps"] < 60.0  # 5 images about 20 ms apart
+        rec.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=ctx)

@@ -67,8 +67,9 @@ def _busy_share(h, busy, seconds=2.0):
             node._on_flame(_msg(i))
             i += 1
             time.sleep(0.002)
-            if node._last_duration and (not durations or durations[-1] != node._last_duration):
-                durations.append(node._last_duration)
+            # the bound is on the render thread's CPU time (a wait for the GIL is not busy)
+            if node._last_cpu and (not durations or durations[-1] != node._last_cpu):
+                durations.append(node._last_cpu)
         rendered = node.frames_rendered
         return rendered * float(np.median(durations)) / seconds, node.frames_skipped
     finally:

@@ -224,6 +224,8 @@ class RecorderNode(Node):
         self.flame_receipt_s: List[float] = []  # monotonic receive times
         self.latency_source_ms: List[float] = []
         self.latency_media_ms: List[float] = []
+        self.image_receipt_s: List[float] = []  # monotonic receive times of the images
+        self.latency_image_ms: List[float] = []  # image receipt minus its stamp (media time)
         self.saved = False
         self.bag: Optional[BagWriter] = self._open_bag()
         bag_topics = set(self._bag_topics) if self.bag is not None else set()
@@ -326,9 +328,14 @@ class RecorderNode(Node):
         except ConversionError as exc:
             self.get_logger().warning(f"dropped image: {exc}", throttle_duration_sec=2.0)
             return
+        if now_ns is None:
+            now_ns = self.get_clock().now().nanoseconds
         stamp = time_to_ns(msg.header.stamp)
         with self._lock:
             self.image_count += 1
+            self.image_receipt_s.append(time.monotonic())
+            if stamp > 0:
+                self.latency_image_ms.append((now_ns - stamp) * 1e-6)
             index = self.index_by_stamp.get(stamp)
             if index is None:  # its FLAME frame is still on the way
                 self.pending_images[stamp] = img
@@ -367,10 +374,19 @@ class RecorderNode(Node):
         return np.stack(out).astype(np.float32)
 
     def summary(self) -> Dict[str, Any]:
-        """Counts, received FLAME rate (fps) and latency percentiles (ms)."""
+        """Counts, received FLAME and image rates (fps) and latency percentiles (ms).
+
+        ``latency_after_media_time_ms`` is each FLAME message's receipt minus its stamp (the
+        capture time of the frame's first audio sample); ``image_latency_after_media_time_ms``
+        the same for each image (rendered from that frame); ``image_fps`` the received image
+        rate between the first and the last image.
+        """
+
+        def rate(t: List[float]) -> float:
+            return (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+
         with self._lock:
-            t = self.flame_receipt_s
-            fps = (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0
+            fps = rate(self.flame_receipt_s)
             idx = sorted(self.motion)
 
             def stats(v: List[float]) -> Dict[str, float]:
@@ -391,6 +407,8 @@ class RecorderNode(Node):
                 "relationships": sorted(set(self.relationships.values())),
                 "latency_after_source_stamp_ms": stats(self.latency_source_ms),
                 "latency_after_media_time_ms": stats(self.latency_media_ms),
+                "image_fps": rate(self.image_receipt_s),
+                "image_latency_after_media_time_ms": stats(self.latency_image_ms),
             }
 
     def save(

@@ -12,8 +12,10 @@ renders with the message's own ``relationship`` and ``frame_index`` (time ``fram
 The subscription only keeps the NEWEST message: when rendering is slower than 25 fps, frames
 that arrived meanwhile are dropped (counted in ``frames_skipped``) and the most recent one
 is rendered next, so the image stream lags by at most one render time. The worker also never
-renders more than ``max_busy_fraction`` of the wall time (after a render of ``d`` s it rests
-at least ``d * (1 / max_busy_fraction - 1)`` s), so a renderer that cannot keep up degrades
+spends more than ``max_busy_fraction`` of the wall time rendering on a CPU (after a render
+that took ``c`` s of this thread's CPU time it rests at least ``c * (1 / max_busy_fraction -
+1)`` s; waits for the GIL or for a core inside a render are not counted, as they take nothing
+from the other threads), so a renderer that cannot keep up degrades
 to a lower image rate instead of starving the motion node of CPU and of the GIL; and it
 runs ``thread_nice`` steps nicer than the rest of the process (Linux per-thread priority), so
 when the CPU is short the scheduler serves inference and the executor first. The image
@@ -72,7 +74,7 @@ EXTRA_PARAMS = {
         "with the motion node (composed bringup), a bound keeps rendering from starving inference",
         float_range=(0.0, 1000.0))),
     "max_busy_fraction": (0.8, ParamSpec(
-        "largest share of the wall time the render thread spends rendering, 0-1; when rendering "
+        "largest share of the wall time the render thread spends rendering on a CPU (its CPU time), 0-1; when rendering "
         "cannot keep up, the image rate drops instead of the motion node starving (1 = no bound)",
         float_range=(0.05, 1.0))),
     "thread_nice": (5, ParamSpec(
@@ -122,7 +124,8 @@ class RenderNode(ManagedNode):
         self._stop = False
         self.frames_rendered = 0
         self._last_render = 0.0
-        self._last_duration = 0.0  # seconds the last render took
+        self._last_duration = 0.0  # seconds the last render took (wall)
+        self._last_cpu = 0.0  # CPU seconds of the render thread in the last render
         self.frames_skipped = 0  # stale FLAME frames dropped (a newer one arrived first)
         # QoS (docs/ros.md "QoS"): reliable, depth-2 publishers (rviz, web_video_server and
         # foxglove_bridge at their reliable defaults receive them); each overridable.
@@ -160,7 +163,7 @@ class RenderNode(ManagedNode):
             dropped={"frames_skipped": self.frames_skipped},
             latency_ms=None if self.last_latency_ns is None else self.last_latency_ns / 1e6,
             device=str(self.renderer.device) if self.renderer is not None else "",
-            extra={"render_ms": f"{self._last_duration * 1e3:.1f}"},
+            extra={"render_ms": f"{self._last_duration * 1e3:.1f}", "render_cpu_ms": f"{self._last_cpu * 1e3:.1f}"},
         )
 
     def head_pivot(self) -> "np.ndarray":
@@ -216,7 +219,10 @@ class RenderNode(ManagedNode):
             # least enough to keep the busy share at max_busy_fraction.
             max_fps = float(self.params.value("max_fps"))
             gap = 1.0 / max_fps if max_fps > 0 else 0.0
-            gap = max(gap, self._last_duration / float(self.params.value("max_busy_fraction")))
+            # The busy share counts this thread's CPU time, not its wall time: a render that
+            # waited for the GIL or a core meanwhile did not take them from anyone, and resting
+            # in proportion to such waits only lowered the image rate on an idle CPU.
+            gap = max(gap, self._last_duration + self._last_cpu * (1.0 / float(self.params.value("max_busy_fraction")) - 1.0))
             wait = self._last_render + gap - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
@@ -227,6 +233,7 @@ class RenderNode(ManagedNode):
                     return
                 msg, self._latest = self._latest, None
             self._last_render = time.monotonic()
+            cpu0 = time.thread_time()
             try:
                 rgb = self.render_message(msg)
             except ConversionError as exc:
@@ -237,6 +244,7 @@ class RenderNode(ManagedNode):
                 continue
             finally:
                 self._last_duration = time.monotonic() - self._last_render
+                self._last_cpu = time.thread_time() - cpu0
             stamp_ns = time_to_ns(msg.header.stamp)  # one stamp for the image, JPEG and camera info
             self._pub.publish(array_to_image(rgb, stamp_ns, self._frame_id))
             if self._pub_jpeg is not None:
