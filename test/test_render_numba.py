@@ -70,6 +70,15 @@ def test_tile_size_does_not_change_pixels():
         assert (rgb - ref).abs().max() < 1e-6 and (alpha - ref_a).abs().max() < 1e-6
 
 
+def test_parallel_tiles_give_identical_pixels():
+    W, H = 45, 38
+    means, quats, scales, opac, colors = random_scene(400, 13)
+    view, K = camera(W, H)
+    ref, ref_a = rasterize_numba(means, quats, scales, opac, colors, view, K, W, H, tile_size=8)
+    rgb, alpha = rasterize_numba(means, quats, scales, opac, colors, view, K, W, H, tile_size=8, threads=2)
+    assert torch.equal(rgb, ref) and torch.equal(alpha, ref_a)
+
+
 # --------------------------------------------------------------------------------------
 # The default avatar posed by FLAME (stand-in head when no FLAME file is configured).
 # --------------------------------------------------------------------------------------

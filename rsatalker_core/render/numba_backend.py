@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import threading
+import types
 import warnings
 from typing import Optional, Tuple
 
@@ -185,10 +186,11 @@ def _project(means, quats, scales, opacities, viewmat, K, width, height, near, f
 
 
 @_njit(fastmath=_FASTMATH)
-def _composite(ids, mean2d, conic, box, opacities, colors, background, width, height, ts):
-    """Bin the depth-sorted Gaussians ``ids`` into tiles and composite each tile.
+def _bin(ids, mean2d, conic, box, opacities, colors, width, height, ts):
+    """Bin the depth-sorted Gaussians ``ids`` into tiles (counting sort, front to back).
 
-    Returns ``(rgb [H, W, D] with background, alpha [H, W])``.
+    Returns the depth-ordered per-Gaussian arrays, the pixel range of each box, the tile
+    list offsets ``counts [n_tiles + 1]`` and ``lists``, and the exp(-sigma) table.
     """
     D = colors.shape[1]
     tiles_x = (width + ts - 1) // ts
@@ -250,13 +252,26 @@ def _composite(ids, mean2d, conic, box, opacities, colors, background, width, he
     for k in range(m):
         n_tab = max(n_tab, int(min(gsmax[k], 1e3) * EXP_STEPS) + 2)
     etab = np.exp(-np.arange(n_tab) / EXP_STEPS)
+    return gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, counts, lists, etab
 
+
+def _tiles_kernel(gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, counts, lists, etab,
+                  background, width, height, ts):
+    """Composite every tile front to back (tiles are independent: ``prange`` over them).
+
+    Returns ``(rgb [H, W, D] with background, alpha [H, W])``.
+    """
+    D = gcol.shape[1]
+    tiles_x = (width + ts - 1) // ts
+    tiles_y = (height + ts - 1) // ts
+    n_tiles = tiles_x * tiles_y
+    n_tab = etab.shape[0]
     rgb = np.empty((height, width, D))
     alpha = np.empty((height, width))
-    T = np.empty(ts * ts)
-    acc = np.empty((ts * ts, D))
-    row_left = np.empty(ts, np.int64)  # pixels still compositing, per tile row
-    for t in range(n_tiles):
+    for t in numba.prange(n_tiles):
+        T = np.empty(ts * ts)
+        acc = np.empty((ts * ts, D))
+        row_left = np.empty(ts, np.int64)  # pixels still compositing, per tile row
         x0 = (t % tiles_x) * ts
         y0 = (t // tiles_x) * ts
         xe = min(x0 + ts, width) - 1
@@ -331,6 +346,37 @@ def _composite(ids, mean2d, conic, box, opacities, colors, background, width, he
     return rgb, alpha
 
 
+def _jit_tiles(parallel):
+    # A distinct function object per variant: numba's on-disk cache is keyed by the
+    # function's qualified name, not by the ``parallel`` flag.
+    fn = types.FunctionType(_tiles_kernel.__code__, _tiles_kernel.__globals__,
+                            "_tiles_parallel" if parallel else "_tiles_serial")
+    fn.__qualname__ = fn.__name__
+    try:
+        return numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, parallel=parallel)(fn)
+    except RuntimeError as exc:  # pragma: no cover - depends on the file system
+        warnings.warn(f"numba cannot cache the rasterizer ({exc}); compiling in memory", RuntimeWarning)
+        return numba.njit(nogil=True, fastmath=_FASTMATH, parallel=parallel)(fn)
+
+
+#: The tile loop on one thread, and over numba's thread pool (``prange`` over tiles).
+_tiles_serial = _jit_tiles(False)
+_tiles_parallel = _jit_tiles(True)
+
+
+def _composite(ids, mean2d, conic, box, opacities, colors, background, width, height, ts, threads=1):
+    """Bin the depth-sorted Gaussians ``ids`` into tiles and composite each tile, on
+    ``threads`` numba threads (1 = this thread only).
+
+    Returns ``(rgb [H, W, D] with background, alpha [H, W])``.
+    """
+    binned = _bin(ids, mean2d, conic, box, opacities, colors, width, height, ts)
+    if threads <= 1:
+        return _tiles_serial(*binned, background, width, height, ts)
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    return _tiles_parallel(*binned, background, width, height, ts)
+
+
 def _f64(t: Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().to("cpu", torch.float64).numpy())
 
@@ -350,6 +396,7 @@ def rasterize_numba(
     far_plane: float = 1e10,
     eps2d: float = 0.3,
     tile_size: int = TILE_SIZE,
+    threads: int = 1,
 ) -> Tuple[Tensor, Tensor]:
     """Rasterize 3D Gaussians to C images on the CPU, without gradients (module doc).
 
@@ -369,6 +416,11 @@ def rasterize_numba(
         near_plane, far_plane: camera-space depth range kept, metres.
         eps2d: added to the projected 2D covariance's diagonal, pixels^2.
         tile_size: tile edge, pixels (termination granularity; does not change pixels).
+        threads: numba threads compositing tiles in parallel (identical pixels; 1 = the
+            calling thread only). Only a free core makes this faster: on a 2-core machine
+            with the other core busy, 2 threads took 28 ms instead of 25 ms per 256² frame
+            (benchmarks/results_render.md). Not for concurrent calls from several threads
+            (numba's thread pool is shared).
 
     Returns:
         ``(rgb [C, H, W, D], alpha [C, H, W, 1])``.
@@ -390,7 +442,7 @@ def rasterize_numba(
         # Gaussians often tie in float32 depth, and ties then go by index there too.
         key = depth[ids].astype(sort_dtype)
         ids = ids[np.argsort(key, kind="stable")]
-        rgb, alpha = _composite(ids, mean2d, conic, box, o, col, bg[c], width, height, ts)
+        rgb, alpha = _composite(ids, mean2d, conic, box, o, col, bg[c], width, height, ts, int(threads))
         rgbs[c] = rgb
         alphas[c, ..., 0] = alpha
     out_rgb = torch.from_numpy(rgbs).to(device=means.device, dtype=means.dtype)
