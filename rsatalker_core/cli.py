@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import os
+import sys
 import time
 from typing import List, Optional
 
@@ -76,9 +76,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             raise OutputError(f"--out-video and --out-motion are the same file: {args.out_video}")
     overrides = {"device": args.device} if args.device else {}
     cfg = load_config(args.config, overrides)
+    resolve_device(cfg.device)
     rel = Relationship.parse(args.relationship)
     sr = cfg.speech.sample_rate
-    resolve_device(cfg.device)
     self_wav, _ = load_audio(args.self_audio, sr)
     partner_wav, _ = load_audio(args.partner_audio, sr)
     partner_motion = load_motion_npz(args.partner_motion) if args.partner_motion else None
@@ -89,8 +89,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     model = MotionModel(cfg)
-    # The live generator's windows, lookahead and residual motion: the same motion as the
-    # ROS graph gives for this audio (rsatalker_core.model.streaming.generate_offline).
     renderer = None
     if not args.no_video:  # the avatar is loaded before the work, so a bad one fails first
         renderer = AvatarRenderer(cfg, device=model.device)  # applies the avatar's offsets for rel
@@ -98,6 +96,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             log.warning("the motion's expressions are in the '%s' space but the renderer's head is '%s': "
                         "expressions will not look as intended (docs/motion.md)",
                         model.expression_space, renderer.flame.expression_space)
+    # The live generator's windows, lookahead and residual motion: the same motion as the
+    # ROS graph gives for this audio (rsatalker_core.model.streaming.generate_offline).
     with tqdm(total=T, desc="motion", unit="frame") as bar:
         motion = generate_offline(model, self_wav, partner_wav, sr, rel, partner_motion, T,
                                   progress=lambda n: bar.update(n - bar.n))
@@ -167,12 +167,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except RsatalkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
     except OSError as exc:  # the environment failed a write (disk full, removed directory, ...)
         print(f"error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
