@@ -210,7 +210,7 @@ def test_batched_live_path_equals_the_streaming_generator(small_cfg, with_partne
     np.testing.assert_allclose(batched, live, atol=1e-4)
     other_rel = acc.generate_live_batched(model, wav, fs, fp, sr, n_frames, "superior_subordinate", pm)
     assert np.abs(other_rel - live).max() > 1e-4  # the relationship reaches the output
-    whole = acc.generate_whole_clip(model, wav, other, sr, n_frames, "couple")
+    whole = acc.generate_offline_windows(model, wav, other, sr, n_frames, "couple")
     assert whole.shape == (n_frames, 56)
 
 

@@ -58,7 +58,7 @@ __all__ = [
     "BLINKS_PER_MIN_RANGE", "HEAD_STD_RANGE_RAD", "LIPSYNC_MAX_LAG", "LIPSYNC_MIN_R",
     "RELATIONSHIP_MIN_ACCURACY", "SPEAK_LISTEN_MIN_RATIO", "STREAMING_MIN_RATIO",
     "Check", "DualTalkSample", "centred_frechet_distance", "checks_to_markdown", "fd_terms",
-    "find_dualtalk_sample", "generate_live", "generate_live_batched", "generate_whole_clip", "logistic_cv",
+    "find_dualtalk_sample", "generate_live", "generate_live_batched", "generate_offline_windows", "logistic_cv",
     "motion_checks", "relationship_check", "sequence_features", "sliding_window_features",
 ]
 
@@ -159,14 +159,16 @@ from rsatalker_core.model.streaming import (  # noqa: E402
     sliding_window_features,
 )
 
-def generate_whole_clip(model, self_wav: np.ndarray, partner_wav: np.ndarray, sample_rate: int, num_frames: int,
-                        relationship, partner_motion: Optional[np.ndarray] = None) -> np.ndarray:
-    """:meth:`~rsatalker_core.model.motion_model.MotionModel.generate` on whole-clip speech
-    features (both tracks encoded once, the regression output alone, no residual motion).
-    Returns ``[T, 56]``."""
-    fs = model.encode(self_wav, sample_rate, num_frames)
-    fp = model.encode(partner_wav, sample_rate, num_frames)
-    return model.generate(fs, fp, relationship, partner_motion)
+def generate_offline_windows(model, self_wav: np.ndarray, partner_wav: np.ndarray, sample_rate: int,
+                             num_frames: int, relationship, partner_motion: Optional[np.ndarray] = None) -> np.ndarray:
+    """The offline reference without a latency bound: consecutive windows of
+    ``streaming.window_frames`` (the window the model was trained on,
+    :meth:`~rsatalker_core.model.motion_model.MotionModel.generate_in_windows`), so each frame
+    sees the rest of its window (up to 1 s of future speech instead of the live path's 40 ms),
+    plus the same residual motion. Returns ``[T, 56]``."""
+    out = model.generate_in_windows(self_wav, partner_wav, sample_rate, relationship, partner_motion,
+                                    num_frames=num_frames)
+    return out + model.residual_motion(self_wav, sample_rate, num_frames, relationship).astype(np.float32)
 
 
 def generate_live(model, self_wav: np.ndarray, partner_wav: np.ndarray, sample_rate: int, num_frames: int,
@@ -462,7 +464,11 @@ def relationship_check(
             p = 3 - s
             pm = mot[p][:T] if with_partner_motion else None
             for ri, r in enumerate(rels):
-                out = generate_live_batched(model, wav[s], feats[s], feats[p], sr, T, r, pm)
+                # residual seed per (clip, speaker), the same under every relationship (as
+                # the rules' random draws): one seed for all clips would give every clip the
+                # same sway, differing only in the relationship's amplitude
+                out = generate_live_batched(model, wav[s], feats[s], feats[p], sr, T, r, pm,
+                                            seed=int(clip["seed"]) * 2 + s)
                 X.append(sequence_features(out, pm))
                 target = synthesize_motion(wav[s][: T * spf], turns, s, Relationship.parse(r), sr, clip["seed"],
                                            partner_head=mot[p][:T, HEAD_SLICE] if with_partner_motion else None)

@@ -363,7 +363,8 @@ def sliding_window_features(model, wav: np.ndarray, sample_rate: int, num_frames
 
 def generate_from_window_features(model, self_wav: np.ndarray, self_feats: List[object], partner_feats: List[object],
                           sample_rate: int, num_frames: int, relationship,
-                          partner_motion: Optional[np.ndarray] = None, batch: int = 64) -> np.ndarray:
+                          partner_motion: Optional[np.ndarray] = None, batch: int = 64,
+                          seed: Optional[int] = None) -> np.ndarray:
     """:func:`generate_offline` at ``streaming.hop_frames`` 1, batched: frame ``k`` is the
     generator's output at position ``k - win_start`` of window ``k`` (:func:`window_bounds`),
     given per-window features of :func:`sliding_window_features` (computed once, reused for
@@ -407,7 +408,7 @@ def generate_from_window_features(model, self_wav: np.ndarray, self_feats: List[
                 for j, i in enumerate(part):
                     k, s, _ = wins[i]
                     out[k] = m[j, k - s]
-    return out + model.residual_motion(self_wav, sample_rate, num_frames, relationship).astype(np.float32)
+    return out + model.residual_motion(self_wav, sample_rate, num_frames, relationship, seed).astype(np.float32)
 
 
 def generate_offline(
