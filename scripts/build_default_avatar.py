@@ -5,7 +5,7 @@ fitted to a public-domain portrait (rsatalker_core.avatar.fit; docs/assets.md §
 Usage (from the repository root, in the project venv):
 
     python scripts/build_default_avatar.py                       # the shipped asset
-    python scripts/build_default_avatar.py --portrait grace_hopper --out /tmp/gh.pt
+    python scripts/build_default_avatar.py --portrait grace_hopper --out out/gh.pt
     python scripts/build_default_avatar.py --preview-dir /tmp    # also write PNG renders
 
 Needs scikit-image (portrait "astronaut", the default) or matplotlib ("grace_hopper") and
