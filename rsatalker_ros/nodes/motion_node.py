@@ -48,6 +48,7 @@ Parameters: ``config_file`` and the config fields ``device``, ``seed``, ``relati
 from __future__ import annotations
 
 import collections
+import math
 import queue
 import threading
 import time
@@ -119,6 +120,8 @@ MAX_INBOX_MESSAGES = 500
 #: Seconds of recent steps whose smallest delay (publish time minus media time of the
 #: step's first frame) sets the publication delay of every frame (see the module docstring).
 PACING_WINDOW_S = 2.0
+#: Dropped-message warnings are logged at most once per kind of input in this period, s.
+REJECT_LOG_PERIOD_S = 2.0
 
 
 def _silence_for(msg: AudioChunk) -> Optional[Tuple[np.ndarray, int]]:
@@ -247,8 +250,14 @@ class MotionNode(ManagedNode):
     # ------------------------------------------------------------------ inputs
 
     def _reject(self, what: str, exc: Exception) -> None:
+        """Count and log a dropped message, throttled per kind of input (at most one line per
+        ``what`` every 2 s), so that one kind of bad input never hides another."""
         self.messages_rejected += 1
-        self.get_logger().warning(f"dropped {what}: {exc}", throttle_duration_sec=2.0)
+        logged = self.__dict__.setdefault("_reject_logged", {})
+        now = time.monotonic()
+        if now - logged.get(what, -math.inf) >= REJECT_LOG_PERIOD_S:
+            logged[what] = now
+            self.get_logger().warning(f"dropped {what}: {exc}")
 
     def _on_audio(self, msg: AudioChunk, role: str) -> None:
         try:
