@@ -58,6 +58,7 @@ from rsatalker_core.data.synthetic import (  # noqa: E402
 )
 from rsatalker_core.speech.dialogue import Turn  # noqa: E402
 from rsatalker_core.io.motion_npz import load_motion_npz  # noqa: E402
+from rsatalker_core.evaluation.acceptance import logistic_cv as acceptance_logistic_cv  # noqa: E402
 from rsatalker_core.model.motion_model import MotionModel  # noqa: E402
 from rsatalker_core.relationship import Relationship, relationship_tensors  # noqa: E402
 
@@ -163,29 +164,10 @@ def _folds(groups: np.ndarray, folds: int) -> np.ndarray:
     return np.array([fold_of[g] for g in groups])
 
 
-def logistic_cv(X: np.ndarray, y: np.ndarray, speaker: np.ndarray, groups: np.ndarray,
-                folds: int = 6, l2: float = 1e-2, steps: int = 2000, lr: float = 0.5) -> float:
-    """Leave-clips-out CV accuracy of multinomial logistic regression (numpy, full-batch
-    gradient descent, L2 ``l2``) on standardised ``X`` plus its product with a speaker-2
-    indicator (the two speakers' roles differ in non-equal relationships)."""
-    s2 = (speaker == 2).astype(float)[:, None]
-    fid = _folds(groups, folds)
-    K = int(y.max()) + 1
-    correct = 0
-    for f in range(folds):
-        tr, te = fid != f, fid == f
-        mu, sd = X[tr].mean(0), X[tr].std(0) + 1e-9
-        Z = (X - mu) / sd
-        F = np.concatenate([Z, Z * s2, s2, np.ones_like(s2)], axis=1)
-        W = np.zeros((F.shape[1], K))
-        Y = np.eye(K)[y[tr]]
-        for _ in range(steps):
-            logits = F[tr] @ W
-            P = np.exp(logits - logits.max(1, keepdims=True))
-            P /= P.sum(1, keepdims=True)
-            W -= lr * (F[tr].T @ (P - Y) / tr.sum() + l2 * W)
-        correct += int((np.argmax(F[te] @ W, axis=1) == y[te]).sum())
-    return correct / len(y)
+def logistic_cv(X: np.ndarray, y: np.ndarray, speaker: np.ndarray, groups: np.ndarray) -> float:
+    """Leave-clips-out CV accuracy of multinomial logistic regression with a speaker-2
+    interaction (:func:`rsatalker_core.evaluation.acceptance.logistic_cv`, 2000 steps)."""
+    return acceptance_logistic_cv(X, y, groups, speaker, steps=2000)
 
 
 # ---------------------------------------------------------------------------- main

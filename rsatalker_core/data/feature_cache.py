@@ -41,7 +41,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 import threading
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -52,6 +51,7 @@ from torch import Tensor
 from rsatalker_core.config import SpeechConfig
 from rsatalker_core.errors import AudioError
 from rsatalker_core.speech.encoder import SpeechEncoder
+from rsatalker_core.io.outputs import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ class FeatureCache:
             os.makedirs(self.dir, exist_ok=True)
             meta = os.path.join(self.dir, "encoder.json")
             if not os.path.isfile(meta):
-                _atomic_write_bytes(
+                atomic_write_bytes(
                     meta, json.dumps(dict(self.description, fingerprint=self.fingerprint), indent=1).encode()
                 )
 
@@ -225,7 +225,7 @@ class FeatureCache:
         feats = self.encode(wav, sr, num_frames)
         if path:
             buf = _npy_bytes(feats.numpy())
-            _atomic_write_bytes(path, buf)
+            atomic_write_bytes(path, buf)
         return feats
 
     def _read(self, path: str, num_frames: int) -> Optional[Tensor]:
@@ -252,18 +252,3 @@ def _npy_bytes(arr: np.ndarray) -> bytes:
     return bio.getvalue()
 
 
-def _atomic_write_bytes(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory + rename."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -176,3 +176,23 @@ class AtomicOutputs:
         else:
             self.abort()
         return False
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory and a
+    rename: readers see the old file or the whole new one, never part of it, and an
+    interrupted write leaves no temporary behind.
+
+    Raises:
+        OSError: the directory cannot be created or written.
+    """
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise

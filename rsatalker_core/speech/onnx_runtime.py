@@ -25,7 +25,6 @@ import importlib.util
 import io
 import logging
 import os
-import tempfile
 import warnings
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -34,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from rsatalker_core.errors import SpeechEncoderError
+from rsatalker_core.io.outputs import atomic_write_bytes
 
 log = logging.getLogger("rsatalker.speech")
 
@@ -128,7 +128,7 @@ class OnnxModule:
             source = graph
             if self.path:
                 try:
-                    _atomic_write(self.path, graph)
+                    atomic_write_bytes(self.path, graph)
                     source = self.path
                     log.info("exported %s to ONNX: %s", name, self.path)
                 except OSError as exc:
@@ -168,22 +168,6 @@ def _export(module: nn.Module, example: Tensor, dynamic_axes: Tuple[Dict[int, st
     except Exception as exc:
         raise SpeechEncoderError(f"torch.onnx.export failed: {exc}") from exc
     return buf.getvalue()
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=".onnx")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 __all__: Sequence[str] = ("OnnxModule", "onnxruntime_available", "default_cache_dir",
