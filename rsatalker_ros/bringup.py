@@ -129,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partner-camera", action="store_true",
                    help="run the face_tracker node on partner/camera/image from a camera driver (remap the "
                         "driver's topic there) -> partner/flame_params")
+    p.add_argument("--tracker-fps", type=float, default=12.5,
+                   help="largest rate of the face tracker's partner/flame_params, Hz (default 12.5: in this "
+                        "one-process graph on 2 cores a 25-Hz tracker takes the CPU the renderer needs; the "
+                        "motion node holds the partner's last frame in between)")
     p.add_argument("--bag", default="",
                    help="also record the session topics to this rosbag2 directory (MCAP; must not exist), "
                         "as `ros2 bag record -s mcap -o PATH` would; read it with `rsatalker evaluate-bag PATH`")
@@ -264,6 +268,8 @@ def check_inputs(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name} must be a finite number >= 0, got {v}")
     if not 0.01 <= args.rate <= 100:
         raise ConfigError(f"--rate must be in 0.01..100, got {args.rate}")
+    if not 1.0 <= args.tracker_fps <= 100.0:
+        raise ConfigError(f"--tracker-fps must be in 1..100 Hz, got {args.tracker_fps}")
     if not 0 <= args.render_max_fps <= 1000:
         raise ConfigError(f"--render-max-fps must be in 0..1000 Hz, got {args.render_max_fps}")
     if not 4000 <= getattr(args, "robot_speech_rate", 16000) <= 192000:
@@ -306,7 +312,8 @@ def _face_tracker(args: argparse.Namespace):
     """The partner's face: partner/camera/image -> partner/flame_params (docs/ros.md "Face tracker")."""
     from rsatalker_ros.nodes.face_tracker import FaceTrackerNode
 
-    return FaceTrackerNode(parameter_overrides=_common(args), autostart=False)  # bring_up() starts it
+    return FaceTrackerNode(parameter_overrides=_common(args) + [Parameter("fps", value=float(args.tracker_fps))],
+                           autostart=False)  # bring_up() starts it
 
 
 def _capture(role: str, args: argparse.Namespace):
