@@ -78,7 +78,8 @@ def test_bringup_partner_video_feeds_the_partner_face_and_voice(dualtalk_sample,
     proc = NodeProcess(
         "rsatalker_ros.bringup", [], ros_env(domain), tmp_path / "bringup.log",
         args=["--self-audio", str(dualtalk_sample["speaker2_wav"]), "--partner-video", str(GRID[0]),
-              "--duration", "3", "--no-render", "--config", str(REPO / "config" / "test_small.yaml")],
+              "--duration", "3", "--no-render", "--config", str(REPO / "config" / "test_small.yaml"),
+              "--tracker-fps", "25"],  # every frame (the bringup default, 12.5 Hz, takes every other)
     )
     try:
         with RosHarness(domain) as h:
