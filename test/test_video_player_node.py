@@ -92,7 +92,10 @@ def test_bringup_partner_video_feeds_the_partner_face_and_voice(dualtalk_sample,
         code = proc.stop()
     assert code == 0, proc.log()[-4000:]
     assert len(flame) >= 60, (len(flame), proc.log()[-3000:])  # of the clip's 75 frames
-    assert {time_to_ns(m.header.stamp) for m in flame} <= set(images)  # capture times of the frames
+    # capture times of the frames (images published before this test's subscription matched
+    # can reach the tracker but not the test: compare from the first image the test got)
+    assert images and {time_to_ns(m.header.stamp) for m in flame if time_to_ns(m.header.stamp) >= min(images)} \
+        <= set(images)
     m = flame[len(flame) // 2]
     assert len(m.expression) == 50 and np.isfinite(np.array(m.head_pose)).all()
     assert len(audio) >= 70 and all(c.role == "partner" for c in audio)  # 40-ms chunks of 2.98 s
