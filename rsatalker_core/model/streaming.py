@@ -43,7 +43,7 @@ import bisect
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -333,82 +333,128 @@ def window_bounds(T: int, window: int, lookahead: int) -> List[Tuple[int, int, i
     return [(k, max(0, k + 1 + lookahead - window), k + 1 + lookahead) for k in range(T)]
 
 
-def sliding_window_features(model, wav: np.ndarray, sample_rate: int, num_frames: int, window: int,
-                            lookahead: int, batch: int = 64) -> List["object"]:
-    """Speech features of every window of :func:`window_bounds`, each window encoded from its own
-    audio (as the streaming generator does at hop 1; silence after the clip's end, as
-    :func:`~rsatalker_core.model.streaming.generate_offline` pads it), full-length windows
-    in batches. Returns one ``[1, n, D]`` tensor per frame."""
-    import torch
-
+def _padded(wav: np.ndarray, sample_rate: int, num_frames: int, lookahead: int) -> np.ndarray:
+    """``wav`` cut or zero-padded to ``num_frames + lookahead`` frames (silence after the
+    clip, as :func:`generate_offline` feeds the live generator)."""
     spf = sample_rate // FPS
     x = np.zeros((num_frames + lookahead) * spf, np.float32)
     seg = np.asarray(wav, np.float32)[: num_frames * spf]
     x[: len(seg)] = seg
+    return x
+
+
+def _window_batches(wins: Sequence[Tuple[int, int, int]], batch: int) -> List[List[int]]:
+    """Indices into ``wins`` grouped by window length, in batches of at most ``batch``."""
+    groups: Dict[int, List[int]] = {}
+    for i, (_, s, e) in enumerate(wins):
+        groups.setdefault(e - s, []).append(i)
+    return [idx[b : b + batch] for idx in groups.values() for b in range(0, len(idx), batch)]
+
+
+def _encode_windows(model: MotionModel, tracks: Sequence[np.ndarray], sample_rate: int, wins,
+                    part: List[int]) -> torch.Tensor:
+    """Features of the equally long windows ``wins[part]`` of each padded track, in one
+    encoder call: ``[len(tracks) * len(part), n, D]``, track-major."""
+    spf = sample_rate // FPS
+    audio = np.stack([x[wins[i][1] * spf : wins[i][2] * spf] for x in tracks for i in part])
+    n = wins[part[0]][2] - wins[part[0]][1]
+    return model.speech(torch.as_tensor(audio, device=model.device), sample_rate, num_frames=n)
+
+
+def _partner_track(partner_motion: Optional[np.ndarray], num_frames: int, lookahead: int, device) -> Optional[torch.Tensor]:
+    """Partner motion ``[T + lookahead, 56]``, the last frame held after the track ends."""
+    if partner_motion is None:
+        return None
+    pm = np.zeros((num_frames + lookahead, MOTION_DIM), np.float32)
+    n = min(len(partner_motion), num_frames)
+    pm[:n] = np.asarray(partner_motion, np.float32)[:n]
+    pm[n:] = pm[n - 1] if n else 0.0
+    return torch.as_tensor(pm, device=device)
+
+
+def _generate_part(model: MotionModel, fs: torch.Tensor, fp: torch.Tensor, wins, part: List[int],
+                   relationship, pm_all: Optional[torch.Tensor], out: np.ndarray) -> None:
+    """Run the generator on the windows ``wins[part]`` (features ``fs``/``fp``) and write each
+    window's frame into ``out [T, 56]``."""
+    blood, equal = relationship_tensors([relationship], model.device)
+    B = len(part)
+    pmb = None if pm_all is None else torch.stack([pm_all[wins[i][1] : wins[i][2]] for i in part])
+    m = model.generator(fs, fp, blood.expand(B), equal.expand(B), pmb).float().cpu().numpy()
+    for j, i in enumerate(part):
+        k, s, _ = wins[i]
+        out[k] = m[j, k - s]
+
+
+def _check_hop(model: MotionModel) -> Tuple[int, int]:
+    s_cfg = model.cfg.streaming
+    if max(1, s_cfg.hop_frames) != 1:
+        raise ValueError(f"batched live generation needs streaming.hop_frames 1, got {s_cfg.hop_frames}")
+    return min(s_cfg.window_frames, model.cfg.motion.max_frames), s_cfg.lookahead_frames
+
+
+def sliding_window_features(model, wav: np.ndarray, sample_rate: int, num_frames: int, window: int,
+                            lookahead: int, batch: int = 64) -> List["object"]:
+    """Speech features of every window of :func:`window_bounds`, each window encoded from its
+    own audio (as the streaming generator does at hop 1; silence after the clip's end, as
+    :func:`generate_offline` pads it), in batches. Returns one ``[1, n, D]`` tensor per
+    frame; for reuse across relationships (held in memory: for long clips prefer
+    :func:`generate_offline`, which keeps one batch at a time)."""
+    x = _padded(wav, sample_rate, num_frames, lookahead)
     wins = window_bounds(num_frames, window, lookahead)
     feats: List[object] = [None] * len(wins)
-    full = [i for i, (_, s, e) in enumerate(wins) if e - s == window]
-    for i, (_, s, e) in enumerate(wins):
-        if e - s != window:
-            feats[i] = model.encode(x[s * spf : e * spf], sample_rate, e - s)
     with torch.no_grad():
-        for b in range(0, len(full), batch):
-            idx = full[b : b + batch]
-            audio = torch.as_tensor(np.stack([x[wins[i][1] * spf : wins[i][2] * spf] for i in idx]), device=model.device)
-            f = model.speech(audio, sample_rate, num_frames=window)
-            for j, i in enumerate(idx):
+        for part in _window_batches(wins, batch):
+            f = _encode_windows(model, [x], sample_rate, wins, part)
+            for j, i in enumerate(part):
                 feats[i] = f[j : j + 1]
     return feats
 
 
 def generate_from_window_features(model, self_wav: np.ndarray, self_feats: List[object], partner_feats: List[object],
-                          sample_rate: int, num_frames: int, relationship,
-                          partner_motion: Optional[np.ndarray] = None, batch: int = 64,
-                          seed: Optional[int] = None) -> np.ndarray:
-    """:func:`generate_offline` at ``streaming.hop_frames`` 1, batched: frame ``k`` is the
-    generator's output at position ``k - win_start`` of window ``k`` (:func:`window_bounds`),
-    given per-window features of :func:`sliding_window_features` (computed once, reused for
-    every relationship), plus the checkpoint's residual motion
-    (:meth:`~rsatalker_core.model.motion_model.MotionModel.residual_motion`). Equals
-    :class:`StreamingMotionGenerator` up to float round-off. Returns ``[T, 56]``.
+                                  sample_rate: int, num_frames: int, relationship,
+                                  partner_motion: Optional[np.ndarray] = None, batch: int = 64,
+                                  seed: Optional[int] = None) -> np.ndarray:
+    """:func:`generate_offline` at ``streaming.hop_frames`` 1 from precomputed per-window
+    features (:func:`sliding_window_features`, computed once and reused for every
+    relationship), plus the checkpoint's residual motion (seeded with ``seed``, default
+    ``motion.residual_seed``). Returns ``[T, 56]``.
 
     Raises:
         ValueError: ``streaming.hop_frames`` is not 1.
     """
-    import torch
-
-    from rsatalker_core.relationship import relationship_tensors
-
-    s_cfg = model.cfg.streaming
-    if max(1, s_cfg.hop_frames) != 1:
-        raise ValueError(f"batched live generation needs streaming.hop_frames 1, got {s_cfg.hop_frames}")
-    window = min(s_cfg.window_frames, model.cfg.motion.max_frames)
-    wins = window_bounds(num_frames, window, s_cfg.lookahead_frames)
+    window, lookahead = _check_hop(model)
+    wins = window_bounds(num_frames, window, lookahead)
     out = np.zeros((len(wins), MOTION_DIM), np.float32)
-    blood, equal = relationship_tensors([relationship], model.device)
-    pm_all = None
-    if partner_motion is not None:  # the neutral pose after the partner track ends, as streaming holds none
-        pm = np.zeros((num_frames + s_cfg.lookahead_frames, MOTION_DIM), np.float32)
-        n = min(len(partner_motion), num_frames)
-        pm[:n] = np.asarray(partner_motion, np.float32)[:n]
-        pm[n:] = pm[n - 1] if n else 0.0  # sample-and-hold of the last partner frame
-        pm_all = torch.as_tensor(pm, device=model.device)
-    groups: Dict[int, List[int]] = {}
-    for i, (_, s, e) in enumerate(wins):
-        groups.setdefault(e - s, []).append(i)
+    pm_all = _partner_track(partner_motion, num_frames, lookahead, model.device)
     with torch.no_grad():
-        for _, idx in groups.items():
-            for b in range(0, len(idx), batch):
-                part = idx[b : b + batch]
-                fs = torch.cat([self_feats[i] for i in part])
-                fp = torch.cat([partner_feats[i] for i in part])
-                B = len(part)
-                pmb = None if pm_all is None else torch.stack([pm_all[wins[i][1] : wins[i][2]] for i in part])
-                m = model.generator(fs, fp, blood.expand(B), equal.expand(B), pmb).float().cpu().numpy()
-                for j, i in enumerate(part):
-                    k, s, _ = wins[i]
-                    out[k] = m[j, k - s]
+        for part in _window_batches(wins, batch):
+            fs = torch.cat([self_feats[i] for i in part])
+            fp = torch.cat([partner_feats[i] for i in part])
+            _generate_part(model, fs, fp, wins, part, relationship, pm_all, out)
     return out + model.residual_motion(self_wav, sample_rate, num_frames, relationship, seed).astype(np.float32)
+
+
+def _generate_batched(model: MotionModel, self_wav: np.ndarray, partner_wav: np.ndarray, sample_rate: int,
+                      num_frames: int, relationship, partner_motion: Optional[np.ndarray],
+                      progress=None, batch: int = 64) -> np.ndarray:
+    """The live path at hop 1 with the windows encoded and generated ``batch`` at a time:
+    memory stays flat in the clip length (one batch of features at a time)."""
+    window, lookahead = _check_hop(model)
+    wins = window_bounds(num_frames, window, lookahead)
+    xs = _padded(self_wav, sample_rate, num_frames, lookahead)
+    xp = _padded(partner_wav, sample_rate, num_frames, lookahead)
+    out = np.zeros((num_frames, MOTION_DIM), np.float32)
+    pm_all = _partner_track(partner_motion, num_frames, lookahead, model.device)
+    done = 0
+    with torch.no_grad():
+        for part in _window_batches(wins, batch):
+            # both speakers' windows in one encoder call, as the live step does
+            f = _encode_windows(model, [xs, xp], sample_rate, wins, part)
+            _generate_part(model, f[: len(part)], f[len(part):], wins, part, relationship, pm_all, out)
+            done += len(part)
+            if progress is not None:
+                progress(done)
+    return out + model.residual_motion(self_wav, sample_rate, num_frames, relationship).astype(np.float32)
 
 
 def generate_offline(
@@ -460,13 +506,7 @@ def generate_offline(
             check_motion_ranges(np.asarray(partner_motion, np.float32), "partner motion")
         sr = model.cfg.speech.sample_rate
         T = int(len(wav_s) // (sr // FPS)) if num_frames is None else int(num_frames)
-        window = min(s_cfg.window_frames, model.cfg.motion.max_frames)
-        fs = sliding_window_features(model, wav_s, sr, T, window, s_cfg.lookahead_frames)
-        fp = sliding_window_features(model, wav_p, sr, T, window, s_cfg.lookahead_frames)
-        out = generate_from_window_features(model, wav_s, fs, fp, sr, T, relationship, partner_motion)
-        if progress is not None:
-            progress(T)
-        return out
+        return _generate_batched(model, wav_s, wav_p, sr, T, relationship, partner_motion, progress)
     gen = StreamingMotionGenerator(model.cfg, model=model)
     gen.set_relationship(relationship)
     spf_in = sample_rate / FPS
