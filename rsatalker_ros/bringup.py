@@ -129,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partner-camera", action="store_true",
                    help="run the face_tracker node on partner/camera/image from a camera driver (remap the "
                         "driver's topic there) -> partner/flame_params")
-    p.add_argument("--tracker-fps", type=float, default=12.5,
-                   help="largest rate of the face tracker's partner/flame_params, Hz (default 12.5: in this "
+    p.add_argument("--tracker-fps", type=float, default=10.0,
+                   help="largest rate of the face tracker's partner/flame_params, Hz (default 10: in this "
                         "one-process graph on 2 cores a 25-Hz tracker takes the CPU the renderer needs; the "
                         "motion node holds the partner's last frame in between)")
     p.add_argument("--bag", default="",
