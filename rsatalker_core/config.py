@@ -492,6 +492,25 @@ def _set_dotted(data: Dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def read_yaml_mapping(path: str, what: str = "config file") -> Dict[str, Any]:
+    """The mapping at the top level of the YAML file ``path`` (empty file: ``{}``).
+
+    Raises:
+        ConfigError: missing file, malformed YAML, or a top level that is not a mapping
+            (the message names ``what`` and the path).
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} not found: {path}")
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML in {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must hold a mapping at top level")
+    return data
+
+
 def load_config(
     path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None
 ) -> RsatalkerConfig:
@@ -505,17 +524,7 @@ def load_config(
         ConfigError: missing/unreadable file, malformed YAML, an unknown key, a value of the
             wrong type, or one outside its field's range / choices (:func:`setting`).
     """
-    data: Dict[str, Any] = {}
-    if path:
-        if not os.path.isfile(path):
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            with open(path, "r", encoding="utf-8") as fh:
-                data = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"malformed YAML in {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping at top level")
+    data: Dict[str, Any] = read_yaml_mapping(path, "config file") if path else {}
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     cfg = from_dict(RsatalkerConfig, data)

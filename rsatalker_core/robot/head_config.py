@@ -24,13 +24,11 @@ Channels are listed in :data:`rsatalker_core.robot.head_mapping.CHANNEL_DOC`.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-import yaml
 
-from rsatalker_core.config import from_dict
+from rsatalker_core.config import from_dict, read_yaml_mapping
 from rsatalker_core.errors import ConfigError
 
 __all__ = ["SmoothingConfig", "JointConfig", "HeadDriverConfig", "head_driver_config_from_dict",
@@ -187,15 +185,7 @@ def load_head_driver_config(path: str) -> HeadDriverConfig:
         ConfigError: missing file, malformed YAML, or an invalid configuration
             (:func:`head_driver_config_from_dict`).
     """
-    if not os.path.isfile(path):
-        raise ConfigError(f"head driver config not found: {path}")
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"malformed YAML in {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: must hold a mapping at top level")
+    data = read_yaml_mapping(path, "head driver config")
     if set(data) == {"head_driver"}:
         data = data["head_driver"]
     try:
