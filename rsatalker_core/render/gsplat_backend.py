@@ -90,12 +90,10 @@ def rasterize_gsplat(
     Raises:
         RenderError: an input that is not float32 (:func:`check_gsplat_inputs`).
     """
-    check_gsplat_inputs(
+    rasterization = _checked_rasterization(
         means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
         viewmats=viewmats, Ks=Ks, backgrounds=backgrounds,
     )
-    _set_extension_cache()
-    from gsplat.rendering import rasterization  # lazy: keeps CPU imports light
 
     rgb, alpha, _meta = rasterization(
         means, quats, scales, opacities, colors, viewmats, Ks, int(width), int(height),
@@ -104,6 +102,16 @@ def rasterize_gsplat(
         render_mode="RGB", rasterize_mode="classic",
     )
     return rgb, alpha
+
+
+def _checked_rasterization(**tensors: Optional[Tensor]):
+    """``gsplat.rendering.rasterization`` once ``tensors`` passed :func:`check_gsplat_inputs`
+    (imported lazily, with the extension cache set, so CPU imports stay light)."""
+    check_gsplat_inputs(**tensors)
+    _set_extension_cache()
+    from gsplat.rendering import rasterization
+
+    return rasterization
 
 
 def check_gsplat_inputs(**tensors: Optional[Tensor]) -> None:
@@ -160,12 +168,10 @@ def rasterize_gsplat_frames(
     Raises:
         RenderError: an input that is not float32 (:func:`check_gsplat_inputs`).
     """
-    check_gsplat_inputs(
+    rasterization = _checked_rasterization(
         means=means, quats=quats, scales=scales, opacities=opacities, colors=colors,
         viewmats=viewmats, Ks=Ks, backgrounds=backgrounds,
     )
-    _set_extension_cache()
-    from gsplat.rendering import rasterization  # lazy: keeps CPU imports light
 
     rgb, alpha, _meta = rasterization(
         means, quats, scales, opacities, colors, viewmats[:, None], Ks[:, None], int(width), int(height),
