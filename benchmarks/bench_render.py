@@ -87,7 +87,7 @@ def _cuda_timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None]
 
 
 def cuda_rows(sizes: List[int], frames: int, repeats: int, batch_frames: int,
-              device: str = "cuda", backend: str = "gsplat") -> List[str]:
+              device: str, backend: str = "gsplat") -> List[str]:
     """The CUDA table: per-frame vs batched gsplat calls (see the module docstring).
 
     ``device`` / ``backend`` other than cuda / gsplat only serve to check this function's
@@ -169,7 +169,7 @@ def main() -> None:
             print("bench_render: no CUDA device available to torch; use --device cpu")
             return
         warnings.simplefilter("ignore")  # the FLAME stand-in notice
-        text = "\n".join(cuda_rows(args.sizes, args.frames, args.repeats, args.batch_frames)) + "\n"
+        text = "\n".join(cuda_rows(args.sizes, args.frames, args.repeats, args.batch_frames, args.device)) + "\n"
         print(text)
         if args.out:
             with open(args.out, "w") as f:
