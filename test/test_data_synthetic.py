@@ -82,7 +82,7 @@ def test_layout_is_read_by_the_dualtalk_loader(corpus):
         assert "SYNTHETIC SUPERVISION" in str(z["synthetic_note"])
         assert z["exp"].shape == (250, 50) and z["pose"].shape == (250, 6) and z["exp"].dtype == np.float32
         assert z["eye_pose"].shape == (250, 6) and str(z["expression_space"]) == syn.EXPRESSION_SPACE
-    assert saved["version"] == syn.GENERATOR_VERSION == "synthetic-v3"
+    assert saved["version"] == syn.GENERATOR_VERSION == "synthetic-v4"
 
 
 def test_deterministic_given_seed(tmp_path):
@@ -186,12 +186,12 @@ def test_relationship_changes_motion_in_the_documented_direction():
         # blood -> warmer: more smiling.
         assert smile["siblings"][k] > smile["couple"][k] + 0.1
         assert smile["parent_child"][k] > smile["superior_subordinate"][k] + 0.1
-    # non-equal -> the lower-status speaker 2 moves the head less while speaking; the jaw is restrained too.
-    assert head["parent_child"][1] < 0.85 * head["siblings"][1]
-    assert head["superior_subordinate"][1] < 0.85 * head["couple"][1]
-    assert clips["superior_subordinate"].motion[1][:, 50].max() < clips["couple"].motion[1][:, 50].max()
-    # ... while the higher-status speaker 1 does not.
-    assert head["superior_subordinate"][0] >= head["couple"][0]
+    # non-equal -> formal: both roles move the head less while speaking (the model does not
+    # know its role, so v4 gives both roles the same motion rules); blood -> more expressive.
+    for k in (0, 1):
+        assert head["superior_subordinate"][k] < 0.75 * head["couple"][k]
+        assert head["parent_child"][k] < 0.75 * head["siblings"][k]
+        assert head["siblings"][k] > head["couple"][k]
     # Dynamics, not only offsets: blood relatives mimic the partner's head motion more.
     def mimicry(clip, k):
         own, other = clip.motion[k][:, 53:56].astype(float), clip.motion[1 - k][:, 53:56].astype(float)
@@ -199,29 +199,31 @@ def test_relationship_changes_motion_in_the_documented_direction():
 
     assert mimicry(clips["siblings"], 0) > mimicry(clips["couple"], 0)
     assert mimicry(clips["parent_child"], 1) > mimicry(clips["superior_subordinate"], 1)
-    # The rule table itself.
+    # The rule table itself: the motion rules are role-blind, the roles differ in gaze.
     p_low = syn.motion_params(Relationship.parse("superior_subordinate"), 2)
     p_high = syn.motion_params(Relationship.parse("superior_subordinate"), 1)
     p_eq = syn.motion_params(Relationship.parse("couple"), 2)
-    assert p_low["head_gain"] < p_eq["head_gain"] < p_high["head_gain"]
-    assert p_high["p_backchannel"] < p_eq["p_backchannel"] < syn.motion_params(Relationship.parse("siblings"), 2)["p_backchannel"]
+    p_sib = syn.motion_params(Relationship.parse("siblings"), 2)
+    assert p_low["head_gain"] == p_high["head_gain"] < p_eq["head_gain"] < p_sib["head_gain"]
+    assert p_low["blink_per_min"] == p_high["blink_per_min"] > p_eq["blink_per_min"]
+    assert p_eq["p_backchannel"] < p_sib["p_backchannel"]
     assert p_high["gaze_speak"] > p_eq["gaze_speak"] > p_low["gaze_speak"]  # visual dominance
 
 
 def test_relationship_changes_backchannel_nod_rate():
-    """The higher-status listener gives fewer backchannel nods than a peer (one 60-s dialogue,
-    same audio and turns under both relationships)."""
+    """Blood relatives give more backchannel nods while listening than non-blood peers (one
+    60-s dialogue, same audio and turns under both relationships)."""
     voices = _need_codec2()
     clips = {r: syn.synthesize_clip((voices[0], voices[1]), r, seconds=60.0, seed=12)
-             for r in ("couple", "superior_subordinate")}
+             for r in ("couple", "siblings")}
 
     def listening_nods(clip, k):
         own = [(t.start, t.end) for t in clip.turns if t.speaker == k]
         return sum(not any(a - 0.1 <= p / 25 <= b + 0.1 for a, b in own)
                    for p in cv.detect_nods(clip.motion[k][:, 53], min_amp_rad=0.03))
 
-    assert listening_nods(clips["superior_subordinate"], 0) < listening_nods(clips["couple"], 0)
-    assert listening_nods(clips["superior_subordinate"], 1) >= listening_nods(clips["couple"], 1)
+    for k in (0, 1):
+        assert listening_nods(clips["siblings"], k) > listening_nods(clips["couple"], k)
 
 
 def test_bad_inputs_are_refused(tmp_path):
