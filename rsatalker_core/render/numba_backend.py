@@ -13,20 +13,22 @@ contribute. Per camera:
    image are culled.
 2. One stable depth sort per frame, then counting-sort binning into ``tile_size`` tiles, so
    each tile's list stays front to back.
-3. Per tile, front to back: each Gaussian visits only the pixels of its box inside the tile;
+3. Per tile, front to back: each Gaussian visits only the pixels of its box inside the tile,
+   in runs of ``LANES`` pixels evaluated without branches (so LLVM vectorizes them);
    ``sigma = 1/2 (a dx^2 + c dy^2) + b dx dy`` at the pixel centre (``+0.5``), ``alpha =
    min(0.999, o exp(-sigma))``, skipped when ``sigma < 0`` or ``alpha < 1/255``; a pixel stops
    at the first Gaussian that would bring its transmittance to 1e-4 or below (that one is
    excluded), and the tile stops once all its pixels have.
 4. ``rgb = sum_i alpha_i T_i c_i + T_final * background``, ``alpha = 1 - T_final``.
 
-All arithmetic is float64 (projection, transmittance, colour sums); the depth sort key is
-rounded to the inputs' precision first, as the other backends sort (surface Gaussians often
-tie in float32 depth, and a tie broken the other way swaps two layers); the result is cast
-back to the input dtype. With float64 inputs it matches the torch backend to ~1e-10; with
-float32 inputs to ~1e-4 (at most one uint8 level), the rest being float32 rounding in the
-torch backend: an alpha within rounding of 1/255 or a depth tie resolved differently
-(test/test_render_numba.py).
+Precision: projection and depth sort run in float64 (the sort key rounded to the inputs'
+precision first, as the other backends sort: surface Gaussians often tie in float32 depth,
+and a tie broken the other way swaps two layers); compositing runs in the inputs' precision,
+with a polynomial exp that vectorizes (libm's does not without Intel SVML). With float64
+inputs (exp relative error 3e-14, ``_exp_neg_f64``) it matches the torch backend to ~1e-10;
+with float32 inputs (exp relative error ~2e-6, ``_exp_neg_f32``) to ~1e-4 (at most one uint8
+level), the rest being float32 rounding on both sides: an alpha within rounding of 1/255 or
+a depth tie resolved differently (test/test_render_numba.py).
 
 Compilation: the kernels are JIT-compiled by numba with ``cache=True``, so a process pays the
 few-second compile once per machine (the cache lives in ``__pycache__`` beside this file, or
@@ -56,25 +58,27 @@ T_MIN = 1e-4
 BOX_SIGMAS = 3.33
 #: Tile edge, pixels: transmittance termination is checked per tile.
 TILE_SIZE = 16
-#: Table steps per unit of sigma for exp(-sigma) (see ``_composite``).
-EXP_STEPS = 16.0
 
 
-#: LLVM fast-math flags for the compositing loop (~20% faster): reassociation and fused
+#: LLVM fast-math flags for the binning and the float32 exp: reassociation and fused
 #: multiply-adds only; no 'nnan' / 'ninf', so the NaN-safe comparisons stay as written.
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+#: The compositing loop fuses multiply-adds only (~10% faster than none): no reassociation,
+#: whose result would depend on how LLVM happened to vectorize or unroll each variant, so the
+#: serial and the parallel tile loops give bit-identical pixels.
+_TILE_FASTMATH = {"contract"}
 
 
-def _njit(fastmath=False):
+def _njit(fastmath=False, inline="never"):
     """``numba.njit(cache=True, nogil=True)``, or without the on-disk cache when numba finds
     no usable cache location (it raises ``RuntimeError`` at decoration then)."""
 
     def wrap(fn):
         try:
-            return numba.njit(cache=True, nogil=True, fastmath=fastmath)(fn)
+            return numba.njit(cache=True, nogil=True, fastmath=fastmath, inline=inline)(fn)
         except RuntimeError as exc:  # pragma: no cover - depends on the file system
             warnings.warn(f"numba cannot cache the rasterizer ({exc}); compiling in memory", RuntimeWarning)
-            return numba.njit(nogil=True, fastmath=fastmath)(fn)
+            return numba.njit(nogil=True, fastmath=fastmath, inline=inline)(fn)
 
     return wrap
 
@@ -189,8 +193,9 @@ def _project(means, quats, scales, opacities, viewmat, K, width, height, near, f
 def _bin(ids, mean2d, conic, box, opacities, colors, width, height, ts):
     """Bin the depth-sorted Gaussians ``ids`` into tiles (counting sort, front to back).
 
-    Returns the depth-ordered per-Gaussian arrays, the pixel range of each box, the tile
-    list offsets ``counts [n_tiles + 1]`` and ``lists``, and the exp(-sigma) table.
+    Returns the depth-ordered per-Gaussian arrays in ``colors``' dtype (the compositing
+    precision), the pixel range of each box, the tile list offsets ``counts [n_tiles + 1]``
+    and ``lists``.
     """
     D = colors.shape[1]
     tiles_x = (width + ts - 1) // ts
@@ -199,14 +204,15 @@ def _bin(ids, mean2d, conic, box, opacities, colors, width, height, ts):
     m = ids.shape[0]
     # Depth-ordered copies (contiguous reads in the tile loop) and pixel ranges of each box:
     # pixel centres px + 0.5 inside [u - rx, u + rx].
-    gx = np.empty(m)
-    gy = np.empty(m)
-    ga = np.empty(m)
-    gb = np.empty(m)
-    gc = np.empty(m)
-    go = np.empty(m)
-    gsmax = np.empty(m)
-    gcol = np.empty((m, D))
+    ft = colors.dtype
+    gx = np.empty(m, ft)
+    gy = np.empty(m, ft)
+    ga = np.empty(m, ft)
+    gb = np.empty(m, ft)
+    gc = np.empty(m, ft)
+    go = np.empty(m, ft)
+    gsmax = np.empty(m, ft)
+    gcol = np.empty((m, D), ft)
     px0 = np.empty(m, np.int64)
     px1 = np.empty(m, np.int64)
     py0 = np.empty(m, np.int64)
@@ -214,7 +220,8 @@ def _bin(ids, mean2d, conic, box, opacities, colors, width, height, ts):
     counts = np.zeros(n_tiles + 1, np.int64)
     for k in range(m):
         g = ids[k]
-        gx[k], gy[k] = mean2d[g, 0], mean2d[g, 1]
+        u, v = mean2d[g, 0], mean2d[g, 1]
+        gx[k], gy[k] = u, v
         ga[k], gb[k], gc[k] = conic[g, 0], conic[g, 1], conic[g, 2]
         go[k] = opacities[g]
         # alpha >= 1/255 needs sigma <= ln(255 o); a small margin keeps the exact test decisive.
@@ -222,10 +229,10 @@ def _bin(ids, mean2d, conic, box, opacities, colors, width, height, ts):
         for d in range(D):
             gcol[k, d] = colors[g, d]
         # (clamped as floats first: a huge box must not overflow the integer conversion)
-        px0[k] = int(max(0.0, math.ceil(gx[k] - box[g, 0] - 0.5)))
-        px1[k] = int(min(width - 1.0, math.floor(gx[k] + box[g, 0] - 0.5)))
-        py0[k] = int(max(0.0, math.ceil(gy[k] - box[g, 1] - 0.5)))
-        py1[k] = int(min(height - 1.0, math.floor(gy[k] + box[g, 1] - 0.5)))
+        px0[k] = int(max(0.0, math.ceil(u - box[g, 0] - 0.5)))
+        px1[k] = int(min(width - 1.0, math.floor(u + box[g, 0] - 0.5)))
+        py0[k] = int(max(0.0, math.ceil(v - box[g, 1] - 0.5)))
+        py1[k] = int(min(height - 1.0, math.floor(v + box[g, 1] - 0.5)))
         if px0[k] > px1[k] or py0[k] > py1[k]:
             continue
         for ty in range(py0[k] // ts, py1[k] // ts + 1):
@@ -244,137 +251,184 @@ def _bin(ids, mean2d, conic, box, opacities, colors, width, height, ts):
                 t = ty * tiles_x + tx
                 lists[fill[t]] = k
                 fill[t] += 1
-
-    # exp(-sigma) for 0 <= sigma <= max(smax) as a table at steps of 1/16 times a degree-5
-    # Taylor polynomial of exp(-r), 0 <= r < 1/16 (relative error < 1e-10): 3x faster than
-    # libm's exp, which was two thirds of the compositing time.
-    n_tab = 2
-    for k in range(m):
-        n_tab = max(n_tab, int(min(gsmax[k], 1e3) * EXP_STEPS) + 2)
-    etab = np.exp(-np.arange(n_tab) / EXP_STEPS)
-    return gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, counts, lists, etab
+    return gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, counts, lists
 
 
-def _tiles_kernel(gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, counts, lists, etab,
+#: Pixels composited together (one SIMD-friendly run of a row): a Gaussian's box row inside
+#: a tile is covered by runs of LANES pixels from its left edge, each run a fixed-length
+#: branch-free loop that LLVM vectorizes (most boxes of a 256² avatar are <= 16 pixels wide).
+LANES = 16
+
+#: exp(-s) for float32 compositing, 0 <= s <= ln(255) (+ margin): (p(s / 8))^8 with p a
+#: degree-5 least-squares fit of exp(-x) on [0, 0.7] at Chebyshev nodes (relative error
+#: 7e-7 before float32 rounding; about 2e-6 after, the float32 exp's order). A branch-free
+#: polynomial vectorizes where libm's exp does not (without Intel SVML).
+_EXP32 = (0.9999999185311924, -0.9999924147532213, 0.4998812766652466, -0.1659690305215301,
+          0.03976483434482711, -0.0058424925193448175)
+
+
+@_njit(fastmath=_FASTMATH, inline="always")
+def _exp_neg_f32(s):
+    """``exp(-s)`` for a float32 ``0 <= s <= ~6`` (see ``_EXP32``); float32 in and out."""
+    x = s * np.float32(0.125)
+    e = np.float32(_EXP32[0]) + x * (np.float32(_EXP32[1]) + x * (np.float32(_EXP32[2]) + x * (
+        np.float32(_EXP32[3]) + x * (np.float32(_EXP32[4]) + x * np.float32(_EXP32[5])))))
+    e = e * e
+    e = e * e
+    return e * e
+
+
+#: exp(-s) for float64 compositing: (p(s / 16))^16 with p a degree-8 least-squares fit of
+#: exp(-x) on [0, 0.35] at Chebyshev nodes (relative error 3e-14 on 0 <= s <= 5.6).
+_EXP64 = (0.9999999999999981, -0.9999999999992523, 0.49999999994458766, -0.16666666507468655,
+          0.04166664363536481, -0.008333145247678374, 0.00138798157530414, -0.00019584075172118776,
+          2.0801847501133054e-05)
+
+
+@_njit(inline="always")
+def _exp_neg_f64(s):
+    """``exp(-s)`` for a float64 ``0 <= s <= ~6`` (see ``_EXP64``)."""
+    x = s * 0.0625
+    e = _EXP64[0] + x * (_EXP64[1] + x * (_EXP64[2] + x * (_EXP64[3] + x * (_EXP64[4] + x * (
+        _EXP64[5] + x * (_EXP64[6] + x * (_EXP64[7] + x * _EXP64[8])))))))
+    e = e * e
+    e = e * e
+    e = e * e
+    return e * e
+
+
+def _tiles_kernel(gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, counts, lists,
                   background, width, height, ts):
-    """Composite every tile front to back (tiles are independent: ``prange`` over them).
+    """Composite every tile front to back (tiles are independent: ``prange`` over them), in
+    the precision ``F`` of this variant (float32 or float64, see ``_jit_tiles``).
 
-    Returns ``(rgb [H, W, D] with background, alpha [H, W])``.
+    Per tile row a stopped pixel keeps ``-T`` (its final transmittance, negated); each run of
+    ``LANES`` pixels of a Gaussian's box row is evaluated without branches (masks instead), so
+    LLVM vectorizes it. Returns ``(rgb [H, W, D] with background, alpha [H, W])``.
     """
     D = gcol.shape[1]
     tiles_x = (width + ts - 1) // ts
     tiles_y = (height + ts - 1) // ts
     n_tiles = tiles_x * tiles_y
-    n_tab = etab.shape[0]
-    rgb = np.empty((height, width, D))
-    alpha = np.empty((height, width))
+    rgb = np.empty((height, width, D), F)
+    alpha = np.empty((height, width), F)
+    zero, half, one = F(0.0), F(0.5), F(1.0)
+    a_thr, a_max, t_min = F(ALPHA_THRESHOLD), F(ALPHA_MAX), F(T_MIN)
     for t in numba.prange(n_tiles):
-        T = np.empty(ts * ts)
-        acc = np.empty((ts * ts, D))
+        # Tile rows padded by LANES pixels, so a run starting at any pixel of the row fits.
+        T = np.ones((ts, ts + LANES), F)
+        acc = np.zeros((ts, D, ts + LANES), F)
+        w_run = np.empty(LANES, F)  # weights of one run (D != 3)
         row_left = np.empty(ts, np.int64)  # pixels still compositing, per tile row
         x0 = (t % tiles_x) * ts
         y0 = (t // tiles_x) * ts
-        xe = min(x0 + ts, width) - 1
-        ye = min(y0 + ts, height) - 1
-        T[:] = 1.0  # a stopped pixel keeps -T (its final transmittance, negated)
-        acc[:] = 0.0
-        row_left[:] = xe - x0 + 1
-        n_left = (xe - x0 + 1) * (ye - y0 + 1)
+        nx = min(x0 + ts, width) - x0
+        ny = min(y0 + ts, height) - y0
+        row_left[:] = nx
+        n_left = nx * ny
         for j in range(counts[t], counts[t + 1]):
             k = lists[j]
-            ux, uy, ca, cb, cc, o, smax = gx[k], gy[k], ga[k], gb[k], gc[k], go[k], gsmax[k]
-            for py in range(max(py0[k], y0), min(py1[k], ye) + 1):
-                if row_left[py - y0] == 0:
+            ux, uy, o, smax = gx[k], gy[k], go[k], gsmax[k]
+            hca, cb, hcc = half * ga[k], gb[k], half * gc[k]
+            lo = max(px0[k] - x0, 0)
+            hi = min(px1[k] - x0, nx - 1)
+            for py in range(max(py0[k], y0), min(py1[k], y0 + ny - 1) + 1):
+                r = py - y0
+                if row_left[r] == 0:
                     continue
-                dy = uy - (py + 0.5)
-                # Row span of the ellipse sigma <= smax (sigma is quadratic in dx), +-1 pixel.
-                qa = 0.5 * ca
-                qb = cb * dy
-                qc = 0.5 * cc * dy * dy - smax
-                disc = qb * qb - 4.0 * qa * qc
-                lo = max(px0[k], x0)
-                hi = min(px1[k], xe)
-                if qa > 0.0:
-                    if disc < 0.0:
-                        continue
-                    sq = math.sqrt(disc)
-                    # dx = ux - (px + 0.5) in [(-qb - sq) / 2qa, (-qb + sq) / 2qa]
-                    xl = math.floor(ux - 0.5 - (-qb + sq) / (2.0 * qa)) - 1.0
-                    xh = math.ceil(ux - 0.5 - (-qb - sq) / (2.0 * qa)) + 1.0
-                    if xl > hi or xh < lo:
-                        continue
-                    if xl > lo:
-                        lo = int(xl)
-                    if xh < hi:
-                        hi = int(xh)
-                row = (py - y0) * ts - x0
-                for px in range(lo, hi + 1):
-                    p = row + px
-                    Tp = T[p]
-                    if Tp < 0.0:
-                        continue
-                    dx = ux - (px + 0.5)
-                    sigma = 0.5 * (ca * dx * dx + cc * dy * dy) + cb * dx * dy
-                    if not (sigma >= 0.0 and sigma <= smax):
-                        continue
-                    e = sigma * EXP_STEPS
-                    ki = min(int(e), n_tab - 1)
-                    r = (e - ki) * (1.0 / EXP_STEPS)
-                    poly = 1.0 - r * (1.0 - r * (0.5 - r * (1.0 / 6.0 - r * (1.0 / 24.0 - r * (1.0 / 120.0)))))
-                    a = min(ALPHA_MAX, o * etab[ki] * poly)  # o exp(-sigma)
-                    if a < ALPHA_THRESHOLD:
-                        continue
-                    nT = Tp * (1.0 - a)
-                    if nT <= T_MIN:
-                        T[p] = -Tp  # stops before this Gaussian
-                        row_left[py - y0] -= 1
-                        n_left -= 1
-                        continue
-                    w = a * Tp
-                    for d in range(D):
-                        acc[p, d] += w * gcol[k, d]
-                    T[p] = nT
+                dy = uy - (F(py) + half)
+                cdy = hcc * dy * dy
+                bdy = cb * dy
+                n_stop = 0
+                for cs in range(lo, hi + 1, LANES):
+                    Tr = T[r, cs : cs + LANES]
+                    last = hi - cs  # lanes 0..last are inside the box
+                    dx0 = ux - (F(x0 + cs) + half)
+                    if D == 3:
+                        acc0 = acc[r, 0, cs : cs + LANES]
+                        acc1 = acc[r, 1, cs : cs + LANES]
+                        acc2 = acc[r, 2, cs : cs + LANES]
+                        c0, c1, c2 = gcol[k, 0], gcol[k, 1], gcol[k, 2]
+                        for i in range(LANES):
+                            Tp = Tr[i]
+                            dx = dx0 - F(i)
+                            sigma = hca * dx * dx + cdy + bdy * dx
+                            a = min(a_max, o * _exp_neg(min(max(sigma, zero), smax)))
+                            ok = (i <= last) & (Tp > zero) & (sigma >= zero) & (sigma <= smax) & (a >= a_thr)
+                            nT = Tp * (one - a)
+                            stop = ok & (nT <= t_min)  # stops before this Gaussian
+                            use = ok & (nT > t_min)
+                            w = a * Tp if use else zero
+                            Tr[i] = -Tp if stop else (nT if use else Tp)
+                            n_stop += np.int64(stop)
+                            acc0[i] += w * c0
+                            acc1[i] += w * c1
+                            acc2[i] += w * c2
+                    else:
+                        for i in range(LANES):
+                            Tp = Tr[i]
+                            dx = dx0 - F(i)
+                            sigma = hca * dx * dx + cdy + bdy * dx
+                            a = min(a_max, o * _exp_neg(min(max(sigma, zero), smax)))
+                            ok = (i <= last) & (Tp > zero) & (sigma >= zero) & (sigma <= smax) & (a >= a_thr)
+                            nT = Tp * (one - a)
+                            stop = ok & (nT <= t_min)
+                            use = ok & (nT > t_min)
+                            w_run[i] = a * Tp if use else zero
+                            Tr[i] = -Tp if stop else (nT if use else Tp)
+                            n_stop += np.int64(stop)
+                        for d in range(D):
+                            acc_d = acc[r, d, cs : cs + LANES]
+                            cd = gcol[k, d]
+                            for i in range(LANES):
+                                acc_d[i] += w_run[i] * cd
+                row_left[r] -= n_stop
+                n_left -= n_stop
             if n_left == 0:
                 break
-        for y in range(y0, ye + 1):
-            for x in range(x0, xe + 1):
-                p = (y - y0) * ts + x - x0
-                Tp = abs(T[p])
+        for y in range(ny):
+            for x in range(nx):
+                Tp = abs(T[y, x])
                 for d in range(D):
-                    rgb[y, x, d] = acc[p, d] + Tp * background[d]
-                alpha[y, x] = 1.0 - Tp
+                    rgb[y0 + y, x0 + x, d] = acc[y, d, x] + Tp * background[d]
+                alpha[y0 + y, x0 + x] = one - Tp
     return rgb, alpha
 
 
-def _jit_tiles(parallel):
+def _jit_tiles(parallel, dtype):
     # A distinct function object per variant: numba's on-disk cache is keyed by the
-    # function's qualified name, not by the ``parallel`` flag.
-    fn = types.FunctionType(_tiles_kernel.__code__, _tiles_kernel.__globals__,
-                            "_tiles_parallel" if parallel else "_tiles_serial")
+    # function's qualified name, not by the ``parallel`` flag or the globals it was built with.
+    name = f"_tiles_{'parallel' if parallel else 'serial'}_{np.dtype(dtype).name}"
+    env = dict(_tiles_kernel.__globals__)
+    env["F"] = dtype
+    env["_exp_neg"] = _exp_neg_f32 if dtype is np.float32 else _exp_neg_f64
+    fn = types.FunctionType(_tiles_kernel.__code__, env, name)
     fn.__qualname__ = fn.__name__
     try:
-        return numba.njit(cache=True, nogil=True, fastmath=_FASTMATH, parallel=parallel)(fn)
+        return numba.njit(cache=True, nogil=True, fastmath=_TILE_FASTMATH, parallel=parallel)(fn)
     except RuntimeError as exc:  # pragma: no cover - depends on the file system
         warnings.warn(f"numba cannot cache the rasterizer ({exc}); compiling in memory", RuntimeWarning)
-        return numba.njit(nogil=True, fastmath=_FASTMATH, parallel=parallel)(fn)
+        return numba.njit(nogil=True, fastmath=_TILE_FASTMATH, parallel=parallel)(fn)
 
 
-#: The tile loop on one thread, and over numba's thread pool (``prange`` over tiles).
-_tiles_serial = _jit_tiles(False)
-_tiles_parallel = _jit_tiles(True)
+#: The tile loop on one thread, and over numba's thread pool (``prange`` over tiles), per
+#: compositing precision; compiled on first use.
+_TILES = {(par, dt): _jit_tiles(par, dt) for par in (False, True) for dt in (np.float32, np.float64)}
 
 
 def _composite(ids, mean2d, conic, box, opacities, colors, background, width, height, ts, threads=1):
     """Bin the depth-sorted Gaussians ``ids`` into tiles and composite each tile, on
-    ``threads`` numba threads (1 = this thread only).
+    ``threads`` numba threads (1 = this thread only), in ``colors``' precision (float32 or
+    float64; ``background`` in the same dtype).
 
     Returns ``(rgb [H, W, D] with background, alpha [H, W])``.
     """
     binned = _bin(ids, mean2d, conic, box, opacities, colors, width, height, ts)
+    dtype = np.float32 if colors.dtype == np.float32 else np.float64
     if threads <= 1:
-        return _tiles_serial(*binned, background, width, height, ts)
+        return _TILES[False, dtype](*binned, background, width, height, ts)
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    return _tiles_parallel(*binned, background, width, height, ts)
+    return _TILES[True, dtype](*binned, background, width, height, ts)
 
 
 def _f64(t: Tensor) -> np.ndarray:
@@ -427,12 +481,16 @@ def rasterize_numba(
     """
     width, height, ts = int(width), int(height), int(tile_size)
     C, D = viewmats.shape[0], colors.shape[-1]
-    m, q, s, o, col = (_f64(t) for t in (means, quats, scales, opacities, colors))
+    m, q, s, o = (_f64(t) for t in (means, quats, scales, opacities))
     vm, ks = _f64(viewmats), _f64(Ks)
-    bg = np.zeros((C, D)) if backgrounds is None else _f64(backgrounds)
-    sort_dtype = np.float32 if means.dtype in (torch.float32, torch.float16, torch.bfloat16) else np.float64
-    rgbs = np.empty((C, height, width, D))
-    alphas = np.empty((C, height, width, 1))
+    # Projection and sort in float64; depth sort key and compositing in the inputs' precision.
+    low = means.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    cdt, tdt = (np.float32, torch.float32) if low else (np.float64, torch.float64)
+    col = np.ascontiguousarray(colors.detach().to("cpu", tdt).numpy())
+    bg = (np.zeros((C, D), cdt) if backgrounds is None
+          else np.ascontiguousarray(backgrounds.detach().to("cpu", tdt).numpy()))
+    rgbs = np.empty((C, height, width, D), cdt)
+    alphas = np.empty((C, height, width, 1), cdt)
     for c in range(C):
         keep, mean2d, conic, depth, box = _project(
             m, q, s, o, vm[c], ks[c], width, height, float(near_plane), float(far_plane), float(eps2d)
@@ -440,7 +498,7 @@ def rasterize_numba(
         ids = np.flatnonzero(keep)
         # Sort on depth rounded to the inputs' precision, as the other backends do: surface
         # Gaussians often tie in float32 depth, and ties then go by index there too.
-        key = depth[ids].astype(sort_dtype)
+        key = depth[ids].astype(cdt)
         ids = ids[np.argsort(key, kind="stable")]
         rgb, alpha = _composite(ids, mean2d, conic, box, o, col, bg[c], width, height, ts, int(threads))
         rgbs[c] = rgb
