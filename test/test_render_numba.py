@@ -79,6 +79,27 @@ def test_parallel_tiles_give_identical_pixels():
     assert torch.equal(rgb, ref) and torch.equal(alpha, ref_a)
 
 
+@pytest.mark.parametrize("low", [True, False])
+def test_depth_order_is_the_stable_argsort_of_the_rounded_depth(low):
+    """The radix sort orders kept Gaussians as NumPy's stable argsort of the depth rounded to
+    the inputs' precision: ties (many, and float64 depths equal only after float32 rounding)
+    by index, negative depths and -0.0 / 0.0 included."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    depth = rng.normal(0.5, 2.0, 5000)
+    depth[::5] = 0.75  # exact ties
+    depth[1::5] = 0.75 + 1e-9 * rng.random(1000)  # ties in float32 only
+    depth[:4] = [-0.0, 0.0, -1e-300, 1e-300]
+    keep = rng.random(5000) > 0.2
+    keep[:4] = True
+    ids = np.flatnonzero(keep)
+    ref = ids[np.argsort(depth[ids].astype(np.float32 if low else np.float64), kind="stable")]
+    got = numba_backend._depth_order(keep, depth, low)
+    assert np.array_equal(got, ref)
+    assert len(numba_backend._depth_order(np.zeros(3, bool), depth[:3], low)) == 0
+
+
 # --------------------------------------------------------------------------------------
 # The default avatar posed by FLAME (stand-in head when no FLAME file is configured).
 # --------------------------------------------------------------------------------------

@@ -189,6 +189,67 @@ def _project(means, quats, scales, opacities, viewmat, K, width, height, near, f
     return keep, mean2d, conic, depth, box
 
 
+@_njit()
+def _depth_order(keep, depth, low):
+    """Indices of the kept Gaussians front to back: ``ids[argsort(depth[ids], stable)]`` with
+    the depth rounded to float32 when ``low`` (else float64), as a stable LSD radix sort
+    (11-bit digits) of the float's order-preserving bit pattern: ~10x faster than NumPy's
+    stable argsort (a merge sort for floats) on 20k Gaussians. Ties keep index order.
+    """
+    n = 0
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            n += 1
+    ids = np.empty(n, np.int64)
+    keys = np.empty(n, np.uint64)
+    j = 0
+    for i in range(keep.shape[0]):
+        if keep[i]:
+            ids[j] = i
+            j += 1
+    # Order-preserving unsigned keys: flip all bits of negatives, the sign bit of the rest
+    # (+ 0.0 turns -0.0 into 0.0, which the comparison sort ties with it).
+    if low:
+        d32 = np.empty(n, np.float32)
+        for j in range(n):
+            d32[j] = np.float32(depth[ids[j]]) + np.float32(0.0)
+        bits32 = d32.view(np.uint32)
+        for j in range(n):
+            b = np.uint64(bits32[j])
+            keys[j] = (b ^ np.uint64(0xFFFFFFFF)) if b >> np.uint64(31) else (b | np.uint64(0x80000000))
+    else:
+        d64 = np.empty(n, np.float64)
+        for j in range(n):
+            d64[j] = depth[ids[j]] + 0.0
+        bits64 = d64.view(np.uint64)
+        for j in range(n):
+            b = bits64[j]
+            keys[j] = ~b if b >> np.uint64(63) else (b | np.uint64(0x8000000000000000))
+    k2 = np.empty(n, np.uint64)
+    i2 = np.empty(n, np.int64)
+    count = np.empty(2049, np.int64)
+    top = np.uint64(0)
+    for j in range(n):
+        top = max(top, keys[j])
+    shift = np.uint64(0)
+    while shift < np.uint64(64) and (top >> shift) > np.uint64(0):
+        count[:] = 0
+        for j in range(n):
+            count[((keys[j] >> shift) & np.uint64(2047)) + np.uint64(1)] += 1
+        for b in range(2048):
+            count[b + 1] += count[b]
+        for j in range(n):
+            d = (keys[j] >> shift) & np.uint64(2047)
+            at = count[d]
+            count[d] = at + 1
+            k2[at] = keys[j]
+            i2[at] = ids[j]
+        keys, k2 = k2, keys
+        ids, i2 = i2, ids
+        shift += np.uint64(11)
+    return ids
+
+
 @_njit(fastmath=_FASTMATH)
 def _bin(ids, mean2d, conic, box, opacities, colors, width, height, ts):
     """Bin the depth-sorted Gaussians ``ids`` into tiles (counting sort, front to back).
@@ -495,11 +556,9 @@ def rasterize_numba(
         keep, mean2d, conic, depth, box = _project(
             m, q, s, o, vm[c], ks[c], width, height, float(near_plane), float(far_plane), float(eps2d)
         )
-        ids = np.flatnonzero(keep)
         # Sort on depth rounded to the inputs' precision, as the other backends do: surface
         # Gaussians often tie in float32 depth, and ties then go by index there too.
-        key = depth[ids].astype(cdt)
-        ids = ids[np.argsort(key, kind="stable")]
+        ids = _depth_order(keep, depth, low)
         rgb, alpha = _composite(ids, mean2d, conic, box, o, col, bg[c], width, height, ts, int(threads))
         rgbs[c] = rgb
         alphas[c, ..., 0] = alpha
