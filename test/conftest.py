@@ -35,3 +35,21 @@ def small_cfg():
     from rsatalker_core.config import load_config
 
     return load_config(str(SMALL_CONFIG))
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2_dir(tmp_path_factory):
+    """A randomly initialised wav2vec 2.0 (hidden size 32, 2 layers) saved with
+    ``save_pretrained`` into a local directory, as ``speech.model_path`` expects (no download)."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+
+    path = tmp_path_factory.mktemp("wav2vec2_tiny")
+    torch.manual_seed(0)
+    cfg = Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+    )
+    Wav2Vec2Model(cfg).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(path)
+    return str(path)

@@ -228,21 +228,7 @@ def test_ctranslate2_reader_errors(tmp_path):
 
 
 # ---------------------------------------------------------------- wav2vec2
-@pytest.fixture(scope="module")
-def tiny_wav2vec2_dir(tmp_path_factory):
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
-
-    path = tmp_path_factory.mktemp("wav2vec2_tiny")
-    torch.manual_seed(0)
-    cfg = Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-    )
-    Wav2Vec2Model(cfg).save_pretrained(path)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(path)
-    return str(path)
-
-
+# tiny_wav2vec2_dir: test/conftest.py
 def test_wav2vec2_from_local_directory(tiny_wav2vec2_dir, speech):
     wav, sr = speech
     enc = build_speech_encoder(SpeechConfig(encoder="wav2vec2", model_path=tiny_wav2vec2_dir))
