@@ -363,9 +363,10 @@ def _tiles_kernel(gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, count
     """Composite every tile front to back (tiles are independent: ``prange`` over them), in
     the precision ``F`` of this variant (float32 or float64, see ``_jit_tiles``).
 
-    Per tile row a stopped pixel keeps ``-T`` (its final transmittance, negated); each run of
-    ``LANES`` pixels of a Gaussian's box row is evaluated without branches (masks instead), so
-    LLVM vectorizes it. Returns ``(rgb [H, W, D] with background, alpha [H, W])``.
+    A stopped pixel keeps ``-T`` (its final transmittance, negated). A Gaussian's box inside a
+    tile is covered by runs of ``LANES`` pixels from its left edge; each run is evaluated in
+    every row of the box without branches (masks instead), so LLVM vectorizes it. Returns
+    ``(rgb [H, W, D] with background, alpha [H, W])``.
     """
     D = gcol.shape[1]
     tiles_x = (width + ts - 1) // ts
@@ -379,6 +380,7 @@ def _tiles_kernel(gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, count
         # Tile rows padded by LANES pixels, so a run starting at any pixel of the row fits.
         T = np.ones((ts, ts + LANES), F)
         acc = np.zeros((ts, D, ts + LANES), F)
+        a_run = np.empty((ts, LANES), F)  # alphas of one run, per tile row
         w_run = np.empty(LANES, F)  # weights of one run (D != 3)
         row_left = np.empty(ts, np.int64)  # pixels still compositing, per tile row
         x0 = (t % tiles_x) * ts
@@ -393,29 +395,45 @@ def _tiles_kernel(gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, count
             hca, cb, hcc = half * ga[k], gb[k], half * gc[k]
             lo = max(px0[k] - x0, 0)
             hi = min(px1[k] - x0, nx - 1)
-            for py in range(max(py0[k], y0), min(py1[k], y0 + ny - 1) + 1):
-                r = py - y0
-                if row_left[r] == 0:
-                    continue
-                dy = uy - (F(py) + half)
-                cdy = hcc * dy * dy
-                bdy = cb * dy
-                n_stop = 0
-                for cs in range(lo, hi + 1, LANES):
-                    Tr = T[r, cs : cs + LANES]
-                    last = hi - cs  # lanes 0..last are inside the box
-                    dx0 = ux - (F(x0 + cs) + half)
-                    if D == 3:
+            ya = max(py0[k], y0)
+            yb = min(py1[k], y0 + ny - 1)
+            for cs in range(lo, hi + 1, LANES):
+                last = hi - cs  # lanes 0..last are inside the box
+                dx0 = ux - (F(x0 + cs) + half)
+                # Pass 1: alpha of each pixel of the run in every live row (0 where the pixel is
+                # skipped). It does not read T, so the exp of successive rows overlaps in the
+                # pipeline instead of waiting on the previous Gaussian's T (~20% faster).
+                for py in range(ya, yb + 1):
+                    r = py - y0
+                    if row_left[r] == 0:
+                        continue
+                    dy = uy - (F(py) + half)
+                    cdy = hcc * dy * dy
+                    bdy = cb * dy
+                    ar = a_run[r]
+                    for i in range(LANES):
+                        dx = dx0 - F(i)
+                        sigma = hca * dx * dx + cdy + bdy * dx
+                        a = min(a_max, o * _exp_neg(min(max(sigma, zero), smax)))
+                        ok = (i <= last) & (sigma >= zero) & (sigma <= smax) & (a >= a_thr)
+                        ar[i] = a if ok else zero
+                # Pass 2: transmittance and colour, front to back (D = 3 unrolled).
+                if D == 3:
+                    c0, c1, c2 = gcol[k, 0], gcol[k, 1], gcol[k, 2]
+                    for py in range(ya, yb + 1):
+                        r = py - y0
+                        if row_left[r] == 0:
+                            continue
+                        ar = a_run[r]
+                        Tr = T[r, cs : cs + LANES]
                         acc0 = acc[r, 0, cs : cs + LANES]
                         acc1 = acc[r, 1, cs : cs + LANES]
                         acc2 = acc[r, 2, cs : cs + LANES]
-                        c0, c1, c2 = gcol[k, 0], gcol[k, 1], gcol[k, 2]
+                        n_stop = 0
                         for i in range(LANES):
                             Tp = Tr[i]
-                            dx = dx0 - F(i)
-                            sigma = hca * dx * dx + cdy + bdy * dx
-                            a = min(a_max, o * _exp_neg(min(max(sigma, zero), smax)))
-                            ok = (i <= last) & (Tp > zero) & (sigma >= zero) & (sigma <= smax) & (a >= a_thr)
+                            a = ar[i]
+                            ok = (Tp > zero) & (a > zero)
                             nT = Tp * (one - a)
                             stop = ok & (nT <= t_min)  # stops before this Gaussian
                             use = ok & (nT > t_min)
@@ -425,13 +443,20 @@ def _tiles_kernel(gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, count
                             acc0[i] += w * c0
                             acc1[i] += w * c1
                             acc2[i] += w * c2
-                    else:
+                        row_left[r] -= n_stop
+                        n_left -= n_stop
+                else:
+                    for py in range(ya, yb + 1):
+                        r = py - y0
+                        if row_left[r] == 0:
+                            continue
+                        ar = a_run[r]
+                        Tr = T[r, cs : cs + LANES]
+                        n_stop = 0
                         for i in range(LANES):
                             Tp = Tr[i]
-                            dx = dx0 - F(i)
-                            sigma = hca * dx * dx + cdy + bdy * dx
-                            a = min(a_max, o * _exp_neg(min(max(sigma, zero), smax)))
-                            ok = (i <= last) & (Tp > zero) & (sigma >= zero) & (sigma <= smax) & (a >= a_thr)
+                            a = ar[i]
+                            ok = (Tp > zero) & (a > zero)
                             nT = Tp * (one - a)
                             stop = ok & (nT <= t_min)
                             use = ok & (nT > t_min)
@@ -443,8 +468,8 @@ def _tiles_kernel(gx, gy, ga, gb, gc, go, gsmax, gcol, px0, px1, py0, py1, count
                             cd = gcol[k, d]
                             for i in range(LANES):
                                 acc_d[i] += w_run[i] * cd
-                row_left[r] -= n_stop
-                n_left -= n_stop
+                        row_left[r] -= n_stop
+                        n_left -= n_stop
             if n_left == 0:
                 break
         for y in range(ny):
