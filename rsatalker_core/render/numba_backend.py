@@ -103,60 +103,57 @@ def _project(means, quats, scales, opacities, viewmat, K, width, height, near, f
     lim_x_neg = cx / fx + 0.3 * tan_x
     lim_y_pos = (height - cy) / fy + 0.3 * tan_y
     lim_y_neg = cy / fy + 0.3 * tan_y
-    Rv = viewmat[:3, :3]
-    M = np.empty((3, 3))
-    cov = np.empty((3, 3))
-    covc = np.empty((3, 3))
-    tmp = np.empty((3, 3))
+    r00, r01, r02 = viewmat[0, 0], viewmat[0, 1], viewmat[0, 2]
+    r10, r11, r12 = viewmat[1, 0], viewmat[1, 1], viewmat[1, 2]
+    r20, r21, r22 = viewmat[2, 0], viewmat[2, 1], viewmat[2, 2]
     for i in range(n):
         o = opacities[i]
         if not (o >= ALPHA_THRESHOLD):
             continue
         mx, my, mz = means[i, 0], means[i, 1], means[i, 2]
-        tz = viewmat[2, 0] * mx + viewmat[2, 1] * my + viewmat[2, 2] * mz + viewmat[2, 3]
+        tz = r20 * mx + r21 * my + r22 * mz + viewmat[2, 3]
         if not (tz > near and tz < far):
             continue
-        tx = viewmat[0, 0] * mx + viewmat[0, 1] * my + viewmat[0, 2] * mz + viewmat[0, 3]
-        ty = viewmat[1, 0] * mx + viewmat[1, 1] * my + viewmat[1, 2] * mz + viewmat[1, 3]
-        # Rotation from the normalised wxyz quaternion; covariance (R S)(R S)^T.
+        tx = r00 * mx + r01 * my + r02 * mz + viewmat[0, 3]
+        ty = r10 * mx + r11 * my + r12 * mz + viewmat[1, 3]
+        # Rotation from the normalised wxyz quaternion; M = R S, the world covariance is M M^T.
         qw, qx, qy, qz = quats[i, 0], quats[i, 1], quats[i, 2], quats[i, 3]
         qn = max(math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz), 1e-12)
         qw, qx, qy, qz = qw / qn, qx / qn, qy / qn, qz / qn
         sx, sy, sz = scales[i, 0], scales[i, 1], scales[i, 2]
-        M[0, 0] = (1 - 2 * (qy * qy + qz * qz)) * sx
-        M[0, 1] = 2 * (qx * qy - qw * qz) * sy
-        M[0, 2] = 2 * (qx * qz + qw * qy) * sz
-        M[1, 0] = 2 * (qx * qy + qw * qz) * sx
-        M[1, 1] = (1 - 2 * (qx * qx + qz * qz)) * sy
-        M[1, 2] = 2 * (qy * qz - qw * qx) * sz
-        M[2, 0] = 2 * (qx * qz - qw * qy) * sx
-        M[2, 1] = 2 * (qy * qz + qw * qx) * sy
-        M[2, 2] = (1 - 2 * (qx * qx + qy * qy)) * sz
-        for r in range(3):
-            for c in range(3):
-                cov[r, c] = M[r, 0] * M[c, 0] + M[r, 1] * M[c, 1] + M[r, 2] * M[c, 2]
-        # Camera frame: Rv cov Rv^T.
-        for r in range(3):
-            for c in range(3):
-                tmp[r, c] = Rv[r, 0] * cov[0, c] + Rv[r, 1] * cov[1, c] + Rv[r, 2] * cov[2, c]
-        for r in range(3):
-            for c in range(3):
-                covc[r, c] = tmp[r, 0] * Rv[c, 0] + tmp[r, 1] * Rv[c, 1] + tmp[r, 2] * Rv[c, 2]
-        # Pinhole Jacobian at the clamped centre; cov2d = J covc J^T + eps2d I.
+        m00 = (1 - 2 * (qy * qy + qz * qz)) * sx
+        m01 = 2 * (qx * qy - qw * qz) * sy
+        m02 = 2 * (qx * qz + qw * qy) * sz
+        m10 = 2 * (qx * qy + qw * qz) * sx
+        m11 = (1 - 2 * (qx * qx + qz * qz)) * sy
+        m12 = 2 * (qy * qz - qw * qx) * sz
+        m20 = 2 * (qx * qz - qw * qy) * sx
+        m21 = 2 * (qy * qz + qw * qx) * sy
+        m22 = (1 - 2 * (qx * qx + qy * qy)) * sz
+        # Pinhole Jacobian J at the clamped centre: the camera-frame covariance is
+        # Rv M M^T Rv^T, so cov2d = (J Rv M) (J Rv M)^T + eps2d I (2x3 times its transpose).
         txc = tz * min(max(tx / tz, -lim_x_neg), lim_x_pos)
         tyc = tz * min(max(ty / tz, -lim_y_neg), lim_y_pos)
         j00 = fx / tz
         j02 = -fx * txc / (tz * tz)
         j11 = fy / tz
         j12 = -fy * tyc / (tz * tz)
-        a0 = j00 * covc[0, 0] + j02 * covc[2, 0]
-        a1 = j00 * covc[0, 1] + j02 * covc[2, 1]
-        a2 = j00 * covc[0, 2] + j02 * covc[2, 2]
-        b1 = j11 * covc[1, 1] + j12 * covc[2, 1]
-        b2 = j11 * covc[1, 2] + j12 * covc[2, 2]
-        c00 = a0 * j00 + a2 * j02 + eps2d
-        c01 = a1 * j11 + a2 * j12
-        c11 = b1 * j11 + b2 * j12 + eps2d
+        # rows of J Rv: J = [[j00, 0, j02], [0, j11, j12]]
+        a0 = j00 * r00 + j02 * r20
+        a1 = j00 * r01 + j02 * r21
+        a2 = j00 * r02 + j02 * r22
+        b0 = j11 * r10 + j12 * r20
+        b1 = j11 * r11 + j12 * r21
+        b2 = j11 * r12 + j12 * r22
+        p0 = a0 * m00 + a1 * m10 + a2 * m20
+        p1 = a0 * m01 + a1 * m11 + a2 * m21
+        p2 = a0 * m02 + a1 * m12 + a2 * m22
+        q0 = b0 * m00 + b1 * m10 + b2 * m20
+        q1 = b0 * m01 + b1 * m11 + b2 * m21
+        q2 = b0 * m02 + b1 * m12 + b2 * m22
+        c00 = p0 * p0 + p1 * p1 + p2 * p2 + eps2d
+        c01 = p0 * q0 + p1 * q1 + p2 * q2
+        c11 = q0 * q0 + q1 * q1 + q2 * q2 + eps2d
         det = max(c00 * c11 - c01 * c01, 1e-10)
         u = (K[0, 0] * tx + K[0, 1] * ty + K[0, 2] * tz) / tz
         v = (K[1, 0] * tx + K[1, 1] * ty + K[1, 2] * tz) / tz
