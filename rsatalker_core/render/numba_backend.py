@@ -556,8 +556,8 @@ def rasterize_numba(
         threads: numba threads compositing tiles in parallel (identical pixels; 1 = the
             calling thread only). Only a free core makes this faster: on a 2-core machine
             with the other core busy, 2 threads took 28 ms instead of 25 ms per 256² frame
-            (benchmarks/results_render.md, measured before the vectorized compositing). Not for concurrent calls from several threads
-            (numba's thread pool is shared).
+            (benchmarks/results_render.md, measured before the vectorized compositing).
+            Not for concurrent calls from several threads (numba's thread pool is shared).
 
     Returns:
         ``(rgb [C, H, W, D], alpha [C, H, W, 1])``.
