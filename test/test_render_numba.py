@@ -317,3 +317,29 @@ def test_works_without_a_writable_numba_cache(monkeypatch):
     got = mod.rasterize_numba(*args)
     ref = rasterize_numba(*args)
     assert torch.equal(got[0], ref[0]) and math.isclose(got[1].max().item(), ref[1].max().item())
+
+
+def test_avatar_renderer_warmup_loads_the_kernels_before_the_first_frame():
+    """A fresh process: ``AvatarRenderer.warmup`` leaves the numba kernels of the default
+    (float32) path compiled or loaded, so the live render node's first frame does not pay
+    numba's JIT; before it, none is."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from rsatalker_core.config import RsatalkerConfig\n"
+        "from rsatalker_core.render import numba_backend as nb\n"
+        "from rsatalker_core.render.renderer import AvatarRenderer\n"
+        "cfg = RsatalkerConfig(); cfg.render.width = cfg.render.height = 32\n"
+        "r = AvatarRenderer(cfg)\n"
+        "kernels = (nb._project, nb._depth_order, nb._bin, nb._TILES[False, np.float32])\n"
+        "before = [len(k.signatures) for k in kernels]\n"
+        "seconds = r.warmup()\n"
+        "print(before, [len(k.signatures) for k in kernels], seconds >= 0)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[0, 0, 0, 0] [1, 1, 1, 1] True"

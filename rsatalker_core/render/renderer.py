@@ -15,6 +15,7 @@ On CUDA with the gsplat backend the frames of a clip are rendered in batched gsp
 
 from __future__ import annotations
 
+import time
 from typing import Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -173,6 +174,23 @@ class AvatarRenderer:
         """
         which = resolve_backend(self.cfg.render.backend, self.device, needs_grad=False)
         return self.batch_frames if which == "gsplat" else 1
+
+    def warmup(self) -> float:
+        """Render one neutral frame and drop it, so that the first real frame does not pay
+        one-off costs: numba compiling (or loading from its cache) the binding and rasterizer
+        kernels, about 5 s on a machine's first run (or after an edit of those modules), far
+        longer when a busy CPU shares it with other threads; ~0.5 s from the cache. Live
+        callers (the ROS render node) call it before their stream starts.
+
+        Returns:
+            seconds it took (wall).
+
+        Raises:
+            RenderError: the configured backend cannot render on this device.
+        """
+        t0 = time.perf_counter()
+        self.render(np.zeros(MOTION_DIM, np.float32))
+        return time.perf_counter() - t0
 
     @torch.no_grad()
     def render(

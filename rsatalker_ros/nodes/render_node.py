@@ -109,6 +109,9 @@ class RenderNode(ManagedNode):
         from rsatalker_core.render.renderer import AvatarRenderer  # heavy: FLAME + Gaussians
 
         self.renderer = AvatarRenderer(cfg)
+        # Compile / load the rasterizer now, before frames arrive: a first frame that compiled
+        # numba's kernels in the (niced) render thread took the first 20+ s of a busy demo.
+        self.get_logger().info(f"renderer warmed up in {self.renderer.warmup():.1f} s")
 
     def _cleanup(self) -> None:
         """``on_cleanup``: release the renderer."""
