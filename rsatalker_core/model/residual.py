@@ -125,9 +125,16 @@ class CausalVoiceActivity:
         decay_db_per_s: release of the peak tracker, dB per second.
         hangover_s: speaking is held this long after the last active frame, seconds.
         floor_db: frames quieter than this are never speech, dB re full scale.
+
+    The defaults (release 1 dB/s, hold 0.2 s) were chosen against a non-causal reference
+    (:func:`~rsatalker_core.metrics.conversation.voice_activity`) on the real DualTalk sample's
+    speaker 2: with 2 dB/s and 0.3 s, 63 of its 119 listening frames were called speaking (the
+    hold runs past every phrase end and the fast release lowers the threshold in pauses), so
+    listening got the speaking state's head motion; with these, 31. On synthetic dialogues with
+    known turns both agree with the turns in 97% of frames.
     """
 
-    def __init__(self, rel_db: float = -20.0, decay_db_per_s: float = 2.0, hangover_s: float = 0.3,
+    def __init__(self, rel_db: float = -20.0, decay_db_per_s: float = 1.0, hangover_s: float = 0.2,
                  floor_db: float = -60.0):
         self.rel_db, self.decay = rel_db, decay_db_per_s / FPS
         self.hang = int(round(hangover_s * FPS))
