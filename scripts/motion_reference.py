@@ -9,7 +9,7 @@ wavs; see its README.md) and writes, in channels that mean the same on every hea
   where our data has none (blinks, gaze, lip-sync target);
 * ``benchmarks/motion_reference.md``: the same, readable.
 
-The synthetic corpus (``rsatalker_core/data/synthetic.py``, synthetic-v3) is calibrated
+The synthetic corpus (``rsatalker_core/data/synthetic.py``, synthetic-v4) is calibrated
 to these numbers, and the motion acceptance checks compare against them.
 
 Example:

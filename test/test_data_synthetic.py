@@ -139,7 +139,7 @@ def test_listener_nods_are_backchannels(corpus):
 
 
 def test_corpus_meets_the_real_motion_reference(corpus):
-    """synthetic-v3 against benchmarks/motion_reference.md (issue 9): head amplitude per axis,
+    """synthetic-v4 against benchmarks/motion_reference.md (issue 9): head amplitude per axis,
     faster while speaking, lip-sync with the own voice, conversational blink rate, gaze at
     the partner more while listening (Kendon 1967)."""
     root, meta = corpus
