@@ -511,6 +511,26 @@ def read_yaml_mapping(path: str, what: str = "config file") -> Dict[str, Any]:
     return data
 
 
+def parse_overrides(items: Optional[list]) -> Dict[str, Any]:
+    """``["train.lr=0.001", "data.root=/data"]`` (the CLI's repeatable ``--set KEY=VALUE``)
+    -> ``{"train.lr": 0.001, "data.root": "/data"}``: dotted keys, values parsed as YAML
+    (``KEY=`` gives the empty string). Validated later by :func:`load_config`.
+
+    Raises:
+        ConfigError: an item without ``=`` or a key, or a value that is not valid YAML.
+    """
+    out: Dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE (e.g. train.lr=0.001), got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
+    return out
+
+
 def load_config(
     path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None
 ) -> RsatalkerConfig:

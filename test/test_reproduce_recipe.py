@@ -26,8 +26,9 @@ avatar offsets read stage 1's relationship embeddings (equal tensors); stage 3 s
 stage 1's generator and stage 2's avatar; the paper's choices are in effect (wav2vec 2.0,
 ``L_mesh`` alone in stage 1, ``L_image + 0.01 L_pos + 0.01 L_offset`` in stage 2,
 ``L_mesh + 0.5 L_image + 0.01 L_pos + 0.01 L_offset`` in stage 3, in the recorded config
-and in the logged loss terms); ``rsatalker evaluate`` writes the Table 1-style tables and
-``report.md`` for the test split.
+and in the logged loss terms); ``rsatalker evaluate`` (with the wav2vec 2.0 directory moved and
+given by ``--set speech.model_path=...``) writes the Table 1-style tables and ``report.md`` for
+the test split.
 """
 
 import csv
@@ -120,8 +121,11 @@ def recipe(dualtalk_sample, tiny_wav2vec2_dir, tmp_path_factory):
         assert _train(1, "--set", "train.max_steps=3", *one, "--resume") == 0
         assert _train(2, "--set", "train.max_steps=2") == 0
         assert _train(3, "--set", "train.max_steps=2", "--set", "train.stage3.render_frames=1") == 0
+        # the model kept elsewhere: evaluate takes --set like train (docs/training.md §4)
+        os.rename("models/wav2vec2-base-960h", "models/elsewhere")
         assert main(["evaluate", "--data", "data", "--split", "test", "--config", PRESETS[3], "--device", "cpu",
-                     "--checkpoint", "runs/reproduce/stage3/motion_stage3.pt", "--out", "out/reproduce_test"]) == 0
+                     "--checkpoint", "runs/reproduce/stage3/motion_stage3.pt", "--out", "out/reproduce_test",
+                     "--set", "speech.model_path=models/elsewhere"]) == 0
     finally:
         os.chdir(cwd)
     return {"work": work, "first": first, "refused": refused}

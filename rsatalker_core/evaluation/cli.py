@@ -33,6 +33,8 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--out", help="output directory (default: out/evaluate_<split>)")
     p.add_argument("--config", help="YAML config (default: the embedded default)")
     p.add_argument("--device", help="cpu | cuda | cuda:N | auto (default: the config's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                   help="override a config value (dotted key, YAML value; as rsatalker train); repeatable")
     p.add_argument("--max-clips", type=int, help="evaluate only the first N clips (sorted by id)")
     p.add_argument("--curves", type=int, default=3, help="samples with jaw/head-pose curve plots (default 3)")
     p.add_argument("--side-by-side", type=int, default=0, metavar="N",
@@ -48,13 +50,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     Raises:
         RsatalkerError: bad data, config or checkpoint (printed as one ``error:`` line).
     """
-    from rsatalker_core.config import load_config
+    from rsatalker_core.config import load_config, parse_overrides
     from rsatalker_core.errors import CheckpointError, ConfigError, DatasetError
     from rsatalker_core.evaluation.report import write_report
     from rsatalker_core.evaluation.runner import evaluate_split, open_split
     from rsatalker_core.model.motion_model import MotionModel
 
-    overrides = {}
+    overrides = parse_overrides(getattr(args, "overrides", None))
     if args.device:
         overrides["device"] = args.device
     if args.checkpoint:

@@ -19,25 +19,8 @@ stage-3 (joint) run that of its MotionModel weights, with ``avatar_stage3.pt`` b
 from __future__ import annotations
 
 import argparse
-from typing import Any, Dict, List, Optional
 
-import yaml
-
-from rsatalker_core.errors import ConfigError
 from rsatalker_core.training import distributed
-
-
-def _parse_sets(items: Optional[List[str]]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. train.lr=0.001), got {item!r}")
-        try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
-    return out
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -64,11 +47,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     Raises:
         RsatalkerError: bad config, data or checkpoint (the CLI prints it as one line).
     """
-    from rsatalker_core.config import load_config, to_dict
+    from rsatalker_core.config import load_config, parse_overrides, to_dict
     from rsatalker_core.training import build_stage
     from rsatalker_core.training.trainer import Trainer
 
-    overrides = _parse_sets(args.overrides)
+    overrides = parse_overrides(args.overrides)
     if args.device:
         overrides["device"] = args.device
     cfg = load_config(args.config, overrides)
