@@ -172,6 +172,37 @@ def test_mirroring_with_partner_and_train_mean(tmp_path, dualtalk_sample):
     assert len(list((out / "plots").glob("curves_*.png"))) == 1
 
 
+def test_speech_features_encoded_once_per_clip(tmp_path, dualtalk_sample, small_cfg, monkeypatch):
+    """A clip with both speakers' npz gives two samples x three generated rows; each track
+    (speaker 1, speaker 2, silence) is encoded once, and the motion equals the row-by-row
+    live path (generate_offline) up to float round-off."""
+    import rsatalker_core.evaluation.runner as runner
+    from rsatalker_core.model.motion_model import MotionModel
+
+    data = tmp_path / "data"
+    test = _split(data, dualtalk_sample)
+    shutil.copy(dualtalk_sample["speaker2_npz"], test / dualtalk_sample["speaker2_npz"].name.replace("speaker2", "speaker1"))
+    model = MotionModel(small_cfg)
+    calls = []
+    real = runner.sliding_window_features
+
+    def counting(m, wav, *args, **kw):
+        calls.append(float(np.abs(wav).sum()))
+        return real(m, wav, *args, **kw)
+
+    monkeypatch.setattr(runner, "sliding_window_features", counting)
+    cached = runner.evaluate_split(model, str(data), "test", keep_motion=2, progress=False)
+    assert len(cached.samples) == 2 and len(calls) == 3  # speaker 1, speaker 2, silence
+    assert sorted(c == 0.0 for c in calls) == [False, False, True]
+    monkeypatch.setattr(runner, "MAX_CACHED_FRAMES", 0)  # the row-by-row path
+    plain = runner.evaluate_split(model, str(data), "test", keep_motion=2, progress=False)
+    assert len(calls) == 3
+    for a, b in zip(cached.samples, plain.samples):
+        for row in ("model", "no_social", "no_partner"):
+            np.testing.assert_allclose(a.motion[row], b.motion[row], atol=1e-5)
+        assert not np.allclose(a.motion["model"], a.motion["no_partner"], atol=1e-5)
+
+
 def test_social_bypass_switch(small_cfg):
     from rsatalker_core.model.generator import SpeakerListenerMotionGenerator
     from rsatalker_core.relationship import relationship_tensors

@@ -12,9 +12,11 @@ only, gives one sample. Relationships come from ``data.relationship_index`` of t
 EXP / JAW / POSE):
 
 ``model``
-    :meth:`MotionModel.generate` on both speakers' speech and the partner's ground-truth
-    motion (the generator's neutral fallback — all zeros — when the partner npz is missing,
-    as in training).
+    the live path (:func:`rsatalker_core.model.streaming.generate_offline`: every frame from
+    its own ``streaming.window_frames`` window, plus the residual motion, as ``rsatalker
+    generate`` and the motion node produce it) on both speakers' speech and the partner's
+    ground-truth motion (the generator's neutral fallback — all zeros — when the partner npz
+    is missing, as in training).
 ``no_social``
     the same inputs inside :meth:`SpeakerListenerMotionGenerator.social_bypassed`: the social
     feature ``s`` is zero (an inference-time knock-out of the trained model; the paper's
@@ -24,6 +26,15 @@ EXP / JAW / POSE):
     (the generator's neutral fallback).
 ``mean_pose``, ``mirror``
     :mod:`.baselines`; ``mirror`` only on samples whose partner npz exists.
+
+**Speech features are encoded once per clip.** At ``streaming.hop_frames`` 1 every row
+needs the per-frame window features of the self track, of the partner track (or of silence),
+and a clip's two samples swap the two tracks: :class:`_ClipFeatures` encodes each track of a
+clip once (:func:`~rsatalker_core.model.streaming.sliding_window_features`) and every row and
+sample of the clip reuses them (:func:`~rsatalker_core.model.streaming.generate_from_window_features`;
+the same motion as :func:`~rsatalker_core.model.streaming.generate_offline` up to float
+round-off). Clips longer than :data:`MAX_CACHED_FRAMES` frames, or another hop, go through
+:func:`~rsatalker_core.model.streaming.generate_offline` row by row (memory flat in length).
 
 **Averaging.** Each metric is the unweighted mean over the samples that have it
 (:func:`rsatalker_core.metrics.motion.aggregate`); P-FD and rPCC need the partner's ground
@@ -48,7 +59,11 @@ from rsatalker_core.errors import DatasetError
 from rsatalker_core.evaluation.acceptance import fd_terms
 from rsatalker_core.evaluation.baselines import mean_pose, mean_pose_prediction, mirror_prediction
 from rsatalker_core.metrics.motion import GROUPS, aggregate, motion_metrics
-from rsatalker_core.model.streaming import generate_offline
+from rsatalker_core.model.streaming import (
+    generate_from_window_features,
+    generate_offline,
+    sliding_window_features,
+)
 
 log = logging.getLogger("rsatalker.evaluate")
 
@@ -150,6 +165,56 @@ def open_split(cfg: RsatalkerConfig, data_root: str, split: str, max_clips: Opti
     return ds
 
 
+#: Longest clip (frames) whose window features are kept for reuse across rows and samples:
+#: about 38 KB per frame and track with Whisper tiny (25 x 384 float32), so 3 tracks of a
+#: 3-minute clip hold about 0.5 GB.
+MAX_CACHED_FRAMES = 4500
+
+
+class _ClipFeatures:
+    """Per-frame window features of the tracks of the current clip (module docstring),
+    encoded on first use; a new clip drops the previous clip's."""
+
+    def __init__(self, model, sample_rate: int):
+        self.model, self.sr = model, sample_rate
+        s_cfg = model.cfg.streaming
+        self.enabled = max(1, s_cfg.hop_frames) == 1
+        self.window = min(s_cfg.window_frames, model.cfg.motion.max_frames)
+        self.lookahead = s_cfg.lookahead_frames
+        self.clip: Optional[str] = None
+        self.feats: Dict[Tuple[str, int], list] = {}
+
+    def get(self, clip: str, track: str, wav: np.ndarray, num_frames: int) -> list:
+        """Features of ``track`` (``"speaker1"``, ``"speaker2"`` or ``"silence"``) of ``clip``."""
+        if clip != self.clip:
+            self.clip, self.feats = clip, {}
+        key = (track, num_frames)
+        if key not in self.feats:
+            self.feats[key] = sliding_window_features(self.model, wav, self.sr, num_frames, self.window,
+                                                      self.lookahead)
+        return self.feats[key]
+
+
+def _generate_rows(model, cache: _ClipFeatures, clip: str, spk: int, own: np.ndarray, other_wav: np.ndarray,
+                   sr: int, rel, partner: Optional[np.ndarray], T: int) -> Dict[str, np.ndarray]:
+    """The ``model``, ``no_social`` and ``no_partner`` rows of one sample, each ``[T, 56]``."""
+    silence = np.zeros_like(other_wav)
+    if not cache.enabled or T > MAX_CACHED_FRAMES:
+        preds = {"model": generate_offline(model, own, other_wav, sr, rel, partner, T)}
+        with model.generator.social_bypassed():
+            preds["no_social"] = generate_offline(model, own, other_wav, sr, rel, partner, T)
+        preds["no_partner"] = generate_offline(model, own, silence, sr, rel, None, T)
+        return preds
+    fs = cache.get(clip, f"speaker{spk}", own, T)
+    fp = cache.get(clip, f"speaker{3 - spk}", other_wav, T)
+    preds = {"model": generate_from_window_features(model, own, fs, fp, sr, T, rel, partner)}
+    with model.generator.social_bypassed():
+        preds["no_social"] = generate_from_window_features(model, own, fs, fp, sr, T, rel, partner)
+    f0 = cache.get(clip, "silence", silence, T)
+    preds["no_partner"] = generate_from_window_features(model, own, fs, f0, sr, T, rel, None)
+    return preds
+
+
 def evaluate_split(
     model,
     data_root: str,
@@ -183,6 +248,7 @@ def evaluate_split(
     sr = ds.sample_rate
     mean, mean_source = mean_pose(data_root, ds.cfg, model.generator.motion_mean.detach().cpu().numpy())
     samples: List[SampleResult] = []
+    cache = _ClipFeatures(model, sr)
     t_model = 0.0
     for i in tqdm(range(len(ds)), desc="evaluate", unit="sample", disable=not progress):
         item = ds[i]
@@ -195,10 +261,7 @@ def evaluate_split(
         rel = item["relationship"]
         own, other_wav = item["self_audio"].numpy(), item["partner_audio"].numpy()
         # Generated as the live graph generates it (windows, lookahead, residual motion).
-        preds = {"model": generate_offline(model, own, other_wav, sr, rel, partner, T)}
-        with model.generator.social_bypassed():
-            preds["no_social"] = generate_offline(model, own, other_wav, sr, rel, partner, T)
-        preds["no_partner"] = generate_offline(model, own, np.zeros_like(other_wav), sr, rel, None, T)
+        preds = _generate_rows(model, cache, clip, spk, own, other_wav, sr, rel, partner, T)
         t_model += time.perf_counter() - t1
         preds["mean_pose"] = mean_pose_prediction(mean, T)
         if partner is not None:
