@@ -154,13 +154,16 @@ class ManagedNode(LifecycleNode):
         """Release what :meth:`_configure` loaded."""
 
     # ---- driving it
-    def start(self, autostart: bool) -> None:
-        """End of the subclass constructor: with ``autostart``, configure and activate now.
+    def start(self, autostart: Optional[bool] = None) -> None:
+        """End of the subclass constructor: with ``autostart``, configure and activate now
+        (``None``: the node's ``autostart`` parameter, declared in ``self.params``).
 
         Raises:
             RsatalkerError: the error that failed the configure or activate transition (a
                 ``LifecycleError`` chaining it when it was no RsatalkerError).
         """
+        if autostart is None:
+            autostart = bool(self.params.value("autostart"))
         if not autostart:
             self.get_logger().info("unconfigured: waiting for the configure and activate transitions")
             return

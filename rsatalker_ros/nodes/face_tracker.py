@@ -82,7 +82,7 @@ class FaceTrackerNode(ManagedNode):
         self.last_latency_ns: Optional[int] = None
         self.params = ParameterSet(self, CONFIG_PREFIXES, EXTRA_PARAMS)
         self.params.declare()
-        self.start(self.params.value("autostart") if autostart is None else autostart)
+        self.start(autostart)
 
     def _configure(self) -> None:
         """``on_configure``: load the head model and the tracker (MediaPipe)."""

@@ -154,7 +154,7 @@ class MotionNode(ManagedNode):
         self.last_latency_ns: Optional[int] = None
         self.params = ParameterSet(self, CONFIG_PREFIXES, EXTRA_PARAMS, on_change=self._on_param)
         self.params.declare()
-        self.start(self.params.value("autostart") if autostart is None else autostart)
+        self.start(autostart)
 
     def _configure(self) -> None:
         """``on_configure``: build the streaming motion generator (model load)."""
