@@ -53,3 +53,16 @@ def tiny_wav2vec2_dir(tmp_path_factory):
     Wav2Vec2Model(cfg).save_pretrained(path)
     Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch intra-op thread for a module (``pytestmark = pytest.mark.usefixtures(
+    "one_torch_thread")``): the tiny test models run fastest so on two busy cores, and
+    bit-exact comparisons with subprocesses (OMP_NUM_THREADS=1) need equal thread counts."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

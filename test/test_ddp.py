@@ -38,6 +38,8 @@ from rsatalker_core.io.checkpoint import load_checkpoint
 from rsatalker_core.training import TRAIN_CKPT_FORMAT, ResumableBatchSampler, Trainer, read_log
 from rsatalker_core.training.precision import autocast_dtype
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PRESET = REPO / "config" / "train_stage1_test.yaml"
@@ -167,14 +169,6 @@ def launch(dualtalk_sample, tmp_path_factory):
     print(f"2-process launch: {t1 - t0:.1f} s to run d's 3rd step, {time.monotonic() - t1:.1f} s to stop")
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     return {"out": out, "excerpt": excerpt, "ranks": ranks, "output": output, "rc": proc.returncode}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(launch, tmp_path):

@@ -22,15 +22,9 @@ from rsatalker_core.render.renderer import AvatarRenderer
 
 from conftest import SMALL_CONFIG
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 FRAME = 3  # frame index of the compared frame (t = 0.12 s)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

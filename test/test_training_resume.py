@@ -22,6 +22,8 @@ from rsatalker_core.training.stage1 import MotionStage
 from conftest import REPO
 from test_training_stage1 import PRESET, make_excerpt
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MAX_STEPS = 8
 # 50-frame windows every 25 frames of the 200-frame excerpt: 7 windows, batches of 3 ->
 # 3 batches per epoch (3, 3, 1); dropout on, so the RNG state matters.
@@ -37,16 +39,6 @@ def excerpt(dualtalk_sample, tmp_path_factory):
     return make_excerpt(dualtalk_sample, tmp_path_factory.mktemp("excerpt"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread (fastest for the tiny model on two busy cores), the same in the
-    subprocesses (OMP_NUM_THREADS=1): bit-exact comparisons need equal thread counts."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cfg(excerpt, out_dir, **over):
     return load_config(str(PRESET), {**SMALL, "data.root": str(excerpt), "train.out_dir": str(out_dir), **over})
 
@@ -60,7 +52,7 @@ def _losses(out_dir):
 
 
 @pytest.fixture(scope="module")
-def reference(one_thread, excerpt, tmp_path_factory):
+def reference(one_torch_thread, excerpt, tmp_path_factory):
     """The uninterrupted run: its log and final checkpoint."""
     out = tmp_path_factory.mktemp("reference")
     result = _train(_cfg(excerpt, out))

@@ -18,6 +18,8 @@ from rsatalker_core.training.stage1 import FINAL_WEIGHTS, MotionStage, masked_ms
 
 from conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PRESET = REPO / "config" / "train_stage1_test.yaml"
 EXCERPT_SECONDS = 8  # 200 frames: the first 8 s of the real clip keep CI fast
 
@@ -36,15 +38,6 @@ def make_excerpt(sample, directory, seconds=EXCERPT_SECONDS):
 @pytest.fixture(scope="module")
 def excerpt(dualtalk_sample, tmp_path_factory):
     return make_excerpt(dualtalk_sample, tmp_path_factory.mktemp("excerpt"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the tiny model runs fastest so on two busy cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_overfits_real_clip_and_weights_load_via_motion_checkpoint(excerpt, tmp_path):

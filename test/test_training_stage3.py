@@ -29,16 +29,10 @@ from rsatalker_core.training.stage3 import FINAL_AVATAR, FINAL_MOTION, JointStag
 
 from conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 PRESET = REPO / "config" / "train_stage3_test.yaml"
 EXCERPT_FRAMES = 40  # the first 1.6 s of the real clip: 4 windows of 10 frames
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
