@@ -15,6 +15,7 @@ from rsatalker_core.config import FlameConfig, RenderConfig, resolve_asset
 from rsatalker_core.render import rasterize, resolve_backend
 from rsatalker_core.render.camera import default_camera
 from rsatalker_core.render.gsplat_backend import gsplat_available, gsplat_unavailable_reason
+from test_render import camera, random_scene
 
 #: Largest per-pixel difference allowed between the two float32 images.
 IMAGE_ATOL = 1e-4
@@ -29,18 +30,9 @@ def cuda():
     return torch.device("cuda")
 
 
-def random_scene(n, seed, device):
-    """Gaussians in front of, beside and behind a camera at the origin looking down +z."""
-    g = torch.Generator().manual_seed(seed)
-    means = torch.empty(n, 3)
-    means[:, :2] = (torch.rand(n, 2, generator=g) - 0.5) * 2.6  # some well off-screen
-    means[:, 2] = torch.rand(n, generator=g) * 4.0 - 0.5  # some behind / at the near plane
-    quats = torch.randn(n, 4, generator=g)
-    scales = torch.exp(torch.randn(n, 3, generator=g) * 0.6 - 3.0)
-    opacities = torch.rand(n, generator=g)
-    opacities[: n // 10] = 0.9999  # saturating alpha and early termination
-    colors = torch.rand(n, 3, generator=g)
-    return [t.to(device) for t in (means, quats, scales, opacities, colors)]
+def scene_on(device, n, seed, W, H):
+    """:func:`test_render.random_scene` and :func:`test_render.camera` on ``device``."""
+    return [t.to(device) for t in (*random_scene(n, seed), *camera(W, H))]
 
 
 def _both(args, W, H, bg):
@@ -52,10 +44,8 @@ def _both(args, W, H, bg):
 
 @pytest.mark.parametrize("W,H,n,seed", [(64, 48, 400, 0), (97, 131, 500, 1)])
 def test_random_scene_images_match(cuda, W, H, n, seed):
-    view = torch.eye(4, device=cuda)[None]
-    K = torch.tensor([[0.9 * W, 0, 0.52 * W], [0, 0.85 * W, 0.47 * H], [0, 0, 1]], device=cuda)[None]
     bg = torch.tensor([[0.2, 0.5, 0.9]], device=cuda)
-    out = _both((*random_scene(n, seed, cuda), view, K), W, H, bg)
+    out = _both(scene_on(cuda, n, seed, W, H), W, H, bg)
     (rgb_g, a_g), (rgb_t, a_t) = out["gsplat"], out["torch"]
     assert rgb_g.shape == rgb_t.shape == (1, H, W, 3) and a_g.shape == a_t.shape == (1, H, W, 1)
     assert a_t.max() > 0.5 and a_t.min() < 0.5, "scene should be partly covered"
@@ -65,9 +55,8 @@ def test_random_scene_images_match(cuda, W, H, n, seed):
 
 def test_gradients_agree(cuda):
     W, H = 64, 48
-    params = [t.clone().requires_grad_(True) for t in random_scene(400, 2, cuda)]
-    view = torch.eye(4, device=cuda)[None]
-    K = torch.tensor([[0.9 * W, 0, 0.52 * W], [0, 0.85 * W, 0.47 * H], [0, 0, 1]], device=cuda)[None]
+    *scene, view, K = scene_on(cuda, 400, 2, W, H)
+    params = [t.clone().requires_grad_(True) for t in scene]
     weights = torch.rand(1, H, W, 3, generator=torch.Generator().manual_seed(3)).to(cuda)
     grads = {}
     for backend in ("gsplat", "torch"):
