@@ -55,9 +55,7 @@ def grid_partner_dialogue(clips, self_track: np.ndarray, turns, out_video: str, 
     Raises:
         RsatalkerError: a clip that cannot be read (VideoError).
     """
-    import cv2
-
-    from rsatalker_core.io.video import VideoWriter, read_audio_track
+    from rsatalker_core.io.video import VideoWriter, read_audio_track, read_frames
 
     hop = SAMPLE_RATE // FPS
     phrases = [self_track[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in turns if t.speaker == 0]
@@ -66,14 +64,7 @@ def grid_partner_dialogue(clips, self_track: np.ndarray, turns, out_video: str, 
     for i, clip in enumerate(clips):
         if total >= seconds * FPS:
             break
-        cap = cv2.VideoCapture(str(clip))
-        clip_frames = []
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            clip_frames.append(np.ascontiguousarray(bgr[..., ::-1]))
-        cap.release()
+        clip_frames = read_frames(str(clip))
         if not clip_frames or (frames and clip_frames[0].shape != frames[0].shape):
             continue
         n = len(clip_frames)

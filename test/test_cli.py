@@ -43,18 +43,10 @@ def short_clip(dualtalk_sample, tmp_path_factory):
 
 
 def _read_frames(path):
-    """[T, H, W, 3] float RGB in [0, 1] of an mp4 (OpenCV)."""
-    import cv2
+    """[T, H, W, 3] float RGB in [0, 1] of an mp4."""
+    from rsatalker_core.io.video import read_frames
 
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame[..., ::-1].astype(np.float32) / 255.0)
-    cap.release()
-    return np.stack(frames)
+    return np.stack(read_frames(str(path))).astype(np.float32) / 255.0
 
 
 def _read_audio_track(path):

@@ -44,17 +44,9 @@ def test_camera_image_conversions():
 
 
 def _frames(n):
-    import cv2
+    from rsatalker_core.io.video import read_frames
 
-    cap = cv2.VideoCapture(str(GRID[0]))
-    out = []
-    while len(out) < n:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        out.append(bgr)
-    cap.release()
-    return out
+    return read_frames(str(GRID[0]), max_frames=n, rgb=False)
 
 
 @pytest.mark.skipif(not GRID, reason="GRID sample not found under ../shared/data/grid_sample")

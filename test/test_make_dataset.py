@@ -27,17 +27,9 @@ def _audio(clip):
 
 
 def _frames(clip):
-    import cv2
+    from rsatalker_core.io.video import read_frames
 
-    cap = cv2.VideoCapture(str(clip))
-    out = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        out.append(bgr)
-    cap.release()
-    return out
+    return read_frames(str(clip), rgb=False)
 
 
 def _speech_energy(wav, T):

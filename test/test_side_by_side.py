@@ -22,17 +22,9 @@ def _panels(frame, w):
 
 
 def _read_frames(path):
-    import cv2
+    from rsatalker_core.io.video import read_frames
 
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(bgr[..., ::-1])
-    cap.release()
-    return frames
+    return read_frames(str(path))
 
 
 def _turning_head(T, yaw=0.4):

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 import rsatalker_core.io.video as video
-from rsatalker_core.io.video import VideoError, VideoWriter, has_audio_stream, read_audio_track, read_video_info
+from rsatalker_core.io.video import (
+    VideoError,
+    VideoWriter,
+    has_audio_stream,
+    read_audio_track,
+    read_frames,
+    read_video_info,
+)
 
 SR = 16000
 
@@ -48,6 +55,19 @@ def test_write_video_accepts_a_generator_and_no_audio(tmp_path):
     video.write_video(str(path), (f for f in _frames(10)), 25)
     assert read_video_info(str(path))["frames"] == 10
     assert not has_audio_stream(str(path))
+
+
+def test_read_frames_rgb_bgr_and_max_frames(tmp_path):
+    path = tmp_path / "bar.mp4"
+    video.write_video(str(path), _frames(10), 25)
+    rgb = read_frames(str(path))
+    assert len(rgb) == 10 and rgb[0].shape == (48, 64, 3) and rgb[0].dtype == np.uint8
+    bar = rgb[3][:, 7]  # inside frame 3's bar (columns 6..13): red, through H.264
+    assert bar[:, 0].mean() > 150 and bar[:, 2].mean() < 90
+    bgr = read_frames(str(path), max_frames=4, rgb=False)
+    assert len(bgr) == 4 and np.array_equal(bgr[3], rgb[3][..., ::-1])
+    with pytest.raises(VideoError, match="cannot open"):
+        read_frames(str(tmp_path / "missing.mp4"))
 
 
 def test_odd_size_is_padded_to_even(tmp_path):

@@ -26,7 +26,7 @@ import re
 import subprocess
 import tempfile
 from fractions import Fraction
-from typing import IO, Iterable, Optional
+from typing import IO, Iterable, List, Optional
 
 import numpy as np
 import soundfile as sf
@@ -288,6 +288,32 @@ def read_video_info(path: str) -> dict:
         }
     finally:
         cap.release()
+
+
+def read_frames(path: str, max_frames: Optional[int] = None, rgb: bool = True) -> List[np.ndarray]:
+    """Decode a video's frames (OpenCV), each ``[H, W, 3]`` uint8, RGB (or OpenCV's BGR
+    with ``rgb=False``): all of them, or the first ``max_frames``. For short clips (tests,
+    the demo's partner video); datasets read resized windows with
+    :func:`rsatalker_core.data.triplets.read_video_frames`.
+
+    Raises:
+        VideoError: the file cannot be opened.
+    """
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoError(f"{path}: cannot open video")
+    out: List[np.ndarray] = []
+    try:
+        while max_frames is None or len(out) < max_frames:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            out.append(np.ascontiguousarray(bgr[..., ::-1]) if rgb else bgr)
+    finally:
+        cap.release()
+    return out
 
 
 def has_audio_stream(path: str) -> bool:
