@@ -2,10 +2,17 @@
 
 Renders the default avatar at rest from several head poses, runs MediaPipe FaceMesh on the
 renders and casts each landmark's pixel ray onto the posed stand-in mesh
-(rsatalker_core.tracking.embedding.build_embedding_from_renders). Writes
+(rsatalker_core.tracking.embedding.build_embedding_from_renders), then calibrates where
+MediaPipe's relative depth puts each landmark (calibrate_depth_offsets). Writes
 rsatalker_core/assets/standin_mediapipe_embedding.npz in FLAME's embedding layout.
 
+Then measures how MediaPipe reads the default avatar's painted face
+(rsatalker_core.tracking.response.calibrate_response, renders at 256 px with random known
+motion and views) and writes rsatalker_core/assets/standin_avatar_landmark_response.npz,
+used to track renders of the avatar (``--landmark-response avatar``). About 2 minutes.
+
     python scripts/build_standin_landmark_embedding.py [--size 512] [--out PATH]
+        [--response-samples 3000] [--response-out PATH]
 """
 
 from __future__ import annotations
@@ -17,14 +24,22 @@ import numpy as np
 
 from rsatalker_core.config import load_config, package_root
 from rsatalker_core.render.renderer import AvatarRenderer
-from rsatalker_core.tracking.embedding import STANDIN_EMBEDDING_ASSET, build_embedding_from_renders, save_embedding
+from rsatalker_core.tracking.embedding import (
+    STANDIN_EMBEDDING_ASSET, build_embedding_from_renders, calibrate_depth_offsets, save_embedding,
+)
+from rsatalker_core.tracking.embedding import embedding_for
 from rsatalker_core.tracking.landmarks import FaceLandmarker
+from rsatalker_core.tracking.response import AVATAR_RESPONSE_ASSET, calibrate_response, save_response
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=512, help="render size, pixels")
     ap.add_argument("--out", default=os.path.join(package_root(), "assets", STANDIN_EMBEDDING_ASSET))
+    ap.add_argument("--response-samples", type=int, default=3000,
+                    help="renders for the avatar's landmark response (0: do not build it)")
+    ap.add_argument("--response-size", type=int, default=256, help="their size, pixels")
+    ap.add_argument("--response-out", default=os.path.join(package_root(), "assets", AVATAR_RESPONSE_ASSET))
     args = ap.parse_args()
     cfg = load_config(None, {"device": "cpu"})
     cfg.render.width = cfg.render.height = args.size
@@ -33,13 +48,25 @@ def main() -> None:
         raise SystemExit("error: the config's FLAME is not the stand-in; use FLAME's own embedding file")
     with FaceLandmarker(video=False, min_detection_confidence=0.3) as lm:
         emb, info = build_embedding_from_renders(renderer, lm)
+        emb.depth_offset = calibrate_depth_offsets(renderer, lm, emb)
     spread = info["spread"]
     save_embedding(args.out, emb, note=np.array(
         "MediaPipe FaceMesh landmarks on the rsatalker stand-in head, from renders of the default "
         "avatar (scripts/build_standin_landmark_embedding.py)"))
     kept = np.isin(np.arange(len(spread)), emb.landmark_indices)
     print(f"wrote {args.out}: {len(emb)} of 478 landmarks; median hit spread of kept "
-          f"{1000 * np.nanmedian(spread[kept]):.2f} mm, max {1000 * np.nanmax(spread[kept]):.2f} mm")
+          f"{1000 * np.nanmedian(spread[kept]):.2f} mm, max {1000 * np.nanmax(spread[kept]):.2f} mm; "
+          f"depth offsets median |.| {1000 * np.median(np.abs(emb.depth_offset)):.1f} mm")
+    if args.response_samples > 0:
+        cfg.render.width = cfg.render.height = args.response_size
+        renderer = AvatarRenderer(cfg)
+        with FaceLandmarker(video=False, min_detection_confidence=0.3) as lm:
+            resp, info = calibrate_response(renderer, lm, embedding_for(renderer.flame, args.out),
+                                            n_samples=args.response_samples)
+        save_response(args.response_out, resp, note=np.array(
+            "How MediaPipe reads the rsatalker default avatar (scripts/build_standin_landmark_embedding.py)"))
+        print(f"wrote {args.response_out}: {int(info['samples'])} renders; landmark offsets "
+              f"{info['rms_before_mm']:.2f} mm RMS, {info['rms_after_mm']:.2f} mm after the response")
 
 
 if __name__ == "__main__":

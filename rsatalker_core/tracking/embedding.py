@@ -53,18 +53,31 @@ class LandmarkEmbedding:
         face_idx: ``[L]`` int64 triangle ids of the mesh (``faces`` of the FLAME layer).
         bary: ``[L, 3]`` float32 barycentric coordinates (rows sum to 1).
         source: where it came from (a path, or ``"standin"``).
+        depth_offset: ``[L]`` float32 metres (None: zeros): where MediaPipe's relative depth
+            of each landmark lies behind (+) or in front of (-) its mesh point, along the
+            head's backward axis (:func:`calibrate_depth_offsets`; optional npz key
+            ``lmk_depth_offset``).
     """
 
     landmark_indices: np.ndarray
     face_idx: np.ndarray
     bary: np.ndarray
     source: str = ""
+    depth_offset: Optional[np.ndarray] = None
 
     def __post_init__(self):
         self.landmark_indices = np.asarray(self.landmark_indices, dtype=np.int64).reshape(-1)
         self.face_idx = np.asarray(self.face_idx, dtype=np.int64).reshape(-1)
         self.bary = np.asarray(self.bary, dtype=np.float32).reshape(-1, 3)
         L = len(self.landmark_indices)
+        if self.depth_offset is None:
+            self.depth_offset = np.zeros(L, np.float32)
+        self.depth_offset = np.asarray(self.depth_offset, dtype=np.float32).reshape(-1)
+        if len(self.depth_offset) != L or not np.isfinite(self.depth_offset).all():
+            raise TrackingError(
+                f"landmark embedding {self.source!r}: depth offsets must be {L} finite values, "
+                f"got {len(self.depth_offset)}"
+            )
         if len(self.face_idx) != L or len(self.bary) != L or L == 0:
             raise TrackingError(
                 f"landmark embedding {self.source!r}: {L} landmark ids, {len(self.face_idx)} faces, "
@@ -112,7 +125,9 @@ def load_embedding(path: str) -> LandmarkEmbedding:
             missing = [k for k in ("lmk_face_idx", "lmk_b_coords", "landmark_indices") if k not in d.files]
             if missing:
                 raise TrackingError(f"{path}: landmark embedding lacks {', '.join(missing)}")
-            return LandmarkEmbedding(d["landmark_indices"], d["lmk_face_idx"], d["lmk_b_coords"], source=path)
+            off = d["lmk_depth_offset"] if "lmk_depth_offset" in d.files else None
+            return LandmarkEmbedding(d["landmark_indices"], d["lmk_face_idx"], d["lmk_b_coords"], source=path,
+                                     depth_offset=off)
     except (OSError, ValueError) as exc:
         raise TrackingError(f"{path}: not a readable landmark embedding npz ({exc})") from exc
 
@@ -120,7 +135,7 @@ def load_embedding(path: str) -> LandmarkEmbedding:
 def save_embedding(path: str, emb: LandmarkEmbedding, **extra) -> None:
     """Write ``emb`` in FLAME's embedding layout (plus ``extra`` arrays, e.g. notes)."""
     np.savez(path, landmark_indices=emb.landmark_indices, lmk_face_idx=emb.face_idx,
-             lmk_b_coords=emb.bary, **extra)
+             lmk_b_coords=emb.bary, lmk_depth_offset=emb.depth_offset, **extra)
 
 
 def standin_embedding() -> LandmarkEmbedding:
@@ -191,7 +206,8 @@ def _with_iris(emb: LandmarkEmbedding, v: np.ndarray, faces: np.ndarray, w: np.n
     if not ids:
         return emb
     return LandmarkEmbedding(np.concatenate([emb.landmark_indices, ids]), np.concatenate([emb.face_idx, fids]),
-                             np.concatenate([emb.bary, np.stack(bs)]), emb.source)
+                             np.concatenate([emb.bary, np.stack(bs)]), emb.source,
+                             np.concatenate([emb.depth_offset, np.zeros(len(ids), np.float32)]))
 
 
 def ray_mesh_hits(
@@ -232,13 +248,17 @@ def ray_mesh_hits(
     return out_i, out_b
 
 
+#: Head rotations (axis-angle, radians) of the renders an embedding is built from.
+EMBEDDING_HEAD_POSES = (
+    (0.0, 0.0, 0.0), (0.0, 0.25, 0.0), (0.0, -0.25, 0.0), (0.15, 0.0, 0.0), (-0.15, 0.0, 0.0),
+    (0.1, 0.15, 0.0), (-0.1, -0.15, 0.0),
+)
+
+
 def build_embedding_from_renders(
     renderer,
     landmarker,
-    head_poses: Sequence[Tuple[float, float, float]] = (
-        (0.0, 0.0, 0.0), (0.0, 0.25, 0.0), (0.0, -0.25, 0.0), (0.15, 0.0, 0.0), (-0.15, 0.0, 0.0),
-        (0.1, 0.15, 0.0), (-0.1, -0.15, 0.0),
-    ),
+    head_poses: Sequence[Tuple[float, float, float]] = EMBEDDING_HEAD_POSES,
     max_spread_m: float = 0.004,
 ) -> Tuple[LandmarkEmbedding, Dict[str, np.ndarray]]:
     """Build a landmark embedding by showing renders of the avatar to MediaPipe (see the
@@ -308,3 +328,59 @@ def build_embedding_from_renders(
         bs.append(best[1] / best[1].sum())
     emb = LandmarkEmbedding(np.array(ids), np.array(fids), np.stack(bs), source="standin")
     return emb, {"spread": spread}
+
+
+def calibrate_depth_offsets(
+    renderer,
+    landmarker,
+    emb: LandmarkEmbedding,
+    head_poses: Sequence[Tuple[float, float, float]] = EMBEDDING_HEAD_POSES,
+) -> np.ndarray:
+    """Where MediaPipe's relative depth (the third landmark column) puts each landmark of
+    ``emb`` relative to its mesh point, from renders of the avatar at rest in known head poses.
+
+    Per view the two depth profiles are compared in metres about their means (MediaPipe's
+    depth is in pixels, like x: times ``z_mean / fx``); each landmark's offset is the
+    least-squares fit, over the views, of a displacement along the head's backward axis.
+
+    Args:
+        renderer, landmarker: as :func:`build_embedding_from_renders`.
+        emb: the embedding to calibrate (its triangles on ``renderer.flame``'s mesh).
+        head_poses: head rotations (axis-angle, radians) of the views.
+
+    Returns:
+        ``[L]`` float32 offsets, metres (:attr:`LandmarkEmbedding.depth_offset`), median 0.
+
+    Raises:
+        TrackingError: MediaPipe found no face in any view.
+    """
+    import torch
+
+    from rsatalker_core.config import HEAD_SLICE, MOTION_DIM
+    from rsatalker_core.head.flame import batch_rodrigues
+
+    flame = renderer.flame
+    faces = flame.faces.cpu().numpy()
+    view = renderer.viewmat[0].cpu().numpy().astype(np.float64)
+    fx = float(renderer.K[0, 0, 0])
+    R, t = view[:3, :3], view[:3, 3]
+    num = np.zeros(len(emb))
+    den = 0.0
+    for hp in head_poses:
+        m = np.zeros(MOTION_DIM, np.float32)
+        m[HEAD_SLICE] = hp
+        lm = landmarker(renderer.render(m))
+        if lm is None:
+            continue
+        verts = flame.forward_motion(torch.as_tensor(m, device=flame.v_template.device)[None])[0].cpu().numpy()
+        z = (emb.points(verts, faces) @ R.T + t)[:, 2]  # [L] camera depth, metres
+        z_mp = lm.points[emb.landmark_indices, 2].astype(np.float64) * z.mean() / fx
+        err = (z_mp - z_mp.mean()) - (z - z.mean())
+        head = batch_rodrigues(torch.tensor([hp], dtype=torch.float64))[0].numpy()
+        c = float((R @ head @ np.array([0.0, 0.0, -1.0]))[2])  # depth change per metre backward
+        num += c * err
+        den += c * c
+    if den == 0.0:
+        raise TrackingError("MediaPipe finds no face in any render of the avatar")
+    off = num / den
+    return (off - np.median(off)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Fit of the loaded head model's parameters to 2D face landmarks (docs/ros.md "Face tracker").
+"""Fit of the loaded head model's parameters to face landmarks (docs/ros.md "Face tracker").
 
 :class:`LandmarkFitter` solves, per frame, for the parameters of the FLAME layer the rest of
 rsatalker uses (:class:`~rsatalker_core.head.flame.FlameModel`, stand-in or official), so
@@ -17,8 +17,23 @@ one virtual vertex per landmark that blends its triangle's attributes), seen by 
 :mod:`rsatalker_core.render.camera`). ``R_cam`` is fixed (default: a camera in front of the
 face, ``diag(1, -1, -1)``, the avatar camera's rotation); ``t`` is fitted.
 
+Depth: MediaPipe also gives each landmark a relative depth (pixels, like x, about the
+face's centre). It is what tells a pitch of the head from a vertical shift: from image
+positions alone the fit read a pure +-20-degree pitch of the avatar as -9 / +11 degrees,
+with depth as -19 / +17 (docs/ros.md "Face tracker"). The model's counterpart is each
+landmark's camera depth, moved by the embedding's depth offset
+(:attr:`~rsatalker_core.tracking.embedding.LandmarkEmbedding.depth_offset`) along the
+head's backward axis, about the mean depth, in pixels at the mean depth
+(``fx (z_i - z_mean) / z_mean``); MediaPipe's depth unit is scaled by a fitted factor
+(``1 + s``, ``s`` pulled toward 0). Landmarks given as two columns, or with a constant
+third one, are fitted on their image positions only.
+
+Appearance: an optional :class:`~rsatalker_core.tracking.response.LandmarkResponse` moves
+the landmark points by how MediaPipe reads one avatar's painted surface (for tracking
+renders of that avatar, never real people).
+
 Solver: Levenberg-Marquardt (Gauss-Newton with a damping term) on residuals in percent of
-the face's size; Jacobians analytic for translation and expression, by forward
+the face's size; Jacobians analytic for translation, expression and the depth scale, by forward
 differences (one batched evaluation) for the rotations; priors pull expression, jaw and
 gaze toward zero, and a temporal prior toward the previous frame's solution (the warm start).
 A few iterations per frame when warm, more after a (re)acquisition.
@@ -37,6 +52,7 @@ from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM
 from rsatalker_core.head.flame import batch_rodrigues
 from rsatalker_core.tracking.embedding import LandmarkEmbedding
 from rsatalker_core.tracking.landmarks import FACE_OVAL, IRIS_CENTRES, TrackingError
+from rsatalker_core.tracking.response import N_STATIC, static_features
 
 __all__ = ["FitResult", "LandmarkFitter", "CAMERA_FACING_FACE", "default_intrinsics"]
 
@@ -87,6 +103,12 @@ class LandmarkFitter:
             per radian, in squared residual units).
         temporal_prior: weight of the pull toward the previous frame (per parameter).
         oval_weight: weight of face-oval landmarks (silhouette points) relative to 1.
+        response: a :class:`~rsatalker_core.tracking.response.LandmarkResponse` (tracking
+            renders of the avatar it was calibrated on) or None (real faces).
+        depth_weight: weight of MediaPipe's relative-depth residuals (the landmarks' third
+            column) relative to the image ones; 0 fits the 2D positions only. The depth is
+            what tells head pitch from a vertical shift (module docstring, "Depth").
+        depth_scale_prior: weight of the pull of the fitted depth scale toward 1.
         iters_warm, iters_cold: solver iterations per frame with / without a warm start
             (at most).
         rel_tol: a warm fit stops once an iteration lowers the cost by less than this
@@ -103,11 +125,14 @@ class LandmarkFitter:
         n_exp: int = 50,
         shape: Optional[np.ndarray] = None,
         camera_rotation: Optional[np.ndarray] = None,
-        exp_prior: float = 0.02,
+        exp_prior: float = 0.5,
         jaw_prior: float = 1.0,
         eye_prior: float = 1.0,
         temporal_prior: float = 0.0,
         oval_weight: float = 0.3,
+        depth_weight: float = 1.0,
+        depth_scale_prior: float = 1.0,
+        response=None,
         iters_warm: int = 3,
         iters_cold: int = 25,
         rel_tol: float = 1e-3,
@@ -145,6 +170,16 @@ class LandmarkFitter:
         self._Jd = torch.einsum("jv,vce->jce", jr, sde)  # [5, 3, E]
         self._parents = flame.parents.tolist()
         L = self._vt.shape[0]
+        # An appearance's response (rest-frame landmark offsets that depend on jaw,
+        # expression and view; none by default): :mod:`rsatalker_core.tracking.response`.
+        self.response = response
+        self._rs = self._rje = None
+        if response is not None:
+            rs, re, rje = response.aligned(embedding.landmark_indices, E)
+            self._rs = torch.as_tensor(rs, dtype=dt).reshape(N_STATIC, L * 3)  # [S, 3L]
+            self._sd = self._sd + torch.as_tensor(re, dtype=dt)
+            self._rje = torch.as_tensor(rje, dtype=dt)  # [L, 3, E]
+            self._rje_flat = self._rje.reshape(L * 3, E).T.contiguous()  # [E, 3L]
         self._sd_flat = self._sd.reshape(L * 3, E).T.contiguous()  # [E, 3L]
         self._Jd_flat = self._Jd.reshape(15, E).T.contiguous()  # [E, 15]
         self._pd_flat = self._pd.permute(1, 0, 2).reshape(36, L * 3).contiguous()  # [36, 3L]
@@ -155,20 +190,27 @@ class LandmarkFitter:
         lw[np.isin(embedding.landmark_indices, FACE_OVAL)] = oval_weight
         lw[np.isin(embedding.landmark_indices, IRIS_CENTRES)] = 2.0
         self._lw = torch.as_tensor(np.repeat(np.sqrt(lw), 2))  # per residual (x, y)
-        # Parameter layout.
-        self.P = 9 + E + 4
+        self.depth_weight = float(depth_weight)
+        self._dz = torch.as_tensor(embedding.depth_offset, dtype=dt)  # [L] metres
+        self._lwz = torch.as_tensor(np.sqrt(lw * self.depth_weight))  # per depth residual
+        # Parameter layout: rotation 3 | translation 3 | jaw 3 | expression E | eyes 4 |
+        # depth scale 1 (MediaPipe's depth unit relative to its x unit, minus 1).
+        self.P = 9 + E + 4 + 1
         self._rot, self._tr, self._jaw = slice(0, 3), slice(3, 6), slice(6, 9)
         self._exp, self._eye = slice(9, 9 + E), slice(9 + E, 13 + E)
+        self._zs = 13 + E
         prior = np.zeros(self.P)
         prior[self._exp] = exp_prior
         prior[self._jaw] = [jaw_prior, 20 * jaw_prior, 20 * jaw_prior]  # the jaw mostly opens (x)
         prior[self._eye] = eye_prior
+        prior[self._zs] = depth_scale_prior
         self._prior = torch.as_tensor(prior)
         self._prior_diag = torch.diag(self._prior)
         self.temporal_prior = float(temporal_prior)
         self._temporal_eye = self.temporal_prior * torch.eye(self.P, dtype=dt)
         self._pose_mask = torch.zeros(self.P, dtype=torch.bool)
         self._pose_mask[self._rot] = self._pose_mask[self._tr] = True
+        self._pose_mask[self._zs] = True
         self.rel_tol = float(rel_tol)
         self.iters_warm, self.iters_cold = int(iters_warm), int(iters_cold)
         self._nonlinear = torch.as_tensor(list(range(0, 3)) + list(range(6, 9)) + list(range(9 + E, 13 + E)))
@@ -198,6 +240,11 @@ class LandmarkFitter:
         v = self._vt + (exp @ self._sd_flat).view(-1, L, 3)  # [B or 1, L, 3]
         J = (self._J0 + (exp @ self._Jd_flat).view(-1, 5, 3)).expand(B, 5, 3)  # [B, 5, 3]
         rot = batch_rodrigues(pose.reshape(-1, 3)).view(B, 5, 3, 3)
+        if self._rs is not None:  # the appearance's response
+            jx = th[:, 6]  # jaw opening
+            f = rot[:, 0, :, 2] @ self._Rc.T  # [B, 3] the face's forward axis, camera frame
+            v = v + (static_features(jx, f) @ self._rs).view(B, L, 3)
+            v = v + jx[:, None, None] * (exp @ self._rje_flat).view(-1, L, 3)
         feat = (rot[:, 1:] - self._eye3).reshape(B, 36)
         v = v + (feat @ self._pd_flat).view(B, L, 3)
         Rw, tw = [rot[:, 0]], [J[:, 0]]
@@ -220,21 +267,36 @@ class LandmarkFitter:
         z = q[..., 2].clamp_min(1e-3)
         return torch.stack([K[0, 0] * q[..., 0] / z + K[0, 2], K[1, 1] * q[..., 1] / z + K[1, 2]], -1)
 
+    def _depth(self, q: Tensor, Rv: Tensor, K: Tensor) -> Tensor:
+        """MediaPipe-style relative depth ``[B, L]`` of the landmarks at camera points
+        ``q [B, L, 3]`` with skinning rotations ``Rv [B, L, 3, 3]``: each point moved by its
+        embedding's depth offset along the head's backward axis, its depth about the mean
+        depth, in pixels at that depth (``fx dz / z_mean``)."""
+        z = q[..., 2] - self._dz * (Rv[..., :, 2] * self._Rc[2]).sum(-1)
+        zm = z.mean(-1, keepdim=True).clamp_min(1e-3)
+        return K[0, 0] * (z / zm - 1.0)
+
     def _project(self, th: Tensor, K: Tensor) -> Tensor:
         """Pixels ``[B, L, 2]`` of the landmarks for parameters ``th [B, P]``."""
         return self._pixels(self._camera(th, self._forward(th)[0]), K)
 
-    def _residuals(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor) -> Tensor:
-        """Weighted residuals ``[B, 2L]`` in percent of the face size."""
-        return ((self._project(th, K) - obs) / scale).flatten(1) * self._lw
+    def _residuals(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor, zw: float) -> Tensor:
+        """Weighted residuals ``[B, 3L]`` in percent of the face size: ``2L`` image
+        residuals, then ``L`` depth residuals (times ``zw``: 0 without depth)."""
+        pts, Rv = self._forward(th)
+        q = self._camera(th, pts)
+        r2 = ((self._pixels(q, K) - obs[:, :2]) / scale).flatten(1) * self._lw
+        rz = ((1.0 + th[:, self._zs, None]) * obs[:, 2] - self._depth(q, Rv, K)) / scale * (self._lwz * zw)
+        return torch.cat([r2, rz], 1)
 
-    def _residual_fn(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor) -> Tensor:
-        return self._residuals(th[None], K, obs, scale)[0]
+    def _residual_fn(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor, zw: float) -> Tensor:
+        return self._residuals(th[None], K, obs, scale, zw)[0]
 
-    def _jacobian(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor) -> Tuple[Tensor, Tensor]:
+    def _jacobian(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor, zw: float) -> Tuple[Tensor, Tensor]:
         """``(r [M], J [M, P])``: rotations (head, jaw, eyes) by forward differences in one
-        batched evaluation; translation and expression analytically (the expression's small
-        effect on the joint positions is left out of the Jacobian, not out of the model)."""
+        batched evaluation; translation, expression and depth scale analytically (the
+        expression's small effect on the joint positions is left out of the Jacobian, not
+        out of the model)."""
         eps = 1e-6
         nl = self._nonlinear
         batch = th[None].repeat(len(nl) + 1, 1)
@@ -243,7 +305,10 @@ class LandmarkFitter:
         q = self._camera(batch, pts)
         px = self._pixels(q, K)  # [B, L, 2]
         w = (self._lw / scale).view(-1, 2)  # [L, 2]
-        r = ((px - obs) * w).flatten(1)  # [B, M]
+        wz = self._lwz * zw / scale  # [L]
+        r2 = ((px - obs[:, :2]) * w).flatten(1)  # [B, 2L]
+        rz = ((1.0 + batch[:, self._zs, None]) * obs[:, 2] - self._depth(q, Rv, K)) * wz  # [B, L]
+        r = torch.cat([r2, rz], 1)  # [B, M]
         Jm = r.new_zeros(r.shape[1], self.P)
         Jm[:, nl] = ((r[1:] - r[0]) / eps).T
         q0 = q[0]
@@ -255,9 +320,17 @@ class LandmarkFitter:
         dq[:, 1, 1] = K[1, 1] / z
         dq[:, 1, 2] = -K[1, 1] * q0[:, 1] / z**2
         dq = dq * w[..., None]
-        Jm[:, self._tr] = dq.reshape(-1, 3)
-        M = dq @ self._Rc @ Rv[0]  # [L, 2, 3]
-        Jm[:, self._exp] = torch.bmm(M, self._sd).reshape(-1, self.n_exp)
+        Jm[: 2 * L, self._tr] = dq.reshape(-1, 3)
+        # depth (of the offset points, self._depth): d(fx (z_i / zm - 1)) = fx (dz_i - (z_i / zm) mean(dz)) / zm
+        z = q0[:, 2] - self._dz * (Rv[0, :, :, 2] * self._Rc[2]).sum(-1)
+        zm = z.mean()
+        Jm[2 * L :, 5] = -wz * K[0, 0] * (1.0 - z / zm) / zm
+        RcRv = self._Rc @ Rv[0]  # [L, 3, 3]
+        sd = self._sd if self._rje is None else self._sd + th[6] * self._rje
+        Jm[: 2 * L, self._exp] = torch.bmm(dq @ RcRv, sd).reshape(-1, self.n_exp)
+        dz = torch.bmm(RcRv[:, 2:], sd)[:, 0]  # [L, E]
+        Jm[2 * L :, self._exp] = -(wz * K[0, 0] / zm)[:, None] * (dz - (z / zm)[:, None] * dz.mean(0))
+        Jm[2 * L :, self._zs] = wz * obs[:, 2]
         return r[0], Jm
 
     # ---- fitting ------------------------------------------------------------------------
@@ -279,8 +352,8 @@ class LandmarkFitter:
         """Fit one frame.
 
         Args:
-            points_px: ``[478, >=2]`` MediaPipe landmarks in pixels
-                (:class:`~rsatalker_core.tracking.landmarks.FaceLandmarks.points`).
+            points_px: ``[478, >=2]`` MediaPipe landmarks: x, y in pixels and, when given,
+                the relative depth (pixels; :class:`~rsatalker_core.tracking.landmarks.FaceLandmarks.points`).
             K: ``[3, 3]`` camera intrinsics, pixels.
             iterations: solver iterations at most (default: ``iters_warm`` after a fitted
                 frame, ``iters_cold`` after :meth:`reset`); a warm fit stops early once an
@@ -297,12 +370,18 @@ class LandmarkFitter:
             raise TrackingError(f"landmarks must be [478, >=2] pixels, got {pts.shape}")
         if not np.isfinite(pts[:, :2]).all():
             raise TrackingError("landmarks hold NaN or Inf")
-        obs = torch.from_numpy(np.ascontiguousarray(pts[self.embedding.landmark_indices, :2]))
+        sel = pts[self.embedding.landmark_indices]
+        obs = torch.zeros(len(sel), 3, dtype=torch.float64)
+        obs[:, :2] = torch.from_numpy(np.ascontiguousarray(sel[:, :2]))
+        has_depth = sel.shape[1] >= 3 and np.ptp(sel[:, 2]) > 0
+        zw = 1.0 if has_depth else 0.0  # 2D landmarks (or all-zero depth): image residuals only
+        if has_depth:
+            obs[:, 2] = torch.from_numpy(sel[:, 2] - sel[:, 2].mean())
         Kt = torch.as_tensor(np.asarray(K, dtype=np.float64))
-        span = obs.max(0).values - obs.min(0).values
+        span = obs[:, :2].max(0).values - obs[:, :2].min(0).values
         scale = span.norm() / 100.0  # residuals in percent of the face size
         cold = self._prev is None
-        th = self._initial(obs, Kt) if cold else self._prev.clone()
+        th = self._initial(obs[:, :2], Kt) if cold else self._prev.clone()
         n_it = iterations if iterations is not None else (self.iters_cold if cold else self.iters_warm)
         prev = None if cold else self._prev
         prior = self._prior
@@ -311,7 +390,7 @@ class LandmarkFitter:
         r = cost = None
         done = 0
         for it in range(n_it):
-            r0, J = self._jacobian(th, Kt, obs, scale)  # [M], [M, P]; r0 at th
+            r0, J = self._jacobian(th, Kt, obs, scale, zw)  # [M], [M, P]; r0 at th
             if r is None:
                 r, cost = r0, self._cost(r0, th, prior, prev)
             H = J.T @ J + self._prior_diag
@@ -334,7 +413,7 @@ class LandmarkFitter:
                     cand[self._pose_mask] += delta
                 else:
                     cand = th + delta
-                rc = self._residual_fn(cand, Kt, obs, scale)
+                rc = self._residual_fn(cand, Kt, obs, scale, zw)
                 cc = self._cost(rc, cand, prior, prev)
                 if cc <= cost:
                     gain = cost - cc
@@ -346,9 +425,10 @@ class LandmarkFitter:
             if not cold and (not accepted or gain <= self.rel_tol * cost):
                 break
         if r is None:  # iterations == 0
-            r = self._residual_fn(th, Kt, obs, scale)
+            r = self._residual_fn(th, Kt, obs, scale, zw)
         self._prev = th.detach().clone()
-        err = (r.view(-1, 2) * scale / self._lw.view(-1, 2)).norm(dim=1)  # pixels
+        L = obs.shape[0]
+        err = (r[: 2 * L].view(-1, 2) * scale / self._lw.view(-1, 2)).norm(dim=1)  # pixels
         rms_px = float(err.pow(2).mean().sqrt())
         return self._result(th, rms_px, rms_px / float(scale), done)
 

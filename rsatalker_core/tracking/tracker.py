@@ -18,6 +18,7 @@ from rsatalker_core.config import MOTION_DIM
 from rsatalker_core.tracking.embedding import LandmarkEmbedding, embedding_for
 from rsatalker_core.tracking.fit import FitResult, LandmarkFitter, default_intrinsics
 from rsatalker_core.tracking.landmarks import FaceLandmarker, FaceLandmarks, TrackingError
+from rsatalker_core.tracking.response import LandmarkResponse, load_response
 from rsatalker_core.tracking.smoothing import OneEuroFilter
 
 __all__ = ["TrackedFrame", "FaceTracker", "FACE", "NO_FACE", "confidence_from_rms"]
@@ -68,6 +69,10 @@ class FaceTracker:
             are fitted (the one the motion model and renderer use).
         embedding: a :class:`LandmarkEmbedding`, a path to FLAME's MediaPipe embedding npz,
             or None (the stand-in's packaged one; official FLAME then raises).
+        response: how MediaPipe reads the tracked avatar
+            (:class:`~rsatalker_core.tracking.response.LandmarkResponse`, a path to its npz,
+            or ``"avatar"``: the default avatar's packaged one), for tracking renders of that
+            avatar; None or ``""`` for real people.
         selection: ``"largest"`` or ``"centre"``: which face when several are seen.
         max_faces: faces MediaPipe looks for.
         smoothing: apply the One-Euro filter to motion, gaze and translation.
@@ -79,13 +84,15 @@ class FaceTracker:
         fitter_kwargs: passed to :class:`LandmarkFitter`.
 
     Raises:
-        TrackingError: MediaPipe missing, or no embedding for an official FLAME.
+        TrackingError: MediaPipe missing, no embedding for an official FLAME, or an
+            unreadable response file.
     """
 
     def __init__(
         self,
         flame,
         embedding=None,
+        response=None,
         selection: str = "largest",
         max_faces: int = 2,
         smoothing: bool = True,
@@ -100,7 +107,9 @@ class FaceTracker:
         if not isinstance(embedding, LandmarkEmbedding):
             embedding = embedding_for(flame, embedding or "")
         self.embedding = embedding
-        self.fitter = LandmarkFitter(flame, embedding, **fitter_kwargs)
+        if response and not isinstance(response, LandmarkResponse):
+            response = load_response(str(response))
+        self.fitter = LandmarkFitter(flame, embedding, response=response or None, **fitter_kwargs)
         self.landmarker = landmarker or FaceLandmarker(max_faces=max_faces, selection=selection, video=video)
         self.filter = OneEuroFilter(min_cutoff, beta) if smoothing else None
         self.min_confidence = float(min_confidence)

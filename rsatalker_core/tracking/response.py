@@ -1,0 +1,247 @@
+"""How MediaPipe reads one appearance of a head model (docs/ros.md "Face tracker").
+
+The landmark embedding (:mod:`.embedding`) says where each MediaPipe landmark lies on the
+mesh of a *real-looking* face. An avatar's painted surface is read differently: on the
+default avatar MediaPipe follows the lower lip but hardly the chin when the jaw opens, keeps
+the open mouth rounder than the mesh, and slides its landmarks with the expression and with
+the angle it sees the face from. A :class:`LandmarkResponse` models that for one
+appearance: per landmark ``i`` a rest-frame offset of its mesh point (metres),
+
+    ``delta_i = static_i @ s(j, f) + (exp_i + j * jaw_exp_i) @ psi``
+
+with ``j`` the jaw's opening angle (FLAME jaw axis-angle x, radians), ``psi`` the
+expression coefficients, ``f`` the face's forward axis in camera coordinates and
+``s(j, f)`` the :func:`static_features` ``[1, j, j^2, phi(f), j phi(f)]``,
+``phi(f) = [f_x, f_y, f_x^2, f_y^2, f_x f_y]`` (how far the face is turned from the camera).
+:class:`~rsatalker_core.tracking.fit.LandmarkFitter` adds it to the landmark points before
+skinning, so the fit stays in the head model's parameter space.
+
+:func:`calibrate_response` measures it from renders of the avatar with known random motion
+and camera views (ridge regression of the landmark offsets on the features). It describes
+the *avatar's* appearance: use it to track videos of the avatar (the closed-loop test,
+re-tracking rendered videos), never for real people, whom the plain embedding serves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+import numpy as np
+
+from rsatalker_core.tracking.landmarks import NUM_LANDMARKS, TrackingError
+
+#: Number of static features (:func:`static_features`).
+N_STATIC = 13
+
+__all__ = ["static_features", "LandmarkResponse", "calibrate_response", "load_response", "save_response",
+           "AVATAR_RESPONSE_ASSET", "N_STATIC"]
+
+#: The default avatar's response, under ``rsatalker_core/assets/``
+#: (``scripts/build_standin_landmark_embedding.py`` writes it).
+AVATAR_RESPONSE_ASSET = "standin_avatar_landmark_response.npz"
+
+
+def static_features(j, f):
+    """``[B, 13]`` features ``[1, j, j^2, phi(f), j phi(f)]`` (module docstring) of jaw
+    openings ``j [B]`` (radians) and forward axes ``f [B, 3]`` (unit, camera coordinates,
+    OpenCV axes: ``(0, 0, -1)`` faces the camera). numpy arrays or torch tensors."""
+    if isinstance(j, np.ndarray):
+        st, one = np.stack, np.ones_like(j)
+    else:
+        import torch
+
+        st, one = torch.stack, torch.ones_like(j)
+    fx, fy = f[:, 0], f[:, 1]
+    phi = [fx, fy, fx * fx, fy * fy, fx * fy]
+    return st([one, j, j * j] + phi + [j * p for p in phi], 1)
+
+
+@dataclass
+class LandmarkResponse:
+    """Rest-frame landmark offsets of one appearance (module docstring).
+
+    Attributes:
+        landmark_indices: ``[L]`` int64 MediaPipe landmark ids.
+        static: ``[13, L, 3]`` metres per static feature (:func:`static_features`).
+        exp: ``[L, 3, E]`` metres per expression coefficient.
+        jaw_exp: ``[L, 3, E]`` metres per expression coefficient and radian of jaw opening.
+        source: where it came from.
+    """
+
+    landmark_indices: np.ndarray
+    static: np.ndarray
+    exp: np.ndarray
+    jaw_exp: np.ndarray
+    source: str = ""
+
+    def __post_init__(self):
+        self.landmark_indices = np.asarray(self.landmark_indices, dtype=np.int64).reshape(-1)
+        self.static = np.asarray(self.static, dtype=np.float32)
+        self.exp = np.asarray(self.exp, dtype=np.float32)
+        self.jaw_exp = np.asarray(self.jaw_exp, dtype=np.float32)
+        L = len(self.landmark_indices)
+        ok = (
+            L > 0 and self.static.shape == (N_STATIC, L, 3)
+            and self.exp.ndim == 3 and self.exp.shape[:2] == (L, 3) and self.jaw_exp.shape == self.exp.shape
+            and self.landmark_indices.min() >= 0 and self.landmark_indices.max() < NUM_LANDMARKS
+            and all(np.isfinite(a).all() for a in (self.static, self.exp, self.jaw_exp))
+        )
+        if not ok:
+            raise TrackingError(
+                f"landmark response {self.source!r}: need ids [L] in 0..{NUM_LANDMARKS - 1} and finite "
+                f"static [{N_STATIC}, L, 3], exp and jaw_exp [L, 3, E]; got {self.landmark_indices.shape}, "
+                f"{self.static.shape}, {self.exp.shape}, {self.jaw_exp.shape}"
+            )
+
+    def aligned(self, landmark_indices: np.ndarray, n_exp: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(static [13, L, 3], exp [L, 3, n_exp], jaw_exp [L, 3, n_exp])`` for an
+        embedding's landmark ids (zeros for landmarks or expression coefficients the
+        response lacks)."""
+        ids = np.asarray(landmark_indices).reshape(-1)
+        row = {int(k): i for i, k in enumerate(self.landmark_indices)}
+        static = np.zeros((N_STATIC, len(ids), 3))
+        exp = np.zeros((len(ids), 3, n_exp))
+        jexp = np.zeros((len(ids), 3, n_exp))
+        E = min(n_exp, self.exp.shape[2])
+        for i, k in enumerate(ids):
+            r = row.get(int(k))
+            if r is not None:
+                static[:, i], exp[i, :, :E], jexp[i, :, :E] = self.static[:, r], self.exp[r, :, :E], self.jaw_exp[r, :, :E]
+        return static, exp, jexp
+
+
+def save_response(path: str, resp: LandmarkResponse, **extra) -> None:
+    """Write ``resp`` as an npz (``landmark_indices``, ``offset``, ``jaw``, ``exp``)."""
+    np.savez(path, landmark_indices=resp.landmark_indices, static=resp.static, exp=resp.exp,
+             jaw_exp=resp.jaw_exp, **extra)
+
+
+def load_response(path: str) -> LandmarkResponse:
+    """Read a response npz; ``"avatar"`` means the packaged :data:`AVATAR_RESPONSE_ASSET`.
+
+    Raises:
+        TrackingError: missing file, missing keys or inconsistent arrays (names the file).
+    """
+    if path == "avatar":
+        from rsatalker_core.config import resolve_asset
+
+        path = resolve_asset(AVATAR_RESPONSE_ASSET)
+    if not os.path.isfile(path):
+        raise TrackingError(f"{path}: no such landmark response file")
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            missing = [k for k in ("landmark_indices", "static", "exp", "jaw_exp") if k not in d.files]
+            if missing:
+                raise TrackingError(f"{path}: landmark response lacks {', '.join(missing)}")
+            return LandmarkResponse(d["landmark_indices"], d["static"], d["exp"], d["jaw_exp"], source=path)
+    except (OSError, ValueError) as exc:
+        raise TrackingError(f"{path}: not a readable landmark response npz ({exc})") from exc
+
+
+def calibrate_response(
+    renderer,
+    landmarker,
+    embedding,
+    n_samples: int = 3000,
+    seed: int = 0,
+    head_deg: float = 20.0,
+    camera_yaw_deg: float = 30.0,
+    jaw_max: float = 0.3,
+    n_exp: int = 50,
+    ridge: float = 1e-2,
+) -> Tuple[LandmarkResponse, Dict[str, float]]:
+    """Measure an avatar's :class:`LandmarkResponse` from renders with known motion.
+
+    Each sample renders the avatar with a random head rotation (each axis uniform in
+    ``+-head_deg``), jaw opening (uniform in ``0..jaw_max`` radians), expression (every
+    coefficient normal with sd 0.3, plus three uniform in -2..2) and camera (orbiting the head
+    by a uniform yaw in ``+-camera_yaw_deg``). MediaPipe's landmarks are compared with the
+    embedding's points of the known pose: image offsets at each point's depth, depth offsets
+    from MediaPipe's relative depth; each offset is taken back to the rest frame through the
+    point's skinning rotation and regressed (ridge ``ridge``) on ``[1, j, j^2, psi]``.
+
+    Args:
+        renderer: an :class:`~rsatalker_core.render.renderer.AvatarRenderer` (its
+            ``viewmat`` is changed during the call and restored).
+        landmarker: a :class:`~rsatalker_core.tracking.landmarks.FaceLandmarker`, ``video=False``.
+        embedding: the :class:`~rsatalker_core.tracking.embedding.LandmarkEmbedding` tracked with.
+
+    Returns:
+        ``(response, {"samples": used, "rms_before_mm", "rms_after_mm"})``: the landmark
+        offsets' RMS without and with the response, over the samples.
+
+    Raises:
+        TrackingError: MediaPipe found a face in fewer than half the renders.
+    """
+    import torch
+
+    from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, MOTION_DIM
+    from rsatalker_core.head.flame import batch_rodrigues
+
+    def Rv_head(m):
+        return batch_rodrigues(torch.as_tensor(m[HEAD_SLICE], dtype=torch.float64)[None])[0].numpy()
+    from rsatalker_core.render.camera import HEAD_CENTRE, look_at
+    from rsatalker_core.tracking.fit import LandmarkFitter
+
+    rng = np.random.default_rng(seed)
+    flame = renderer.flame
+    view0 = renderer.viewmat
+    K = renderer.K[0].cpu().numpy().astype(np.float64)
+    Kt = torch.as_tensor(K)
+    centre = torch.tensor(HEAD_CENTRE, dtype=torch.float32)
+    dist = float(torch.linalg.norm(torch.linalg.inv(view0[0].cpu())[:3, 3] - centre))
+    ids = embedding.landmark_indices
+    feats, deltas = [], []
+    try:
+        for _ in range(int(n_samples)):
+            m = np.zeros(MOTION_DIM, np.float32)
+            m[HEAD_SLICE] = np.radians(rng.uniform(-head_deg, head_deg, 3))
+            m[50] = rng.uniform(0.0, jaw_max)
+            psi = 0.3 * rng.standard_normal(n_exp)
+            psi[rng.choice(n_exp, 3, replace=False)] = rng.uniform(-2.0, 2.0, 3)
+            m[EXP_SLICE.start : EXP_SLICE.start + n_exp] = psi
+            a = np.radians(rng.uniform(-camera_yaw_deg, camera_yaw_deg))
+            eye = centre + torch.tensor([dist * np.sin(a), 0.0, dist * np.cos(a)], dtype=torch.float32)
+            view = look_at(eye, centre, (0.0, 1.0, 0.0)).to(view0)
+            renderer.viewmat = view[None]
+            lm = landmarker(renderer.render(m))
+            if lm is None:
+                continue
+            v = view.cpu().numpy().astype(np.float64)
+            fit = LandmarkFitter(flame, embedding, n_exp=n_exp, camera_rotation=v[:3, :3])
+            th = torch.zeros(1, fit.P, dtype=torch.float64)
+            th[0, fit._rot], th[0, fit._tr] = torch.as_tensor(m[HEAD_SLICE], dtype=torch.float64), torch.as_tensor(v[:3, 3])
+            th[0, fit._jaw] = torch.as_tensor(m[50:53], dtype=torch.float64)
+            th[0, fit._exp] = torch.as_tensor(psi)
+            with torch.no_grad():
+                pts, Rv = fit._forward(th)
+                q = fit._camera(th, pts)[0]  # [L, 3] camera metres
+                pz = fit._depth(q[None], Rv, Kt)[0]  # [L] pixels
+            q, Rv, pz = q.numpy(), Rv[0].numpy(), pz.numpy()
+            obs = lm.points[ids].astype(np.float64)
+            z = q[:, 2]
+            d_cam = np.stack([
+                (obs[:, 0] - K[0, 2]) * z / K[0, 0] - q[:, 0],
+                (obs[:, 1] - K[1, 2]) * z / K[1, 1] - q[:, 1],
+                (obs[:, 2] - obs[:, 2].mean() - pz) * z.mean() / K[0, 0],
+            ], 1)
+            d_rest = np.einsum("lji,lj->li", Rv, d_cam @ v[:3, :3])  # Rv^T Rc^T d
+            f = v[:3, :3] @ Rv_head(m) @ np.array([0.0, 0.0, 1.0])
+            feats.append(np.concatenate([static_features(np.array([m[50]], np.float64), f[None])[0], psi, m[50] * psi]))
+            deltas.append(d_rest.reshape(-1))
+    finally:
+        renderer.viewmat = view0
+    if len(feats) < max(1, n_samples // 2):
+        raise TrackingError(f"MediaPipe found the avatar in {len(feats)} of {n_samples} renders")
+    X, Y = np.stack(feats), np.stack(deltas)  # [N, 3 + E], [N, 3L]
+    reg = ridge * np.eye(X.shape[1])
+    reg[0, 0] = 0.0  # the constant offset is not shrunk
+    B = np.linalg.solve(X.T @ X + len(X) * reg, X.T @ Y)  # [13 + 2E, 3L]
+    L, S, E = len(ids), N_STATIC, n_exp
+    B = B.reshape(-1, L, 3)
+    resp = LandmarkResponse(ids, B[:S], B[S : S + E].transpose(1, 2, 0), B[S + E :].transpose(1, 2, 0),
+                            source="calibrated")
+    rms = lambda a: float(1000 * np.sqrt((a**2).mean()))
+    return resp, {"samples": float(len(X)), "rms_before_mm": rms(Y), "rms_after_mm": rms(Y - X @ B.reshape(len(B), -1))}

@@ -1,0 +1,125 @@
+"""The avatar's landmark response (rsatalker_core.tracking.response) and the embedding's
+depth offsets: files, errors, and calibration on real renders of the default avatar."""
+
+import numpy as np
+import pytest
+import torch
+
+from rsatalker_core.config import load_config
+from rsatalker_core.head.flame import FlameModel
+from rsatalker_core.tracking.embedding import (
+    LandmarkEmbedding, embedding_for, load_embedding, save_embedding,
+)
+from rsatalker_core.tracking.fit import LandmarkFitter
+from rsatalker_core.tracking.landmarks import TrackingError
+from rsatalker_core.tracking.response import (
+    N_STATIC, LandmarkResponse, calibrate_response, load_response, save_response, static_features,
+)
+
+
+@pytest.fixture(scope="module")
+def flame():
+    return FlameModel()
+
+
+def _random_response(ids, E=50, seed=0):
+    rng = np.random.default_rng(seed)
+    L = len(ids)
+    return LandmarkResponse(ids, 1e-3 * rng.standard_normal((N_STATIC, L, 3)), 1e-3 * rng.standard_normal((L, 3, E)),
+                            1e-3 * rng.standard_normal((L, 3, E)))
+
+
+def test_response_file_roundtrip_and_errors(tmp_path):
+    resp = _random_response(np.array([1, 13, 14, 468]))
+    p = tmp_path / "r.npz"
+    save_response(str(p), resp)
+    got = load_response(str(p))
+    for k in ("landmark_indices", "static", "exp", "jaw_exp"):
+        np.testing.assert_array_equal(getattr(got, k), getattr(resp, k))
+    # aligned to another landmark set: rows it lacks are zero, fewer expression columns cut
+    static, exp, jexp = got.aligned(np.array([14, 2, 1]), 10)
+    np.testing.assert_allclose(static[:, 0], resp.static[:, 2], rtol=1e-6)
+    assert not static[:, 1].any() and not exp[1].any() and exp.shape == (3, 3, 10) and jexp.shape == (3, 3, 10)
+    with pytest.raises(TrackingError, match="no such"):
+        load_response(str(tmp_path / "missing.npz"))
+    np.savez(tmp_path / "nokeys.npz", static=resp.static)
+    with pytest.raises(TrackingError, match="lacks"):
+        load_response(str(tmp_path / "nokeys.npz"))
+    bad = dict(landmark_indices=resp.landmark_indices, static=resp.static[:, :2], exp=resp.exp, jaw_exp=resp.jaw_exp)
+    np.savez(tmp_path / "bad.npz", **bad)
+    with pytest.raises(TrackingError, match="static"):
+        load_response(str(tmp_path / "bad.npz"))
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(TrackingError, match="readable"):
+        load_response(str(tmp_path / "junk.npz"))
+    assert len(load_response("avatar").landmark_indices) > 300  # the packaged one
+
+
+def test_static_features_numpy_and_torch_agree():
+    j = np.array([0.0, 0.2])
+    f = np.array([[0.0, 0.0, -1.0], [0.3, -0.1, -0.95]])
+    a = static_features(j, f)
+    b = static_features(torch.tensor(j), torch.tensor(f)).numpy()
+    assert a.shape == (2, N_STATIC)
+    np.testing.assert_allclose(a, b)
+    np.testing.assert_allclose(a[1, :3], [1.0, 0.2, 0.04])
+
+
+def test_fitter_with_response_recovers_motion_of_its_own_model(flame):
+    """Landmarks made by the response-shifted model itself (with depth) are fitted back:
+    the response enters the model and its Jacobian consistently."""
+    emb = embedding_for(flame)
+    resp = _random_response(emb.landmark_indices, seed=1)
+    K = np.array([[727.0, 0, 128], [0, 727.0, 128], [0, 0, 1]])
+    fit = LandmarkFitter(flame, emb, response=resp, exp_prior=0.02)
+    th = torch.zeros(1, fit.P, dtype=torch.float64)
+    th[0, 0:3] = torch.tensor([0.15, -0.3, 0.05])
+    th[0, 3:6] = torch.tensor([0.0, 0.02, 0.75])
+    th[0, 6] = 0.18
+    th[0, 9 + 1], th[0, 9 + 3] = 1.2, -0.8
+    with torch.no_grad():
+        pts, Rv = fit._forward(th)
+        q = fit._camera(th, pts)
+        px = fit._pixels(q, torch.tensor(K))[0].numpy()
+        z = fit._depth(q, Rv, torch.tensor(K))[0].numpy()
+    full = np.zeros((478, 3))
+    full[emb.landmark_indices, :2] = px
+    full[emb.landmark_indices, 2] = z
+    r = fit.fit(full, K, iterations=60)
+    assert r.rms_px < 0.05
+    np.testing.assert_allclose(r.motion[53:56], [0.15, -0.3, 0.05], atol=np.radians(0.3))
+    assert abs(r.motion[50] - 0.18) < 0.01 and abs(r.motion[1] - 1.2) < 0.1 and abs(r.motion[3] + 0.8) < 0.1
+
+
+def test_calibrate_response_explains_mediapipe_on_avatar_renders():
+    """A small calibration on real renders: the response explains part of MediaPipe's
+    landmark offsets (in-sample), and the viewmat is restored."""
+    pytest.importorskip("mediapipe")
+    from rsatalker_core.render.renderer import AvatarRenderer
+    from rsatalker_core.tracking.landmarks import FaceLandmarker
+
+    cfg = load_config(None, {"device": "cpu"})
+    cfg.render.width = cfg.render.height = 192
+    renderer = AvatarRenderer(cfg)
+    view = renderer.viewmat.clone()
+    with FaceLandmarker(video=False, min_detection_confidence=0.3) as lm:
+        resp, info = calibrate_response(renderer, lm, embedding_for(renderer.flame), n_samples=40, n_exp=10, ridge=1.0)
+    assert torch.equal(renderer.viewmat, view)
+    assert info["samples"] >= 36 and info["rms_after_mm"] < 0.9 * info["rms_before_mm"]
+    assert resp.exp.shape[2] == 10 and np.isfinite(resp.static).all()
+
+
+def test_embedding_depth_offsets_file_and_errors(tmp_path, flame):
+    emb = embedding_for(flame)
+    assert np.abs(emb.depth_offset).max() > 0  # the packaged embedding carries them
+    p = tmp_path / "e.npz"
+    save_embedding(str(p), emb)
+    np.testing.assert_array_equal(load_embedding(str(p)).depth_offset, emb.depth_offset)
+    # a FLAME-layout file without the key (FLAME's own): zeros
+    np.savez(tmp_path / "flame_layout.npz", landmark_indices=emb.landmark_indices[:5], lmk_face_idx=emb.face_idx[:5],
+             lmk_b_coords=emb.bary[:5])
+    assert not load_embedding(str(tmp_path / "flame_layout.npz")).depth_offset.any()
+    with pytest.raises(TrackingError, match="depth offsets"):
+        LandmarkEmbedding(emb.landmark_indices[:5], emb.face_idx[:5], emb.bary[:5], depth_offset=np.zeros(4))
+    with pytest.raises(TrackingError, match="depth offsets"):
+        LandmarkEmbedding(emb.landmark_indices[:2], emb.face_idx[:2], emb.bary[:2], depth_offset=[0.0, np.nan])
