@@ -18,6 +18,9 @@ def add_track_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overlay", help="optional mp4 showing the fit over the video")
     p.add_argument("--landmark-embedding", default="",
                    help="FLAME's mediapipe_landmark_embedding.npz (needed with an official FLAME model)")
+    p.add_argument("--landmark-response", default="",
+                   help="the video shows an rsatalker avatar, not a person: 'avatar' (the default "
+                        "avatar's calibrated MediaPipe response) or a response npz (docs/ros.md \"Face tracker\")")
     p.add_argument("--select", choices=("largest", "centre"), default="largest",
                    help="which face when several are seen")
     p.add_argument("--hfov", type=float, default=60.0, help="camera horizontal field of view, degrees")
@@ -53,7 +56,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     outputs = AtomicOutputs()  # npz, wav and overlay appear together at the end, or none
     cfg = load_config(args.config)
     flame = FlameModel(cfg.flame)
-    tracker = FaceTracker(flame, args.landmark_embedding or None, selection=args.select,
+    tracker = FaceTracker(flame, args.landmark_embedding or None, args.landmark_response or None, selection=args.select,
                           smoothing=not args.no_smoothing, hfov_deg=args.hfov)
     sr = 16000
     audio = read_audio_track(args.video, sr) if has_audio_stream(args.video) else None

@@ -55,6 +55,9 @@ EXTRA_PARAMS = {
                                  float_range=(1.0, 170.0))),
     "landmark_embedding": ("", ParamSpec("FLAME's mediapipe_landmark_embedding.npz (needed with an official "
                                          "FLAME model; empty = the stand-in head's packaged one)")),
+    "landmark_response": ("", ParamSpec("the camera sees an rsatalker avatar on a screen, not a person: "
+                                        "'avatar' (the default avatar's calibrated MediaPipe response) or a "
+                                        "response npz; empty = a real person")),
     "fps": (25.0, ParamSpec("largest output rate, Hz (frames are taken one per 1/fps slot of the "
                             "capture clock)", float_range=(1.0, 100.0))),
     "frame_id": ("partner", ParamSpec("header frame_id of the published FlameParams")),
@@ -94,7 +97,7 @@ class FaceTrackerNode(ManagedNode):
         flame = FlameModel(cfg.flame)
         self._device = str(flame.v_template.device)
         self.tracker = FaceTracker(
-            flame, v("landmark_embedding") or None, selection=v("selection"),
+            flame, v("landmark_embedding") or None, v("landmark_response") or None, selection=v("selection"),
             max_faces=int(v("max_faces")), smoothing=bool(v("smoothing")), min_cutoff=float(v("min_cutoff")),
             beta=float(v("beta")), min_confidence=float(v("min_confidence")), hfov_deg=float(v("hfov_deg")),
         )
