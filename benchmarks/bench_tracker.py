@@ -49,7 +49,8 @@ def main() -> int:
         cap.release()
         if len(frames) >= args.frames:
             break
-    tracker = FaceTracker(FlameModel())
+    flame = FlameModel()
+    tracker = FaceTracker(flame)
     lm_ms, fit_ms, total_ms, iters = [], [], [], []
     for i, rgb in enumerate(frames):
         t0 = time.perf_counter()
@@ -61,17 +62,28 @@ def main() -> int:
         if i >= 5:
             lm_ms.append(1e3 * (t1 - t0))
             fit_ms.append(1e3 * (t2 - t1))
-    # the same fit without the early stop (a fixed iters_warm = 3 per frame, as before)
+    # the same landmarks through variants of the fit (same run, so the ratios hold)
     lms = [tracker.landmarker(rgb) for rgb in frames]
-    tracker.fitter.reset()
+    K = tracker.intrinsics(640, 480)
+
+    def time_fit(fitter):
+        fitter.reset()
+        out = []
+        for i, lm in enumerate(lms):
+            t1 = time.perf_counter()
+            if lm is not None:
+                fitter.fit(lm.points, K)
+            if i >= 5:
+                out.append(1e3 * (time.perf_counter() - t1))
+        return out
+
     tracker.fitter.rel_tol = 0.0
-    fixed_ms = []
-    for i, lm in enumerate(lms):
-        t1 = time.perf_counter()
-        if lm is not None:
-            tracker.fitter.fit(lm.points, tracker.intrinsics(640, 480))
-        if i >= 5:
-            fixed_ms.append(1e3 * (time.perf_counter() - t1))
+    fixed_ms = time_fit(tracker.fitter)  # without the early stop: 3 iterations per warm frame
+    from rsatalker_core.tracking.fit import LandmarkFitter
+    from rsatalker_core.tracking.response import load_response
+
+    flat_ms = time_fit(LandmarkFitter(flame, tracker.embedding, depth_weight=0.0))
+    resp_ms = time_fit(LandmarkFitter(flame, tracker.embedding, response=load_response("avatar")))
     tracker.close()
     tracker = FaceTracker(FlameModel())
     for i, rgb in enumerate(frames):
@@ -102,6 +114,8 @@ def main() -> int:
     print(f"| MediaPipe FaceMesh + iris (478 landmarks) | {q(lm_ms)} |")
     print(f"| fit (Levenberg-Marquardt, warm start, {np.mean(iters[1:]):.2f} iterations per frame) | {q(fit_ms)} |")
     print(f"| fit without the early stop (3 iterations per warm frame) | {q(fixed_ms)} |")
+    print(f"| fit on image positions only (no depth term, depth_weight = 0) | {q(flat_ms)} |")
+    print(f"| fit with the default avatar's landmark response (tracking renders of it) | {q(resp_ms)} |")
     print(f"| FaceTracker.track (landmarks + fit + One-Euro) | {q(total_ms)} |")
     if node_ms:
         print(f"| node callback: Image msg -> FlameParams msg (latency without DDS) | {q(node_ms)} |")
