@@ -187,6 +187,22 @@ def test_tracker_closed_loop_on_rendered_avatar(avatar_renderer):
     # opening and the view (docs/ros.md "Face tracker").
 
 
+def test_fit_input_columns_and_bad_depth(flame):
+    """Two-column landmarks are fitted on image positions alone, like a constant depth
+    column; a NaN depth is a TrackingError, not a silently wrong fit."""
+    emb = embedding_for(flame)
+    K = np.array([[727.0, 0, 128], [0, 727.0, 128], [0, 0, 1]])
+    pc = emb.points(flame.v_template.numpy(), flame.faces.numpy()) @ CAMERA_FACING_FACE.T + [0.0, 0.0, 0.75]
+    full = np.zeros((478, 3))
+    full[emb.landmark_indices, :2] = np.stack([K[0, 0] * pc[:, 0] / pc[:, 2] + 128, K[1, 1] * pc[:, 1] / pc[:, 2] + 128], -1)
+    a = LandmarkFitter(flame, emb).fit(full[:, :2], K)
+    b = LandmarkFitter(flame, emb).fit(full, K)
+    np.testing.assert_allclose(a.params, b.params)
+    full[emb.landmark_indices[0], 2] = np.nan
+    with pytest.raises(TrackingError, match="NaN"):
+        LandmarkFitter(flame, emb).fit(full, K)
+
+
 def test_no_face_gives_no_motion(flame):
     pytest.importorskip("mediapipe")
     from rsatalker_core.tracking.tracker import FaceTracker, NO_FACE

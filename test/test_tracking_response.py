@@ -72,16 +72,9 @@ def test_fitter_with_response_recovers_motion_of_its_own_model(flame):
     resp = _random_response(emb.landmark_indices, seed=1)
     K = np.array([[727.0, 0, 128], [0, 727.0, 128], [0, 0, 1]])
     fit = LandmarkFitter(flame, emb, response=resp, exp_prior=0.02)
-    th = torch.zeros(1, fit.P, dtype=torch.float64)
-    th[0, 0:3] = torch.tensor([0.15, -0.3, 0.05])
-    th[0, 3:6] = torch.tensor([0.0, 0.02, 0.75])
-    th[0, 6] = 0.18
-    th[0, 9 + 1], th[0, 9 + 3] = 1.2, -0.8
-    with torch.no_grad():
-        pts, Rv = fit._forward(th)
-        q = fit._camera(th, pts)
-        px = fit._pixels(q, torch.tensor(K))[0].numpy()
-        z = fit._depth(q, Rv, torch.tensor(K))[0].numpy()
+    m = np.zeros(56, np.float32)
+    m[53:56], m[50], m[1], m[3] = [0.15, -0.3, 0.05], 0.18, 1.2, -0.8
+    _, px, z, _ = fit.model_landmarks(m, [0.0, 0.02, 0.75], K)
     full = np.zeros((478, 3))
     full[emb.landmark_indices, :2] = px
     full[emb.landmark_indices, 2] = z

@@ -19,8 +19,8 @@ face, ``diag(1, -1, -1)``, the avatar camera's rotation); ``t`` is fitted.
 
 Depth: MediaPipe also gives each landmark a relative depth (pixels, like x, about the
 face's centre). It is what tells a pitch of the head from a vertical shift: from image
-positions alone the fit read a pure +-20-degree pitch of the avatar as -9 / +11 degrees,
-with depth as -19 / +17 (docs/ros.md "Face tracker"). The model's counterpart is each
+positions alone the fit read a pure +-20-degree pitch of the avatar as about -9 / +12
+degrees, with depth within 2.6 degrees (docs/ros.md "Face tracker"). The model's counterpart is each
 landmark's camera depth, moved by the embedding's depth offset
 (:attr:`~rsatalker_core.tracking.embedding.LandmarkEmbedding.depth_offset`) along the
 head's backward axis, about the mean depth, in pixels at the mean depth
@@ -52,7 +52,7 @@ from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM
 from rsatalker_core.head.flame import batch_rodrigues
 from rsatalker_core.tracking.embedding import LandmarkEmbedding
 from rsatalker_core.tracking.landmarks import FACE_OVAL, IRIS_CENTRES, TrackingError
-from rsatalker_core.tracking.response import N_STATIC, static_features
+from rsatalker_core.tracking.response import N_STATIC, LandmarkResponse, static_features
 
 __all__ = ["FitResult", "LandmarkFitter", "CAMERA_FACING_FACE", "default_intrinsics"]
 
@@ -132,7 +132,7 @@ class LandmarkFitter:
         oval_weight: float = 0.3,
         depth_weight: float = 1.0,
         depth_scale_prior: float = 1.0,
-        response=None,
+        response: Optional[LandmarkResponse] = None,
         iters_warm: int = 3,
         iters_cold: int = 25,
         rel_tol: float = 1e-3,
@@ -220,6 +220,40 @@ class LandmarkFitter:
     def reset(self) -> None:
         """Forget the warm start (the face was lost)."""
         self._prev: Optional[Tensor] = None
+
+    @property
+    def camera_rotation(self) -> np.ndarray:
+        """``[3, 3]`` world-to-camera rotation the landmarks are seen with (settable)."""
+        return self._Rc.numpy().copy()
+
+    @camera_rotation.setter
+    def camera_rotation(self, R: np.ndarray) -> None:
+        self._Rc = torch.as_tensor(np.asarray(R, dtype=np.float64).reshape(3, 3))
+
+    @torch.no_grad()
+    def model_landmarks(self, motion: np.ndarray, translation: np.ndarray, K: np.ndarray) -> Tuple[np.ndarray, ...]:
+        """The model's landmarks for known parameters (eyes at rest, depth scale 1).
+
+        Args:
+            motion: ``[56]`` ``[exp 50 | jaw 3 | head 3]`` (radians; the first ``n_exp``
+                expression coefficients are used).
+            translation: ``[3]`` head translation in the camera frame, metres.
+            K: ``[3, 3]`` intrinsics, pixels.
+
+        Returns:
+            ``(points [L, 3] camera metres, pixels [L, 2], depth [L] MediaPipe-style pixels,
+            skinning rotations [L, 3, 3])``.
+        """
+        m = np.asarray(motion, dtype=np.float64)
+        th = torch.zeros(1, self.P, dtype=torch.float64)
+        th[0, self._rot] = torch.as_tensor(m[HEAD_SLICE])
+        th[0, self._tr] = torch.as_tensor(np.asarray(translation, dtype=np.float64))
+        th[0, self._jaw] = torch.as_tensor(m[JAW_SLICE])
+        th[0, self._exp] = torch.as_tensor(m[EXP_SLICE][: self.n_exp])
+        Kt = torch.as_tensor(np.asarray(K, dtype=np.float64))
+        pts, Rv = self._forward(th)
+        q = self._camera(th, pts)
+        return (q[0].numpy(), self._pixels(q, Kt)[0].numpy(), self._depth(q, Rv, Kt)[0].numpy(), Rv[0].numpy())
 
     # ---- model --------------------------------------------------------------------------
     def _forward(self, th: Tensor, same_exp: bool = False) -> Tuple[Tensor, Tensor]:
@@ -363,12 +397,12 @@ class LandmarkFitter:
             :class:`FitResult`; the solution becomes the next frame's warm start.
 
         Raises:
-            TrackingError: landmarks of the wrong shape or not finite.
+            TrackingError: landmarks of the wrong shape or not finite (depth included).
         """
         pts = np.asarray(points_px, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[0] < int(self.embedding.landmark_indices.max()) + 1 or pts.shape[1] < 2:
             raise TrackingError(f"landmarks must be [478, >=2] pixels, got {pts.shape}")
-        if not np.isfinite(pts[:, :2]).all():
+        if not np.isfinite(pts[:, :3]).all():
             raise TrackingError("landmarks hold NaN or Inf")
         sel = pts[self.embedding.landmark_indices]
         obs = torch.zeros(len(sel), 3, dtype=torch.float64)

@@ -160,7 +160,8 @@ def calibrate_response(
     by a uniform yaw in ``+-camera_yaw_deg``). MediaPipe's landmarks are compared with the
     embedding's points of the known pose: image offsets at each point's depth, depth offsets
     from MediaPipe's relative depth; each offset is taken back to the rest frame through the
-    point's skinning rotation and regressed (ridge ``ridge``) on ``[1, j, j^2, psi]``.
+    point's skinning rotation and regressed (ridge ``ridge``, relative to the sample count) on
+    the features of the module docstring: ``static_features(j, f)``, ``psi`` and ``j psi``.
 
     Args:
         renderer: an :class:`~rsatalker_core.render.renderer.AvatarRenderer` (its
@@ -179,19 +180,15 @@ def calibrate_response(
 
     from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, MOTION_DIM
     from rsatalker_core.head.flame import batch_rodrigues
-
-    def Rv_head(m):
-        return batch_rodrigues(torch.as_tensor(m[HEAD_SLICE], dtype=torch.float64)[None])[0].numpy()
     from rsatalker_core.render.camera import HEAD_CENTRE, look_at
     from rsatalker_core.tracking.fit import LandmarkFitter
 
     rng = np.random.default_rng(seed)
-    flame = renderer.flame
     view0 = renderer.viewmat
     K = renderer.K[0].cpu().numpy().astype(np.float64)
-    Kt = torch.as_tensor(K)
     centre = torch.tensor(HEAD_CENTRE, dtype=torch.float32)
     dist = float(torch.linalg.norm(torch.linalg.inv(view0[0].cpu())[:3, 3] - centre))
+    fit = LandmarkFitter(renderer.flame, embedding, n_exp=n_exp)
     ids = embedding.landmark_indices
     feats, deltas = [], []
     try:
@@ -210,32 +207,26 @@ def calibrate_response(
             if lm is None:
                 continue
             v = view.cpu().numpy().astype(np.float64)
-            fit = LandmarkFitter(flame, embedding, n_exp=n_exp, camera_rotation=v[:3, :3])
-            th = torch.zeros(1, fit.P, dtype=torch.float64)
-            th[0, fit._rot], th[0, fit._tr] = torch.as_tensor(m[HEAD_SLICE], dtype=torch.float64), torch.as_tensor(v[:3, 3])
-            th[0, fit._jaw] = torch.as_tensor(m[50:53], dtype=torch.float64)
-            th[0, fit._exp] = torch.as_tensor(psi)
-            with torch.no_grad():
-                pts, Rv = fit._forward(th)
-                q = fit._camera(th, pts)[0]  # [L, 3] camera metres
-                pz = fit._depth(q[None], Rv, Kt)[0]  # [L] pixels
-            q, Rv, pz = q.numpy(), Rv[0].numpy(), pz.numpy()
+            Rc = v[:3, :3]
+            fit.camera_rotation = Rc
+            q, _, pz, Rv = fit.model_landmarks(m, v[:3, 3], K)  # the known pose's landmark points
             obs = lm.points[ids].astype(np.float64)
             z = q[:, 2]
-            d_cam = np.stack([
+            d_cam = np.stack([  # MediaPipe's offsets from them, metres in the camera frame
                 (obs[:, 0] - K[0, 2]) * z / K[0, 0] - q[:, 0],
                 (obs[:, 1] - K[1, 2]) * z / K[1, 1] - q[:, 1],
                 (obs[:, 2] - obs[:, 2].mean() - pz) * z.mean() / K[0, 0],
             ], 1)
-            d_rest = np.einsum("lji,lj->li", Rv, d_cam @ v[:3, :3])  # Rv^T Rc^T d
-            f = v[:3, :3] @ Rv_head(m) @ np.array([0.0, 0.0, 1.0])
+            d_rest = np.einsum("lji,lj->li", Rv, d_cam @ Rc)  # Rv^T Rc^T d
+            head = batch_rodrigues(torch.as_tensor(m[HEAD_SLICE], dtype=torch.float64)[None])[0].numpy()
+            f = Rc @ head[:, 2]  # the face's forward axis, camera frame
             feats.append(np.concatenate([static_features(np.array([m[50]], np.float64), f[None])[0], psi, m[50] * psi]))
             deltas.append(d_rest.reshape(-1))
     finally:
         renderer.viewmat = view0
     if len(feats) < max(1, n_samples // 2):
         raise TrackingError(f"MediaPipe found the avatar in {len(feats)} of {n_samples} renders")
-    X, Y = np.stack(feats), np.stack(deltas)  # [N, 3 + E], [N, 3L]
+    X, Y = np.stack(feats), np.stack(deltas)  # [N, 13 + 2E], [N, 3L]
     reg = ridge * np.eye(X.shape[1])
     reg[0, 0] = 0.0  # the constant offset is not shrunk
     B = np.linalg.solve(X.T @ X + len(X) * reg, X.T @ Y)  # [13 + 2E, 3L]
