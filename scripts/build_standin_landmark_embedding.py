@@ -25,9 +25,8 @@ import numpy as np
 from rsatalker_core.config import load_config, package_root
 from rsatalker_core.render.renderer import AvatarRenderer
 from rsatalker_core.tracking.embedding import (
-    STANDIN_EMBEDDING_ASSET, build_embedding_from_renders, calibrate_depth_offsets, save_embedding,
+    STANDIN_EMBEDDING_ASSET, build_embedding_from_renders, calibrate_depth_offsets, embedding_for, save_embedding,
 )
-from rsatalker_core.tracking.embedding import embedding_for
 from rsatalker_core.tracking.landmarks import FaceLandmarker
 from rsatalker_core.tracking.response import AVATAR_RESPONSE_ASSET, calibrate_response, save_response
 

@@ -98,3 +98,28 @@ def test_node_tracks_loses_and_resumes(tmp_path):
     assert "face lost" in log and log.count("face found") >= 2
     m = got[0][1]
     assert len(m.expression) == 50 and np.isfinite(np.array(m.head_pose)).all()
+
+
+def test_landmark_response_parameter(tmp_path):
+    """``landmark_response: avatar`` loads the default avatar's response into the fit (the
+    camera sees an rsatalker avatar); an unreadable file fails the configure transition,
+    naming the file, and the node stays unconfigured."""
+    from rclpy.parameter import Parameter
+
+    from rsatalker_ros.nodes.face_tracker import FaceTrackerNode
+
+    with RosHarness(free_domain_id()) as h:
+        node = FaceTrackerNode(context=h.context, parameter_overrides=[
+            Parameter("autostart", value=False), Parameter("landmark_response", value="avatar")])
+        try:
+            assert node.trigger_configure().name == "SUCCESS"
+            assert node.tracker.fitter.response is not None
+        finally:
+            node.destroy_node()
+        bad = FaceTrackerNode(context=h.context, parameter_overrides=[
+            Parameter("autostart", value=False), Parameter("landmark_response", value=str(tmp_path / "none.npz"))])
+        try:
+            assert bad.trigger_configure().name == "FAILURE"
+            assert bad.lifecycle_state == "unconfigured" and "none.npz" in str(bad.lifecycle_error)
+        finally:
+            bad.destroy_node()
