@@ -15,8 +15,6 @@ import numpy as np
 import pytest
 
 from rsatalker_core.head.flame import STANDIN_SPACE
-from scipy.ndimage import gaussian_filter1d
-from scipy.signal import find_peaks
 
 from rsatalker_core.speech.audio import load_audio
 from rsatalker_core.data import DataConfig, DatasetError, DualTalkDataset, SYNTHETIC_METADATA

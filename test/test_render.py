@@ -448,5 +448,10 @@ def test_default_camera_looks_at_head_centre_from_plus_z():
     # A point in front of the face (+z) is nearer the camera.
     front = view[0, :3, :3] @ (centre + torch.tensor([0, 0, 0.1])) + view[0, :3, 3]
     assert front[2] < pc[2]
+    # Orbited by 90 degrees: on +x at the same distance, still looking at the centre.
+    side = default_camera(cfg, yaw_deg=90.0)[0][0]
+    eye = -side[:3, :3].T @ side[:3, 3]
+    assert torch.allclose(eye, centre + torch.tensor([0.75, 0.0, 0.0]), atol=1e-6)
+    assert torch.allclose(side[:3, :3] @ centre + side[:3, 3], torch.tensor([0.0, 0.0, 0.75]), atol=1e-6)
     with pytest.raises(ConfigError, match="camera_distance"):
         default_camera(RenderConfig(camera_distance=0.0))

@@ -3,8 +3,6 @@ landmarks with noise, MediaPipe + fit in closed loop on renders of the default a
 faces (GRID clips, CC-BY 4.0, attribution in ../shared/data/grid_sample/README), the
 One-Euro filter, the no-face state and ``rsatalker track``."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +11,7 @@ from conftest import SHARED_DATA
 
 from rsatalker_core.config import load_config
 from rsatalker_core.head.flame import FlameModel
+from rsatalker_core.render.camera import default_camera
 from rsatalker_core.tracking.embedding import LandmarkEmbedding, embedding_for, load_embedding, save_embedding
 from rsatalker_core.tracking.fit import CAMERA_FACING_FACE, LandmarkFitter
 from rsatalker_core.tracking.landmarks import TrackingError, select_face
@@ -95,15 +94,6 @@ def test_fit_closed_loop_from_mesh_landmarks_with_noise(flame, view_deg, depth):
     _check_accuracy(np.array(est), np.array(eye_est), m, eye, eye_tol=0.3)
 
 
-def _orbit_camera(renderer, yaw_deg):
-    """World-to-camera ``[4, 4]`` of the avatar camera orbited about the head by ``yaw_deg``."""
-    from rsatalker_core.render.camera import HEAD_CENTRE, look_at
-
-    c = torch.tensor(HEAD_CENTRE, dtype=torch.float32)
-    d, a = float(renderer.cfg.render.camera_distance), np.radians(yaw_deg)
-    return look_at(c + torch.tensor([d * np.sin(a), 0.0, d * np.cos(a)], dtype=torch.float32), c, (0.0, 1.0, 0.0))
-
-
 @pytest.fixture(scope="module")
 def avatar_renderer():
     from rsatalker_core.render.renderer import AvatarRenderer
@@ -156,7 +146,7 @@ def test_tracker_closed_loop_on_rendered_avatar(avatar_renderer):
     views = {}
     try:
         for yaw in (0.0, 20.0, -20.0):
-            view = _orbit_camera(renderer, yaw)
+            view = default_camera(renderer.cfg.render, yaw_deg=yaw)[0][0]
             renderer.viewmat = view[None]
             with FaceLandmarker(video=True) as lm:
                 views[yaw] = (view[:3, :3].numpy(), [lm(img) for img in renderer.render(m)])

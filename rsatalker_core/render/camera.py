@@ -103,10 +103,11 @@ def look_at(
 
 
 def default_camera(
-    cfg: RenderConfig, device: Optional[Union[str, torch.device]] = None
+    cfg: RenderConfig, device: Optional[Union[str, torch.device]] = None, yaw_deg: float = 0.0
 ) -> Tuple[Tensor, Tensor]:
     """The avatar camera: on +z at ``cfg.camera_distance`` metres from :data:`HEAD_CENTRE`,
-    looking at it with y up, vertical field of view ``cfg.fov_deg``.
+    looking at it with y up, vertical field of view ``cfg.fov_deg``; ``yaw_deg`` orbits it
+    about the head's vertical axis (degrees, positive toward +x), e.g. for other views.
 
     Returns:
         ``(viewmats [1, 4, 4], Ks [1, 3, 3])``, float32 on ``device``.
@@ -117,7 +118,8 @@ def default_camera(
     if not float(cfg.camera_distance) > 0.0:
         raise ConfigError(f"render.camera_distance must be > 0 metres, got {cfg.camera_distance!r}")
     centre = torch.tensor(HEAD_CENTRE, dtype=torch.float32)
-    eye = centre + torch.tensor([0.0, 0.0, float(cfg.camera_distance)])
+    d, a = float(cfg.camera_distance), math.radians(float(yaw_deg))
+    eye = centre + torch.tensor([d * math.sin(a), 0.0, d * math.cos(a)])
     view = look_at(eye, centre, (0.0, 1.0, 0.0)).to(device)
     K = intrinsics_from_fov(cfg.fov_deg, cfg.width, cfg.height, device=device)
     return view[None], K[None]

@@ -165,7 +165,8 @@ def calibrate_response(
 
     Args:
         renderer: an :class:`~rsatalker_core.render.renderer.AvatarRenderer` (its
-            ``viewmat`` is changed during the call and restored).
+            ``viewmat`` is changed during the call, to its config's camera orbited by the
+            sampled yaw, and restored).
         landmarker: a :class:`~rsatalker_core.tracking.landmarks.FaceLandmarker`, ``video=False``.
         embedding: the :class:`~rsatalker_core.tracking.embedding.LandmarkEmbedding` tracked with.
 
@@ -180,14 +181,12 @@ def calibrate_response(
 
     from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, MOTION_DIM
     from rsatalker_core.head.flame import batch_rodrigues
-    from rsatalker_core.render.camera import HEAD_CENTRE, look_at
+    from rsatalker_core.render.camera import default_camera
     from rsatalker_core.tracking.fit import LandmarkFitter
 
     rng = np.random.default_rng(seed)
     view0 = renderer.viewmat
     K = renderer.K[0].cpu().numpy().astype(np.float64)
-    centre = torch.tensor(HEAD_CENTRE, dtype=torch.float32)
-    dist = float(torch.linalg.norm(torch.linalg.inv(view0[0].cpu())[:3, 3] - centre))
     fit = LandmarkFitter(renderer.flame, embedding, n_exp=n_exp)
     ids = embedding.landmark_indices
     feats, deltas = [], []
@@ -199,9 +198,8 @@ def calibrate_response(
             psi = 0.3 * rng.standard_normal(n_exp)
             psi[rng.choice(n_exp, 3, replace=False)] = rng.uniform(-2.0, 2.0, 3)
             m[EXP_SLICE.start : EXP_SLICE.start + n_exp] = psi
-            a = np.radians(rng.uniform(-camera_yaw_deg, camera_yaw_deg))
-            eye = centre + torch.tensor([dist * np.sin(a), 0.0, dist * np.cos(a)], dtype=torch.float32)
-            view = look_at(eye, centre, (0.0, 1.0, 0.0)).to(view0)
+            yaw = rng.uniform(-camera_yaw_deg, camera_yaw_deg)
+            view = default_camera(renderer.cfg.render, view0.device, yaw_deg=yaw)[0][0]
             renderer.viewmat = view[None]
             lm = landmarker(renderer.render(m))
             if lm is None:

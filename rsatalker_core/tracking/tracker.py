@@ -17,7 +17,7 @@ import numpy as np
 from rsatalker_core.config import MOTION_DIM
 from rsatalker_core.tracking.embedding import LandmarkEmbedding, embedding_for
 from rsatalker_core.tracking.fit import FitResult, LandmarkFitter, default_intrinsics
-from rsatalker_core.tracking.landmarks import FaceLandmarker, FaceLandmarks, TrackingError
+from rsatalker_core.tracking.landmarks import FaceLandmarker, FaceLandmarks
 from rsatalker_core.tracking.response import LandmarkResponse, load_response
 from rsatalker_core.tracking.smoothing import OneEuroFilter
 
