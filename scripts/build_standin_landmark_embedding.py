@@ -65,7 +65,8 @@ def main() -> None:
         save_response(args.response_out, resp, note=np.array(
             "How MediaPipe reads the rsatalker default avatar (scripts/build_standin_landmark_embedding.py)"))
         print(f"wrote {args.response_out}: {int(info['samples'])} renders; landmark offsets "
-              f"{info['rms_before_mm']:.2f} mm RMS, {info['rms_after_mm']:.2f} mm after the response")
+              f"{info['rms_before_mm']:.2f} mm RMS, {info['rms_after_mm']:.2f} mm after the response, "
+              f"{info['noise_floor_mm']:.2f} mm beside its {resp.noise.shape[2]} noise directions")
 
 
 if __name__ == "__main__":

@@ -22,24 +22,37 @@ def flame():
     return FlameModel()
 
 
-def _random_response(ids, E=50, seed=0):
+def _random_response(ids, E=50, seed=0, K=0):
     rng = np.random.default_rng(seed)
     L = len(ids)
     return LandmarkResponse(ids, 1e-3 * rng.standard_normal((N_STATIC, L, 3)), 1e-3 * rng.standard_normal((L, 3, E)),
-                            1e-3 * rng.standard_normal((L, 3, E)))
+                            1e-3 * rng.standard_normal((L, 3, E)), noise=1e-3 * rng.standard_normal((L, 3, K)),
+                            noise_floor=2e-4 if K else 0.0)
 
 
 def test_response_file_roundtrip_and_errors(tmp_path):
-    resp = _random_response(np.array([1, 13, 14, 468]))
+    resp = _random_response(np.array([1, 13, 14, 468]), K=5)
     p = tmp_path / "r.npz"
     save_response(str(p), resp)
     got = load_response(str(p))
-    for k in ("landmark_indices", "static", "exp", "jaw_exp"):
+    for k in ("landmark_indices", "static", "exp", "jaw_exp", "noise"):
         np.testing.assert_array_equal(getattr(got, k), getattr(resp, k))
+    assert got.noise_floor == pytest.approx(2e-4)
     # aligned to another landmark set: rows it lacks are zero, fewer expression columns cut
-    static, exp, jexp = got.aligned(np.array([14, 2, 1]), 10)
+    static, exp, jexp, noise = got.aligned(np.array([14, 2, 1]), 10)
     np.testing.assert_allclose(static[:, 0], resp.static[:, 2], rtol=1e-6)
+    np.testing.assert_allclose(noise[0], resp.noise[2], rtol=1e-6)
     assert not static[:, 1].any() and not exp[1].any() and exp.shape == (3, 3, 10) and jexp.shape == (3, 3, 10)
+    assert noise.shape == (3, 3, 5) and not noise[1].any()
+    # a file written before the noise directions: none (K = 0)
+    np.savez(tmp_path / "old.npz", landmark_indices=resp.landmark_indices, static=resp.static, exp=resp.exp,
+             jaw_exp=resp.jaw_exp)
+    assert load_response(str(tmp_path / "old.npz")).noise.shape == (4, 3, 0)
+    with pytest.raises(TrackingError, match="noise"):  # directions without a floor
+        LandmarkResponse(resp.landmark_indices, resp.static, resp.exp, resp.jaw_exp, noise=resp.noise)
+    with pytest.raises(TrackingError, match="noise"):
+        LandmarkResponse(resp.landmark_indices, resp.static, resp.exp, resp.jaw_exp, noise=resp.noise[:2],
+                         noise_floor=1e-4)
     with pytest.raises(TrackingError, match="no such"):
         load_response(str(tmp_path / "missing.npz"))
     np.savez(tmp_path / "nokeys.npz", static=resp.static)
@@ -84,6 +97,58 @@ def test_fitter_with_response_recovers_motion_of_its_own_model(flame):
     assert abs(r.motion[50] - 0.18) < 0.01 and abs(r.motion[1] - 1.2) < 0.1 and abs(r.motion[3] + 0.8) < 0.1
 
 
+def test_fitter_jacobian_matches_finite_differences(flame):
+    """The analytic Jacobian columns (translation, expression, depth scale, the response's
+    noise directions) and the batched forward differences (rotations) agree with central
+    differences of the residuals, image and depth rows."""
+    emb = embedding_for(flame)
+    resp = load_response("avatar")
+    K = np.array([[727.0, 0, 128], [0, 727.0, 128], [0, 0, 1]])
+    fit = LandmarkFitter(flame, emb, response=resp)
+    assert fit.n_noise == resp.noise.shape[2] > 0
+    rng = np.random.default_rng(3)
+    th = torch.zeros(fit.P, dtype=torch.float64)
+    th[:3], th[3:6], th[6] = torch.tensor([0.1, -0.2, 0.05]), torch.tensor([0.0, 0.01, 0.7]), 0.15
+    th[9:] = torch.as_tensor(0.3 * rng.standard_normal(fit.P - 9))
+    th[fit._zs] = 0.05
+    obs = torch.as_tensor(np.c_[rng.uniform(60, 200, (len(emb), 2)), rng.normal(0, 10, len(emb))])
+    Kt, scale = torch.as_tensor(K), torch.tensor(1.5)
+    _, J = fit._jacobian(th, Kt, obs, scale, 1.0)
+    Jn = torch.zeros_like(J)
+    for k in range(fit.P):
+        e = torch.zeros(fit.P, dtype=torch.float64)
+        e[k] = 1e-6
+        Jn[:, k] = (fit._residual_fn(th + e, Kt, obs, scale, 1.0) - fit._residual_fn(th - e, Kt, obs, scale, 1.0)) / 2e-6
+    rel = ((J - Jn).abs().max(0).values / Jn.abs().max(0).values.clamp_min(1e-9)).numpy()
+    assert rel[fit._nz].max() < 1e-4 and rel[3:6].max() < 1e-4 and rel[fit._zs] < 1e-4
+    # rotations: one-sided differences; expression: its small pull on the joints is left out
+    assert rel[:3].max() < 1e-3 and rel[fit._exp].max() < 0.05
+
+
+def test_noise_directions_keep_a_correlated_slide_out_of_the_expression(flame):
+    """Landmarks displaced along the avatar response's noise directions (a correlated slide
+    like MediaPipe's, 2 sd) are read as expression by a fit without the noise model, and far
+    less with it (docs/ros.md "Face tracker")."""
+    emb = embedding_for(flame)
+    resp = load_response("avatar")
+    K = np.array([[727.0, 0, 128], [0, 727.0, 128], [0, 0, 1]])
+    plain = LandmarkResponse(resp.landmark_indices, resp.static, resp.exp, resp.jaw_exp)
+    rng = np.random.default_rng(0)
+    m = np.zeros(56, np.float32)
+    m[53:56], m[50], m[1], m[3] = [0.1, -0.25, 0.05], 0.12, 1.0, 0.8
+    errs = {"plain": [], "noise": []}
+    for _ in range(4):
+        slide = resp.noise @ (2.0 * rng.standard_normal(resp.noise.shape[2]))  # [L, 3] metres, rest frame
+        static = resp.static.copy()
+        static[0] += slide  # the constant term: a rest-frame offset like the noise's
+        shifted = LandmarkResponse(resp.landmark_indices, static, resp.exp, resp.jaw_exp)
+        _, px, z, _ = LandmarkFitter(flame, emb, response=shifted).model_landmarks(m, [0.0, 0.02, 0.75], K)
+        full = np.zeros((478, 3))
+        full[emb.landmark_indices, :2], full[emb.landmark_indices, 2] = px, z
+        for name, r in (("plain", plain), ("noise", resp)):
+            est = LandmarkFitter(flame, emb, response=r).fit(full, K, iterations=40).motion
+            errs[name].append(np.abs(est[:50] - m[:50]).mean() + np.abs(est[50] - m[50]))
+    assert np.mean(errs["noise"]) < 0.5 * np.mean(errs["plain"]), errs
 def test_calibrate_response_explains_mediapipe_on_avatar_renders():
     """A small calibration on real renders: the response explains part of MediaPipe's
     landmark offsets (in-sample), and the viewmat is restored."""
@@ -100,6 +165,11 @@ def test_calibrate_response_explains_mediapipe_on_avatar_renders():
     assert torch.equal(renderer.viewmat, view)
     assert info["samples"] >= 36 and info["rms_after_mm"] < 0.9 * info["rms_before_mm"]
     assert resp.exp.shape[2] == 10 and np.isfinite(resp.static).all()
+    # the noise directions: principal components of what is left, largest first
+    sd = np.sqrt((resp.noise**2).sum((0, 1)))
+    assert resp.noise.shape[:2] == resp.static.shape[1:] and 0 < resp.noise.shape[2] <= 39
+    assert (np.diff(sd) <= 1e-9).all() and 0 < 1000 * resp.noise_floor < info["rms_after_mm"]
+    assert info["noise_floor_mm"] == pytest.approx(1000 * resp.noise_floor)
 
 
 def test_embedding_depth_offsets_file_and_errors(tmp_path, flame):

@@ -30,7 +30,11 @@ third one, are fitted on their image positions only.
 
 Appearance: an optional :class:`~rsatalker_core.tracking.response.LandmarkResponse` moves
 the landmark points by how MediaPipe reads one avatar's painted surface (for tracking
-renders of that avatar, never real people).
+renders of that avatar, never real people). Its noise directions add ``K`` latent
+coefficients ``z`` (rest-frame offsets ``noise @ z``, prior weight
+``noise_prior (noise_floor / face size)^2``): a factor-analysis model of MediaPipe's errors,
+which are correlated across landmarks (a lip contour slides as a whole), so that such a slide
+is explained as noise rather than read as jaw or expression.
 
 Solver: Levenberg-Marquardt (Gauss-Newton with a damping term) on residuals in percent of
 the face's size; Jacobians analytic for translation, expression and the depth scale, by forward
@@ -109,6 +113,9 @@ class LandmarkFitter:
             column) relative to the image ones; 0 fits the 2D positions only. The depth is
             what tells head pitch from a vertical shift (module docstring, "Depth").
         depth_scale_prior: weight of the pull of the fitted depth scale toward 1.
+        noise_prior: scale of the prior on the response's noise coefficients (module
+            docstring, "Appearance"; 1 is the calibrated factor-analysis model, larger holds
+            them nearer 0; 30 was best on a validation motion, docs/ros.md "Face tracker").
         iters_warm, iters_cold: solver iterations per frame with / without a warm start
             (at most).
         rel_tol: a warm fit stops once an iteration lowers the cost by less than this
@@ -133,6 +140,7 @@ class LandmarkFitter:
         depth_weight: float = 1.0,
         depth_scale_prior: float = 1.0,
         response: Optional[LandmarkResponse] = None,
+        noise_prior: float = 30.0,
         iters_warm: int = 3,
         iters_cold: int = 25,
         rel_tol: float = 1e-3,
@@ -174,8 +182,14 @@ class LandmarkFitter:
         # expression and view; none by default): :mod:`rsatalker_core.tracking.response`.
         self.response = response
         self._rs = self._rje = None
+        self.n_noise = K = 0
         if response is not None:
-            rs, re, rje = response.aligned(embedding.landmark_indices, E)
+            rs, re, rje, rn = response.aligned(embedding.landmark_indices, E)
+            # latent coefficients along the response's noise directions (factor analysis of
+            # MediaPipe's correlated errors; module docstring, "Appearance")
+            self.n_noise = K = rn.shape[2]
+            self._nb = torch.as_tensor(rn, dtype=dt)  # [L, 3, K]
+            self._nb_flat = self._nb.reshape(L * 3, K).T.contiguous()  # [K, 3L]
             self._rs = torch.as_tensor(rs, dtype=dt).reshape(N_STATIC, L * 3)  # [S, 3L]
             self._sd = self._sd + torch.as_tensor(re, dtype=dt)
             self._rje = torch.as_tensor(rje, dtype=dt)  # [L, 3, E]
@@ -194,11 +208,12 @@ class LandmarkFitter:
         self._dz = torch.as_tensor(embedding.depth_offset, dtype=dt)  # [L] metres
         self._lwz = torch.as_tensor(np.sqrt(lw * self.depth_weight))  # per depth residual
         # Parameter layout: rotation 3 | translation 3 | jaw 3 | expression E | eyes 4 |
-        # depth scale 1 (MediaPipe's depth unit relative to its x unit, minus 1).
-        self.P = 9 + E + 4 + 1
+        # depth scale 1 (MediaPipe's depth unit relative to its x unit, minus 1) | noise K.
+        self.P = 9 + E + 4 + 1 + K
         self._rot, self._tr, self._jaw = slice(0, 3), slice(3, 6), slice(6, 9)
         self._exp, self._eye = slice(9, 9 + E), slice(9 + E, 13 + E)
         self._zs = 13 + E
+        self._nz = slice(14 + E, 14 + E + K)
         prior = np.zeros(self.P)
         prior[self._exp] = exp_prior
         prior[self._jaw] = [jaw_prior, 20 * jaw_prior, 20 * jaw_prior]  # the jaw mostly opens (x)
@@ -215,6 +230,13 @@ class LandmarkFitter:
         self.iters_warm, self.iters_cold = int(iters_warm), int(iters_cold)
         self._nonlinear = torch.as_tensor(list(range(0, 3)) + list(range(6, 9)) + list(range(9 + E, 13 + E)))
         self._rest_pts = self._forward(torch.zeros(1, self.P, dtype=dt))[0][0]  # [L, 3] world
+        if K:
+            # z ~ N(0, I) against residuals of sd noise_floor: in the fit's units (percent of
+            # the face's size) the prior weight is (noise_floor / size)^2
+            rest = self._rest_pts @ self._Rc.T
+            size = float((rest[:, :2].max(0).values - rest[:, :2].min(0).values).norm()) / 100.0
+            self._prior[self._nz] = float(noise_prior) * (response.noise_floor / size) ** 2
+            self._prior_diag = torch.diag(self._prior)
         self.reset()
 
     def reset(self) -> None:
@@ -272,6 +294,8 @@ class LandmarkFitter:
         L = self._vt.shape[0]
         # matmuls on flattened blendshapes (the einsums of flame.lbs, cheaper at this size)
         v = self._vt + (exp @ self._sd_flat).view(-1, L, 3)  # [B or 1, L, 3]
+        if self.n_noise:  # the response's noise directions
+            v = v + (th[:, self._nz] @ self._nb_flat).view(B, L, 3)
         J = (self._J0 + (exp @ self._Jd_flat).view(-1, 5, 3)).expand(B, 5, 3)  # [B, 5, 3]
         rot = batch_rodrigues(pose.reshape(-1, 3)).view(B, 5, 3, 3)
         if self._rs is not None:  # the appearance's response
@@ -365,6 +389,10 @@ class LandmarkFitter:
         dz = torch.bmm(RcRv[:, 2:], sd)[:, 0]  # [L, E]
         Jm[2 * L :, self._exp] = -(wz * K[0, 0] / zm)[:, None] * (dz - (z / zm)[:, None] * dz.mean(0))
         Jm[2 * L :, self._zs] = wz * obs[:, 2]
+        if self.n_noise:  # rest-frame offsets, like the expression's
+            Jm[: 2 * L, self._nz] = torch.bmm(dq @ RcRv, self._nb).reshape(-1, self.n_noise)
+            dzn = torch.bmm(RcRv[:, 2:], self._nb)[:, 0]  # [L, K]
+            Jm[2 * L :, self._nz] = -(wz * K[0, 0] / zm)[:, None] * (dzn - (z / zm)[:, None] * dzn.mean(0))
         return r[0], Jm
 
     # ---- fitting ------------------------------------------------------------------------

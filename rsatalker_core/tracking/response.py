@@ -16,6 +16,11 @@ expression coefficients, ``f`` the face's forward axis in camera coordinates and
 :class:`~rsatalker_core.tracking.fit.LandmarkFitter` adds it to the landmark points before
 skinning, so the fit stays in the head model's parameter space.
 
+What the response leaves is not independent per landmark: MediaPipe slides whole contours
+together. The response also keeps the principal directions of that residual (``noise``),
+along which the fit solves for latent coefficients with a Gaussian prior (factor analysis;
+:class:`LandmarkResponse`), so such a slide is not read as jaw or expression.
+
 :func:`calibrate_response` measures it from renders of the avatar with known random motion
 and camera views (ridge regression of the landmark offsets on the features). It describes
 the *avatar's* appearance: use it to track videos of the avatar (the closed-loop test,
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -67,6 +72,13 @@ class LandmarkResponse:
         static: ``[13, L, 3]`` metres per static feature (:func:`static_features`).
         exp: ``[L, 3, E]`` metres per expression coefficient.
         jaw_exp: ``[L, 3, E]`` metres per expression coefficient and radian of jaw opening.
+        noise: ``[L, 3, K]`` metres: the principal directions of what the response leaves
+            unexplained, each scaled by its standard deviation (``K = 0``: none). MediaPipe's
+            errors on one image are strongly correlated across landmarks (a whole lip contour
+            slides together); :class:`~rsatalker_core.tracking.fit.LandmarkFitter` fits
+            ``K`` latent coefficients ``z ~ N(0, I)`` along them, a factor-analysis noise
+            model, so that such slides are not read as expression.
+        noise_floor: metres, the RMS left after the ``K`` directions (the isotropic part).
         source: where it came from.
     """
 
@@ -74,6 +86,8 @@ class LandmarkResponse:
     static: np.ndarray
     exp: np.ndarray
     jaw_exp: np.ndarray
+    noise: Optional[np.ndarray] = None
+    noise_floor: float = 0.0
     source: str = ""
 
     def __post_init__(self):
@@ -82,40 +96,48 @@ class LandmarkResponse:
         self.exp = np.asarray(self.exp, dtype=np.float32)
         self.jaw_exp = np.asarray(self.jaw_exp, dtype=np.float32)
         L = len(self.landmark_indices)
+        self.noise = np.zeros((L, 3, 0), np.float32) if self.noise is None else np.asarray(self.noise, dtype=np.float32)
+        self.noise_floor = float(self.noise_floor)
         ok = (
             L > 0 and self.static.shape == (N_STATIC, L, 3)
             and self.exp.ndim == 3 and self.exp.shape[:2] == (L, 3) and self.jaw_exp.shape == self.exp.shape
             and self.landmark_indices.min() >= 0 and self.landmark_indices.max() < NUM_LANDMARKS
-            and all(np.isfinite(a).all() for a in (self.static, self.exp, self.jaw_exp))
+            and self.noise.ndim == 3 and self.noise.shape[:2] == (L, 3)
+            and all(np.isfinite(a).all() for a in (self.static, self.exp, self.jaw_exp, self.noise))
+            and (self.noise.shape[2] == 0 or (np.isfinite(self.noise_floor) and self.noise_floor > 0))
         )
         if not ok:
             raise TrackingError(
                 f"landmark response {self.source!r}: need ids [L] in 0..{NUM_LANDMARKS - 1} and finite "
-                f"static [{N_STATIC}, L, 3], exp and jaw_exp [L, 3, E]; got {self.landmark_indices.shape}, "
-                f"{self.static.shape}, {self.exp.shape}, {self.jaw_exp.shape}"
+                f"static [{N_STATIC}, L, 3], exp and jaw_exp [L, 3, E], noise [L, 3, K] with a positive "
+                f"noise_floor; got {self.landmark_indices.shape}, {self.static.shape}, {self.exp.shape}, "
+                f"{self.jaw_exp.shape}, {self.noise.shape}, {self.noise_floor}"
             )
 
-    def aligned(self, landmark_indices: np.ndarray, n_exp: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(static [13, L, 3], exp [L, 3, n_exp], jaw_exp [L, 3, n_exp])`` for an
-        embedding's landmark ids (zeros for landmarks or expression coefficients the
+    def aligned(self, landmark_indices: np.ndarray, n_exp: int) -> Tuple[np.ndarray, ...]:
+        """``(static [13, L, 3], exp [L, 3, n_exp], jaw_exp [L, 3, n_exp], noise [L, 3, K])``
+        for an embedding's landmark ids (zeros for landmarks or expression coefficients the
         response lacks)."""
         ids = np.asarray(landmark_indices).reshape(-1)
         row = {int(k): i for i, k in enumerate(self.landmark_indices)}
         static = np.zeros((N_STATIC, len(ids), 3))
         exp = np.zeros((len(ids), 3, n_exp))
         jexp = np.zeros((len(ids), 3, n_exp))
+        noise = np.zeros((len(ids), 3, self.noise.shape[2]))
         E = min(n_exp, self.exp.shape[2])
         for i, k in enumerate(ids):
             r = row.get(int(k))
             if r is not None:
                 static[:, i], exp[i, :, :E], jexp[i, :, :E] = self.static[:, r], self.exp[r, :, :E], self.jaw_exp[r, :, :E]
-        return static, exp, jexp
+                noise[i] = self.noise[r]
+        return static, exp, jexp, noise
 
 
 def save_response(path: str, resp: LandmarkResponse, **extra) -> None:
-    """Write ``resp`` as an npz (``landmark_indices``, ``offset``, ``jaw``, ``exp``)."""
+    """Write ``resp`` as an npz (``landmark_indices``, ``static``, ``exp``, ``jaw_exp``,
+    ``noise``, ``noise_floor``)."""
     np.savez(path, landmark_indices=resp.landmark_indices, static=resp.static, exp=resp.exp,
-             jaw_exp=resp.jaw_exp, **extra)
+             jaw_exp=resp.jaw_exp, noise=resp.noise, noise_floor=np.float64(resp.noise_floor), **extra)
 
 
 def load_response(path: str) -> LandmarkResponse:
@@ -135,7 +157,10 @@ def load_response(path: str) -> LandmarkResponse:
             missing = [k for k in ("landmark_indices", "static", "exp", "jaw_exp") if k not in d.files]
             if missing:
                 raise TrackingError(f"{path}: landmark response lacks {', '.join(missing)}")
-            return LandmarkResponse(d["landmark_indices"], d["static"], d["exp"], d["jaw_exp"], source=path)
+            noise = d["noise"] if "noise" in d.files else None  # optional (older files lack it)
+            floor = float(d["noise_floor"]) if "noise_floor" in d.files else 0.0
+            return LandmarkResponse(d["landmark_indices"], d["static"], d["exp"], d["jaw_exp"], noise=noise,
+                                    noise_floor=floor, source=path)
     except (OSError, ValueError) as exc:
         raise TrackingError(f"{path}: not a readable landmark response npz ({exc})") from exc
 
@@ -151,6 +176,7 @@ def calibrate_response(
     jaw_max: float = 0.3,
     n_exp: int = 50,
     ridge: float = 1e-2,
+    n_noise: int = 80,
 ) -> Tuple[LandmarkResponse, Dict[str, float]]:
     """Measure an avatar's :class:`LandmarkResponse` from renders with known motion.
 
@@ -162,6 +188,8 @@ def calibrate_response(
     from MediaPipe's relative depth; each offset is taken back to the rest frame through the
     point's skinning rotation and regressed (ridge ``ridge``, relative to the sample count) on
     the features of the module docstring: ``static_features(j, f)``, ``psi`` and ``j psi``.
+    The first ``n_noise`` principal components of what is left become the response's
+    ``noise`` directions (:class:`LandmarkResponse`), the rest its ``noise_floor``.
 
     Args:
         renderer: an :class:`~rsatalker_core.render.renderer.AvatarRenderer` (its
@@ -171,8 +199,9 @@ def calibrate_response(
         embedding: the :class:`~rsatalker_core.tracking.embedding.LandmarkEmbedding` tracked with.
 
     Returns:
-        ``(response, {"samples": used, "rms_before_mm", "rms_after_mm"})``: the landmark
-        offsets' RMS without and with the response, over the samples.
+        ``(response, {"samples": used, "rms_before_mm", "rms_after_mm", "noise_floor_mm"})``:
+        the landmark offsets' RMS without and with the response, over the samples, and what
+        is left beside the noise directions.
 
     Raises:
         TrackingError: MediaPipe found a face in fewer than half the renders.
@@ -229,8 +258,14 @@ def calibrate_response(
     reg[0, 0] = 0.0  # the constant offset is not shrunk
     B = np.linalg.solve(X.T @ X + len(X) * reg, X.T @ Y)  # [13 + 2E, 3L]
     L, S, E = len(ids), N_STATIC, n_exp
+    res = Y - X @ B  # [N, 3L] what the linear response leaves
+    _, sv, vt = np.linalg.svd(res, full_matrices=False)  # principal directions of the residual
+    K = min(int(n_noise), len(sv) - 1)
+    noise = (vt[:K] * (sv[:K, None] / np.sqrt(len(X)))).reshape(K, L, 3).transpose(1, 2, 0)  # [L, 3, K]
+    floor = float(np.sqrt((sv[K:] ** 2).sum() / res.size))
     B = B.reshape(-1, L, 3)
     resp = LandmarkResponse(ids, B[:S], B[S : S + E].transpose(1, 2, 0), B[S + E :].transpose(1, 2, 0),
-                            source="calibrated")
+                            noise=noise, noise_floor=floor, source="calibrated")
     rms = lambda a: float(1000 * np.sqrt((a**2).mean()))
-    return resp, {"samples": float(len(X)), "rms_before_mm": rms(Y), "rms_after_mm": rms(Y - X @ B.reshape(len(B), -1))}
+    return resp, {"samples": float(len(X)), "rms_before_mm": rms(Y), "rms_after_mm": rms(res),
+                  "noise_floor_mm": 1000 * floor}
