@@ -7,12 +7,13 @@ MediaPipe's relative depth puts each landmark (calibrate_depth_offsets). Writes
 rsatalker_core/assets/standin_mediapipe_embedding.npz in FLAME's embedding layout.
 
 Then measures how MediaPipe reads the default avatar's painted face
-(rsatalker_core.tracking.response.calibrate_response, renders at 256 px with random known
-motion and views) and writes rsatalker_core/assets/standin_avatar_landmark_response.npz,
-used to track renders of the avatar (``--landmark-response avatar``). About 2 minutes.
+(rsatalker_core.tracking.response.calibrate_response, 6000 renders at 256 px in clips of 10
+frames, each a smooth move between random known motions under a random view, tracked by
+MediaPipe in video mode) and writes rsatalker_core/assets/standin_avatar_landmark_response.npz,
+used to track renders of the avatar (``--landmark-response avatar``). About 3 minutes.
 
     python scripts/build_standin_landmark_embedding.py [--size 512] [--out PATH]
-        [--response-samples 3000] [--response-out PATH]
+        [--response-samples 6000] [--response-clip 10] [--response-out PATH]
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", type=int, default=512, help="render size, pixels")
     ap.add_argument("--out", default=os.path.join(package_root(), "assets", STANDIN_EMBEDDING_ASSET))
-    ap.add_argument("--response-samples", type=int, default=3000,
+    ap.add_argument("--response-samples", type=int, default=6000,
                     help="renders for the avatar's landmark response (0: do not build it)")
     ap.add_argument("--response-size", type=int, default=256, help="their size, pixels")
+    ap.add_argument("--response-clip", type=int, default=10,
+                    help="frames per clip, tracked by MediaPipe in video mode as the tracker node does "
+                         "(1: unrelated still images)")
     ap.add_argument("--response-out", default=os.path.join(package_root(), "assets", AVATAR_RESPONSE_ASSET))
     args = ap.parse_args()
     cfg = load_config(None, {"device": "cpu"})
@@ -59,9 +63,9 @@ def main() -> None:
     if args.response_samples > 0:
         cfg.render.width = cfg.render.height = args.response_size
         renderer = AvatarRenderer(cfg)
-        with FaceLandmarker(video=False, min_detection_confidence=0.3) as lm:
+        with FaceLandmarker(video=args.response_clip > 1, min_detection_confidence=0.3) as lm:
             resp, info = calibrate_response(renderer, lm, embedding_for(renderer.flame, args.out),
-                                            n_samples=args.response_samples)
+                                            n_samples=args.response_samples, sequence_length=args.response_clip)
         save_response(args.response_out, resp, note=np.array(
             "How MediaPipe reads the rsatalker default avatar (scripts/build_standin_landmark_embedding.py)"))
         print(f"wrote {args.response_out}: {int(info['samples'])} renders; landmark offsets "

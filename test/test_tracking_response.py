@@ -172,6 +172,29 @@ def test_calibrate_response_explains_mediapipe_on_avatar_renders():
     assert info["noise_floor_mm"] == pytest.approx(1000 * resp.noise_floor)
 
 
+def test_calibrate_response_from_clips_tracked_in_video_mode():
+    """Clips of smooth known motion, tracked frame to frame by a video-mode MediaPipe that is
+    reset between clips (what the tracker node sees): the face is found throughout and the
+    response explains part of the offsets; a clip length below 1 is refused."""
+    pytest.importorskip("mediapipe")
+    from rsatalker_core.render.renderer import AvatarRenderer
+    from rsatalker_core.tracking.landmarks import FaceLandmarker
+
+    cfg = load_config(None, {"device": "cpu"})
+    cfg.render.width = cfg.render.height = 192
+    renderer = AvatarRenderer(cfg)
+    emb = embedding_for(renderer.flame)
+    with FaceLandmarker(video=True, min_detection_confidence=0.3) as lm:
+        resets = []
+        reset = lm.reset
+        lm.reset = lambda: (resets.append(1), reset())  # count the real resets
+        resp, info = calibrate_response(renderer, lm, emb, n_samples=40, n_exp=10, ridge=1.0, sequence_length=10)
+        assert len(resets) == 4
+        with pytest.raises(TrackingError, match="sequence_length"):
+            calibrate_response(renderer, lm, emb, n_samples=10, sequence_length=0)
+    assert info["samples"] >= 36 and info["rms_after_mm"] < 0.9 * info["rms_before_mm"]
+
+
 def test_embedding_depth_offsets_file_and_errors(tmp_path, flame):
     emb = embedding_for(flame)
     assert np.abs(emb.depth_offset).max() > 0  # the packaged embedding carries them

@@ -149,12 +149,22 @@ class FaceLandmarker:
                 "the face tracker needs mediapipe 0.10.21 (pip install --no-deps -r requirements-nodeps.txt)"
             ) from exc
         self.selection = selection
+        self.video = bool(video)
+        self._options = dict(
+            static_image_mode=not video, max_num_faces=int(max_faces), refine_landmarks=True,
+            min_detection_confidence=float(min_detection_confidence),
+            min_tracking_confidence=float(min_tracking_confidence),
+        )
+        self._face_mesh = face_mesh
         with _quiet_stderr():
-            self._mesh = face_mesh.FaceMesh(
-                static_image_mode=not video, max_num_faces=int(max_faces), refine_landmarks=True,
-                min_detection_confidence=float(min_detection_confidence),
-                min_tracking_confidence=float(min_tracking_confidence),
-            )
+            self._mesh = face_mesh.FaceMesh(**self._options)
+
+    def reset(self) -> None:
+        """Forget the tracked face region (video mode): the next image is searched afresh,
+        as the first of a new stream."""
+        self._mesh.close()
+        with _quiet_stderr():
+            self._mesh = self._face_mesh.FaceMesh(**self._options)
 
     def __call__(self, rgb: np.ndarray) -> Optional[FaceLandmarks]:
         """Landmarks of the selected face in ``rgb`` ``[H, W, 3]`` uint8, or ``None`` (no face).

@@ -177,13 +177,19 @@ def calibrate_response(
     n_exp: int = 50,
     ridge: float = 1e-2,
     n_noise: int = 80,
+    sequence_length: int = 1,
 ) -> Tuple[LandmarkResponse, Dict[str, float]]:
     """Measure an avatar's :class:`LandmarkResponse` from renders with known motion.
 
     Each sample renders the avatar with a random head rotation (each axis uniform in
     ``+-head_deg``), jaw opening (uniform in ``0..jaw_max`` radians), expression (every
     coefficient normal with sd 0.3, plus three uniform in -2..2) and camera (orbiting the head
-    by a uniform yaw in ``+-camera_yaw_deg``). MediaPipe's landmarks are compared with the
+    by a uniform yaw in ``+-camera_yaw_deg``). With ``sequence_length > 1`` the samples come
+    in short clips instead, each a smooth (raised-cosine) move from one random motion to
+    another under one camera, tracked from frame to frame by a video-mode ``landmarker``
+    (:meth:`~rsatalker_core.tracking.landmarks.FaceLandmarker.reset` between clips): what the
+    tracker node sees, whose MediaPipe follows the face region from the previous frame and
+    reads the open jaw differently from a still image. MediaPipe's landmarks are compared with the
     embedding's points of the known pose: image offsets at each point's depth, depth offsets
     from MediaPipe's relative depth; each offset is taken back to the rest frame through the
     point's skinning rotation and regressed (ridge ``ridge``, relative to the sample count) on
@@ -195,7 +201,8 @@ def calibrate_response(
         renderer: an :class:`~rsatalker_core.render.renderer.AvatarRenderer` (its
             ``viewmat`` is changed during the call, to its config's camera orbited by the
             sampled yaw, and restored).
-        landmarker: a :class:`~rsatalker_core.tracking.landmarks.FaceLandmarker`, ``video=False``.
+        landmarker: a :class:`~rsatalker_core.tracking.landmarks.FaceLandmarker`:
+            ``video=False`` for ``sequence_length=1``, else ``video=True``.
         embedding: the :class:`~rsatalker_core.tracking.embedding.LandmarkEmbedding` tracked with.
 
     Returns:
@@ -213,23 +220,38 @@ def calibrate_response(
     from rsatalker_core.render.camera import default_camera
     from rsatalker_core.tracking.fit import LandmarkFitter
 
+    if int(sequence_length) < 1:
+        raise TrackingError(f"sequence_length must be >= 1, got {sequence_length}")
+    n_seq = int(sequence_length)
     rng = np.random.default_rng(seed)
+
+    def draw():
+        m = np.zeros(MOTION_DIM, np.float32)
+        m[HEAD_SLICE] = np.radians(rng.uniform(-head_deg, head_deg, 3))
+        m[50] = rng.uniform(0.0, jaw_max)
+        psi = 0.3 * rng.standard_normal(n_exp)
+        psi[rng.choice(n_exp, 3, replace=False)] = rng.uniform(-2.0, 2.0, 3)
+        m[EXP_SLICE.start : EXP_SLICE.start + n_exp] = psi
+        return m
+
     view0 = renderer.viewmat
     K = renderer.K[0].cpu().numpy().astype(np.float64)
     fit = LandmarkFitter(renderer.flame, embedding, n_exp=n_exp)
     ids = embedding.landmark_indices
     feats, deltas = [], []
     try:
-        for _ in range(int(n_samples)):
-            m = np.zeros(MOTION_DIM, np.float32)
-            m[HEAD_SLICE] = np.radians(rng.uniform(-head_deg, head_deg, 3))
-            m[50] = rng.uniform(0.0, jaw_max)
-            psi = 0.3 * rng.standard_normal(n_exp)
-            psi[rng.choice(n_exp, 3, replace=False)] = rng.uniform(-2.0, 2.0, 3)
-            m[EXP_SLICE.start : EXP_SLICE.start + n_exp] = psi
-            yaw = rng.uniform(-camera_yaw_deg, camera_yaw_deg)
-            view = default_camera(renderer.cfg.render, view0.device, yaw_deg=yaw)[0][0]
-            renderer.viewmat = view[None]
+        for k in range(int(n_samples)):
+            if k % n_seq == 0:  # a new clip (every sample when n_seq == 1)
+                m_a = draw()
+                m_b = draw() if n_seq > 1 else m_a
+                yaw = rng.uniform(-camera_yaw_deg, camera_yaw_deg)
+                view = default_camera(renderer.cfg.render, view0.device, yaw_deg=yaw)[0][0]
+                renderer.viewmat = view[None]
+                if n_seq > 1:
+                    landmarker.reset()
+            w = 0.5 - 0.5 * np.cos(np.pi * (k % n_seq) / (n_seq - 1)) if n_seq > 1 else 0.0
+            m = ((1.0 - w) * m_a + w * m_b).astype(np.float32)
+            psi = m[EXP_SLICE.start : EXP_SLICE.start + n_exp].astype(np.float64)
             lm = landmarker(renderer.render(m))
             if lm is None:
                 continue
