@@ -192,6 +192,8 @@ def test_calibrate_response_from_clips_tracked_in_video_mode():
         assert len(resets) == 4
         with pytest.raises(TrackingError, match="sequence_length"):
             calibrate_response(renderer, lm, emb, n_samples=10, sequence_length=0)
+    with FaceLandmarker(video=False) as still, pytest.raises(TrackingError, match="video-mode"):
+        calibrate_response(renderer, still, emb, n_samples=10, sequence_length=5)
     assert info["samples"] >= 36 and info["rms_after_mm"] < 0.9 * info["rms_before_mm"]
 
 

@@ -37,9 +37,10 @@ which are correlated across landmarks (a lip contour slides as a whole), so that
 is explained as noise rather than read as jaw or expression.
 
 Solver: Levenberg-Marquardt (Gauss-Newton with a damping term) on residuals in percent of
-the face's size; Jacobians analytic for translation, expression and the depth scale, by forward
-differences (one batched evaluation) for the rotations; priors pull expression, jaw and
-gaze toward zero, and a temporal prior toward the previous frame's solution (the warm start).
+the face's size; Jacobians analytic for translation, expression, the depth scale and the
+response's noise coefficients, by forward differences (one batched evaluation) for the
+rotations; priors pull expression, jaw and gaze toward zero, and a temporal prior toward the
+previous frame's solution (the warm start).
 A few iterations per frame when warm, more after a (re)acquisition.
 """
 

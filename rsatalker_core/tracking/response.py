@@ -211,7 +211,8 @@ def calibrate_response(
         is left beside the noise directions.
 
     Raises:
-        TrackingError: MediaPipe found a face in fewer than half the renders.
+        TrackingError: MediaPipe found a face in fewer than half the renders;
+            ``sequence_length < 1``, or clips with a still-image landmarker.
     """
     import torch
 
@@ -223,6 +224,8 @@ def calibrate_response(
     if int(sequence_length) < 1:
         raise TrackingError(f"sequence_length must be >= 1, got {sequence_length}")
     n_seq = int(sequence_length)
+    if n_seq > 1 and not getattr(landmarker, "video", True):
+        raise TrackingError("clips (sequence_length > 1) need a video-mode landmarker (FaceLandmarker(video=True))")
     rng = np.random.default_rng(seed)
 
     def draw():
@@ -282,9 +285,9 @@ def calibrate_response(
     L, S, E = len(ids), N_STATIC, n_exp
     res = Y - X @ B  # [N, 3L] what the linear response leaves
     _, sv, vt = np.linalg.svd(res, full_matrices=False)  # principal directions of the residual
-    K = min(int(n_noise), len(sv) - 1)
-    noise = (vt[:K] * (sv[:K, None] / np.sqrt(len(X)))).reshape(K, L, 3).transpose(1, 2, 0)  # [L, 3, K]
-    floor = float(np.sqrt((sv[K:] ** 2).sum() / res.size))
+    nd = min(int(n_noise), len(sv) - 1)
+    noise = (vt[:nd] * (sv[:nd, None] / np.sqrt(len(X)))).reshape(nd, L, 3).transpose(1, 2, 0)  # [L, 3, nd]
+    floor = float(np.sqrt((sv[nd:] ** 2).sum() / res.size))
     B = B.reshape(-1, L, 3)
     resp = LandmarkResponse(ids, B[:S], B[S : S + E].transpose(1, 2, 0), B[S + E :].transpose(1, 2, 0),
                             noise=noise, noise_floor=floor, source="calibrated")
