@@ -12,6 +12,7 @@ from conftest import SHARED_DATA
 from rsatalker_core.config import load_config
 from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.render.camera import default_camera
+from rsatalker_core.tracking.closed_loop import TEST_MOTION, accuracy, known_motion, render_and_landmark, responses, track
 from rsatalker_core.tracking.embedding import LandmarkEmbedding, embedding_for, load_embedding, save_embedding
 from rsatalker_core.tracking.fit import CAMERA_FACING_FACE, LandmarkFitter
 from rsatalker_core.tracking.landmarks import TrackingError, select_face
@@ -24,22 +25,6 @@ FPS = 25
 @pytest.fixture(scope="module")
 def flame():
     return FlameModel()
-
-
-def _known_motion(T=50, head_deg=(12.0, 20.0, 6.0), jaw=0.2, seed=0):
-    """Smooth known motion: jaw 0..jaw rad, head rotation up to head_deg, smile, brows, gaze."""
-    t = np.arange(T) / FPS
-    m = np.zeros((T, 56), np.float32)
-    m[:, 50] = 0.5 * jaw * (1 - np.cos(2 * np.pi * 0.8 * t))
-    for k, (deg, f, ph) in enumerate(zip(head_deg, (0.35, 0.25, 0.3), (0.0, 1.0, 2.0))):
-        m[:, 53 + k] = np.radians(deg) * np.sin(2 * np.pi * f * t + ph)
-    m[:, 1] = 1.5 * (0.5 + 0.5 * np.sin(2 * np.pi * 0.4 * t + 0.5))  # smile
-    m[:, 3] = 1.5 * (0.5 + 0.5 * np.sin(2 * np.pi * 0.55 * t + 2.0))  # brows
-    eye = np.zeros((T, 6), np.float32)
-    eye[:, 0] = 0.2 * np.sin(2 * np.pi * 0.3 * t)  # pitch
-    eye[:, 1] = 0.3 * np.cos(2 * np.pi * 0.2 * t)  # yaw
-    eye[:, 3:] = eye[:, :3]
-    return m, eye
 
 
 def _check_accuracy(est, eye_est, m, eye, head_tol_deg=3.0, jaw_tol=0.05, corr=0.8, eye_tol=None):
@@ -67,7 +52,7 @@ def test_fit_closed_loop_from_mesh_landmarks_with_noise(flame, view_deg, depth):
     image positions only."""
     emb = embedding_for(flame)
     emb.depth_offset[:] = 0.0  # the depth below is the mesh points' own
-    m, eye = _known_motion()
+    m, eye = known_motion()
     with torch.no_grad():
         v = flame(torch.tensor(m[:, :50]), torch.tensor(m[:, 50:53]), global_pose=torch.tensor(m[:, 53:]),
                   eye_pose=torch.tensor(eye)).numpy()
@@ -134,52 +119,52 @@ def test_tracker_closed_loop_on_rendered_avatar(avatar_renderer):
     0..0.2 rad, head rotation up to 20 degrees, smile, brows) seen from camera yaw 0 and
     +-20 degrees, tracked with the avatar's landmark response (how MediaPipe reads its
     painted face, :mod:`rsatalker_core.tracking.response`), with and without its noise
-    directions, and without it. Figures: docs/ros.md "Face tracker"."""
+    directions, and without it. Figures: docs/ros.md "Face tracker",
+    benchmarks/results_tracker_accuracy.md."""
     pytest.importorskip("mediapipe")
-    from rsatalker_core.tracking.landmarks import FaceLandmarker
-    from rsatalker_core.tracking.response import LandmarkResponse, load_response
+    from rsatalker_core.tracking.response import load_response
 
     renderer = avatar_renderer
-    m, _ = _known_motion(T=50, head_deg=(12.0, 20.0, 6.0), jaw=0.2)
+    m, _ = known_motion(**TEST_MOTION)
     K = renderer.K[0].numpy()
-    emb, resp = embedding_for(renderer.flame), load_response("avatar")
-    no_noise = LandmarkResponse(resp.landmark_indices, resp.static, resp.exp, resp.jaw_exp)
-    view0 = renderer.viewmat
-    views = {}
-    try:
-        for yaw in (0.0, 20.0, -20.0):
-            view = default_camera(renderer.cfg.render, yaw_deg=yaw)[0][0]
-            renderer.viewmat = view[None]
-            with FaceLandmarker(video=True) as lm:
-                views[yaw] = (view[:3, :3].numpy(), [lm(img) for img in renderer.render(m)])
-    finally:
-        renderer.viewmat = view0
+    emb = embedding_for(renderer.flame)
+    views = render_and_landmark(renderer, m, (0.0, 20.0, -20.0))
     stats = {}
     for yaw, (Rc, lms) in views.items():
         assert all(x is not None for x in lms), f"view {yaw}: MediaPipe lost the face"
-        for name, r in (("response", resp), ("no noise", no_noise), ("plain", None)):
-            fit = LandmarkFitter(renderer.flame, emb, camera_rotation=Rc, response=r)
-            est = np.array([fit.fit(x.points, K).motion for x in lms])
-            stats[yaw, name] = (
-                np.degrees(np.abs(est[:, 53:56] - m[:, 53:56])).max(),
-                np.abs(est[:, 50] - m[:, 50]).max(),
-                np.corrcoef(est[:, 50], m[:, 50])[0, 1],
-                np.corrcoef(est[:, 3], m[:, 3])[0, 1],
-                np.corrcoef(est[:, 1], m[:, 1])[0, 1],
-            )
-            print(f"view {yaw:+.0f} {name}: head error {stats[yaw, name][0]:.1f} deg, jaw error "
-                  f"{stats[yaw, name][1]:.3f} rad (r {stats[yaw, name][2]:.2f}), brow r {stats[yaw, name][3]:.2f}, "
-                  f"smile r {stats[yaw, name][4]:.2f}")
+        for name, r in responses(load_response("avatar")).items():
+            stats[yaw, name] = a = accuracy(track(renderer.flame, emb, Rc, lms, K, response=r), m)
+            print(f"view {yaw:+.0f} {name}: head error {a['head_deg']:.1f} deg, jaw error {a['jaw_rad']:.3f} rad "
+                  f"(r {a['jaw_r']:.2f}), brow r {a['brows_r']:.2f}, smile r {a['smile_r']:.2f}")
     for yaw in views:
-        head, jaw, r_jaw, r_brow, _ = stats[yaw, "response"]
-        # measured (docs/ros.md): head 1.1 / 1.6 / 2.6 deg, jaw 0.059 / 0.057 / 0.030 rad
-        # (r >= 0.98), brows r >= 0.95
-        assert head < 3.0 and jaw < 0.08 and r_jaw >= 0.95 and r_brow >= 0.9, (yaw, stats[yaw, "response"])
-        assert jaw < 0.5 * stats[yaw, "plain"][1]  # the response is what makes the jaw readable
+        a = stats[yaw, "response"]
+        # measured (benchmarks/results_tracker_accuracy.md): head 1.3 / 1.6 / 2.5 deg, jaw
+        # 0.065 / 0.061 / 0.037 rad (r >= 0.98), brows r >= 0.95 at slope 0.87-0.99
+        assert a["head_deg"] < 3.0 and a["jaw_rad"] < 0.08 and a["jaw_r"] >= 0.95 and a["brows_r"] >= 0.9, (yaw, a)
+        assert a["brows_slope"] > 0.75, (yaw, a)  # the brows keep their amplitude
+        assert a["jaw_rad"] < 0.5 * stats[yaw, "plain"]["jaw_rad"]  # the response is what makes the jaw readable
     # the noise directions are what bring the head within 3 degrees (3.7 without, at -20)
-    assert max(stats[y, "response"][0] for y in views) < max(stats[y, "no noise"][0] for y in views)
+    assert max(stats[y, "response"]["head_deg"] for y in views) < max(stats[y, "no noise"]["head_deg"] for y in views)
     # smile is not asserted: MediaPipe's reading of this painted smile drifts with the jaw
-    # opening and the view (r 0.74 / 0.87 / 0.20; docs/ros.md "Face tracker").
+    # opening and the view (r 0.66 / 0.87 / 0.12; docs/ros.md "Face tracker").
+
+
+def test_closed_loop_accuracy_figures():
+    """accuracy(): frames without a face are left out, the head error is the worst over the
+    three axes in degrees, the slope is the tracked amplitude per true unit."""
+    m, _ = known_motion(T=40)
+    est = m.copy()
+    est[5] = np.nan  # no face
+    est[7, 54] += np.radians(2.0)  # a 2-degree yaw error
+    est[:, 50] *= 0.5  # half the jaw opening
+    a = accuracy(est, m)
+    assert a["tracked"] == pytest.approx(39 / 40)
+    assert a["head_deg"] == pytest.approx(2.0, abs=1e-3)
+    assert a["jaw_slope"] == pytest.approx(0.5, abs=1e-4) and a["jaw_r"] == pytest.approx(1.0)
+    assert a["jaw_rad"] == pytest.approx(0.5 * m[:, 50].max(), rel=1e-3)
+    assert a["brows_r"] == pytest.approx(1.0) and a["smile_slope"] == pytest.approx(1.0, abs=1e-4)
+    v, _ = known_motion(T=40, smile_hz=0.9)
+    assert accuracy(v, m)["smile_r"] < 0.9 and accuracy(v, m)["brows_r"] == pytest.approx(1.0)
 
 
 def test_fit_input_columns_and_bad_depth(flame):
@@ -311,7 +296,7 @@ def test_cli_track_avatar_video_with_landmark_response(tmp_path, avatar_renderer
     from rsatalker_core.io.motion_npz import load_motion_npz
     from rsatalker_core.io.video import VideoWriter
 
-    m, _ = _known_motion(T=50, head_deg=(4.0, 8.0, 2.0), jaw=0.2)
+    m, _ = known_motion(T=50, head_deg=(4.0, 8.0, 2.0), jaw=0.2)
     video = tmp_path / "avatar.mp4"
     with VideoWriter(str(video), 25.0, preset="ultrafast", crf=12) as w:
         for img in avatar_renderer.render(m):

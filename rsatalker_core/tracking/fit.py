@@ -105,7 +105,10 @@ class LandmarkFitter:
         shape: ``[<= n_shape]`` identity coefficients of the tracked person (None: zeros).
         camera_rotation: ``[3, 3]`` world-to-camera rotation (default :data:`CAMERA_FACING_FACE`).
         exp_prior, jaw_prior, eye_prior: weights of the zero priors (per coefficient /
-            per radian, in squared residual units).
+            per radian, in squared residual units). ``exp_prior`` None: 0.5, or 0.1 with a
+            ``response`` that has noise directions (they explain MediaPipe's slides, so the
+            expression needs less pull toward 0: at 0.5 the tracked avatar's brows kept
+            about half their amplitude; docs/ros.md "Face tracker").
         temporal_prior: weight of the pull toward the previous frame (per parameter).
         oval_weight: weight of face-oval landmarks (silhouette points) relative to 1.
         response: a :class:`~rsatalker_core.tracking.response.LandmarkResponse` (tracking
@@ -133,7 +136,7 @@ class LandmarkFitter:
         n_exp: int = 50,
         shape: Optional[np.ndarray] = None,
         camera_rotation: Optional[np.ndarray] = None,
-        exp_prior: float = 0.5,
+        exp_prior: Optional[float] = None,
         jaw_prior: float = 1.0,
         eye_prior: float = 1.0,
         temporal_prior: float = 0.0,
@@ -216,6 +219,8 @@ class LandmarkFitter:
         self._zs = 13 + E
         self._nz = slice(14 + E, 14 + E + K)
         prior = np.zeros(self.P)
+        if exp_prior is None:
+            exp_prior = 0.1 if K else 0.5
         prior[self._exp] = exp_prior
         prior[self._jaw] = [jaw_prior, 20 * jaw_prior, 20 * jaw_prior]  # the jaw mostly opens (x)
         prior[self._eye] = eye_prior
