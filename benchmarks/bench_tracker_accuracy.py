@@ -1,6 +1,6 @@
 """Face tracker accuracy in closed loop on renders of the default avatar (issue 10).
 
-Renders the default avatar (256 px) with known motion from camera yaw 0 / +20 / -20 degrees,
+Renders the default avatar (256 px) with known motion and gaze from camera yaw 0 / +20 / -20 degrees,
 tracks the renders with MediaPipe (video mode, as the face_tracker node) and the fit, and
 prints a table against the targets (head rotation within 3 degrees, jaw within 0.05 rad,
 expression correlation >= 0.8) for two motions: the test's (test/test_tracking.py) and a
@@ -86,21 +86,24 @@ def main() -> int:
     print(f"Default avatar rendered at {renderer.cfg.render.width} px with known motion, seen from camera yaw "
           f"{' / '.join(f'{y:+.0f}' for y in YAWS)} degrees, tracked by MediaPipe (video mode) and the fit; "
           f"{platform.machine()}, stand-in head. Targets: head <= 3 deg, jaw <= 0.05 rad, expression r >= 0.8.\n")
-    print("| motion | view | fit | head error, worst | jaw error, worst | jaw r / slope | brows r / slope | smile r / slope |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| motion | view | fit | head error, worst | jaw error, worst | jaw r / slope | brows r / slope | "
+          "smile r / slope | gaze r yaw / pitch |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, spec in (("test (2 s)", TEST_MOTION), ("validation (4 s)", VALIDATION_MOTION)):
-        m, _ = known_motion(**spec)
-        views = render_and_landmark(renderer, m, YAWS)
+        m, eye = known_motion(**spec)
+        views = render_and_landmark(renderer, m, YAWS, eye_pose=eye)
         est = {}
         for yaw, (Rc, lms) in views.items():
             for name, r in variants.items():
-                est[yaw, name] = e = track(renderer.flame, emb, Rc, lms, K, response=r)
-                a = accuracy(e, m)
+                est[yaw, name], g = track(renderer.flame, emb, Rc, lms, K, response=r)
+                a = accuracy(est[yaw, name], m, g, eye)
                 mark = lambda ok: "" if ok else " ✗"
                 print(f"| {label} | {yaw:+.0f}° | {name} | {a['head_deg']:.1f}°{mark(a['head_deg'] <= 3)} | "
                       f"{a['jaw_rad']:.3f} rad{mark(a['jaw_rad'] <= 0.05)} | {a['jaw_r']:.2f} / {a['jaw_slope']:.2f} | "
                       f"{a['brows_r']:.2f}{mark(a['brows_r'] >= 0.8)} / {a['brows_slope']:.2f} | "
-                      f"{a['smile_r']:.2f}{mark(a['smile_r'] >= 0.8)} / {a['smile_slope']:.2f} |")
+                      f"{a['smile_r']:.2f}{mark(a['smile_r'] >= 0.8)} / {a['smile_slope']:.2f} | "
+                      f"{a['gaze_yaw_r']:.2f}{mark(a['gaze_yaw_r'] >= 0.8)} / "
+                      f"{a['gaze_pitch_r']:.2f}{mark(a['gaze_pitch_r'] >= 0.8)} |")
         if spec is TEST_MOTION:
             _plot(args.plot, m, est)
     print(f"\n✗: target missed. Slope: tracked per true unit (1 keeps the amplitude). Plot: "

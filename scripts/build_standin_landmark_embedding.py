@@ -8,12 +8,12 @@ rsatalker_core/assets/standin_mediapipe_embedding.npz in FLAME's embedding layou
 
 Then measures how MediaPipe reads the default avatar's painted face
 (rsatalker_core.tracking.response.calibrate_response, 6000 renders at 256 px in clips of 10
-frames, each a smooth move between random known motions under a random view, tracked by
-MediaPipe in video mode) and writes rsatalker_core/assets/standin_avatar_landmark_response.npz,
+frames, each a smooth move between random known motions and gaze under a random view,
+tracked by MediaPipe in video mode) and writes rsatalker_core/assets/standin_avatar_landmark_response.npz,
 used to track renders of the avatar (``--landmark-response avatar``). About 3 minutes.
 
     python scripts/build_standin_landmark_embedding.py [--size 512] [--out PATH]
-        [--response-samples 6000] [--response-clip 10] [--response-out PATH]
+        [--response-samples 6000] [--response-clip 10] [--response-gaze 0.3] [--response-out PATH]
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--response-clip", type=int, default=10,
                     help="frames per clip, tracked by MediaPipe in video mode as the tracker node does "
                          "(1: unrelated still images)")
+    ap.add_argument("--response-gaze", type=float, default=0.3,
+                    help="largest gaze pitch / yaw of the renders, radians (0: eyes at rest)")
     ap.add_argument("--response-out", default=os.path.join(package_root(), "assets", AVATAR_RESPONSE_ASSET))
     args = ap.parse_args()
     cfg = load_config(None, {"device": "cpu"})
@@ -65,7 +67,8 @@ def main() -> None:
         renderer = AvatarRenderer(cfg)
         with FaceLandmarker(video=args.response_clip > 1, min_detection_confidence=0.3) as lm:
             resp, info = calibrate_response(renderer, lm, embedding_for(renderer.flame, args.out),
-                                            n_samples=args.response_samples, sequence_length=args.response_clip)
+                                            n_samples=args.response_samples, sequence_length=args.response_clip,
+                                            gaze_max=args.response_gaze)
         save_response(args.response_out, resp, note=np.array(
             "How MediaPipe reads the rsatalker default avatar (scripts/build_standin_landmark_embedding.py)"))
         print(f"wrote {args.response_out}: {int(info['samples'])} renders; landmark offsets "

@@ -455,3 +455,33 @@ def test_default_camera_looks_at_head_centre_from_plus_z():
     assert torch.allclose(side[:3, :3] @ centre + side[:3, 3], torch.tensor([0.0, 0.0, 0.75]), atol=1e-6)
     with pytest.raises(ConfigError, match="camera_distance"):
         default_camera(RenderConfig(camera_distance=0.0))
+
+
+def test_avatar_renderer_renders_gaze_only_in_the_eyes():
+    """eye_pose turns the eyeballs (FLAME's eye joints): the vertices that move are those
+    skinned to the eyes, the pixels that change lie around the eyes, and a malformed gaze is
+    a ValueError."""
+    import numpy as np
+
+    from rsatalker_core.config import load_config
+    from rsatalker_core.render.renderer import AvatarRenderer
+
+    cfg = load_config(None, {"device": "cpu", "render.width": 128, "render.height": 128})
+    r = AvatarRenderer(cfg)
+    m = np.zeros(56, np.float32)
+    eye = np.array([0.0, 0.3, 0.0, 0.0, 0.3, 0.0], np.float32)  # both eyes turned 0.3 rad in yaw
+    v0 = r.flame.forward_motion(torch.zeros(1, 56))[0]
+    v1 = r.flame.forward_motion(torch.zeros(1, 56), eye_pose=torch.tensor(eye))[0]
+    moved = (v1 - v0).norm(dim=1) > 1e-6
+    on_eyes = r.flame.lbs_weights[:, 3:].sum(1) > 0.5
+    assert moved.any() and bool((moved <= on_eyes).all())
+    a, b = r.render(m), r.render(m, eye_pose=eye)
+    diff = np.abs(a.astype(int) - b.astype(int)).sum(2) > 8
+    assert diff.sum() > 5
+    ys, xs = np.nonzero(diff)
+    assert ys.max() - ys.min() < 0.25 * 128  # one band across the eyes, not the whole face
+    np.testing.assert_array_equal(r.render(m[None].repeat(2, 0), eye_pose=eye)[1], b)  # one gaze for all frames
+    with pytest.raises(ValueError, match="eye_pose"):
+        r.render(m, eye_pose=np.zeros(4))
+    with pytest.raises(ValueError, match="eye_pose"):
+        r.render(m, eye_pose=np.full(6, np.nan))

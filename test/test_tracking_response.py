@@ -97,6 +97,22 @@ def test_fitter_with_response_recovers_motion_of_its_own_model(flame):
     assert abs(r.motion[50] - 0.18) < 0.01 and abs(r.motion[1] - 1.2) < 0.1 and abs(r.motion[3] + 0.8) < 0.1
 
 
+def test_model_landmarks_with_gaze_move_only_the_eyes(flame):
+    """model_landmarks(eye_pose=): the iris landmarks follow the eyeballs (to the side of a
+    yaw) and the rest of the face stays where it was."""
+    emb = embedding_for(flame)
+    K = np.array([[727.0, 0, 128], [0, 727.0, 128], [0, 0, 1]])
+    fit = LandmarkFitter(flame, emb)
+    m = np.zeros(56, np.float32)
+    _, rest, _, _ = fit.model_landmarks(m, [0.0, 0.0, 0.75], K)
+    _, turned, _, _ = fit.model_landmarks(m, [0.0, 0.0, 0.75], K, eye_pose=[0.0, 0.3, 0.0, 0.0, 0.3, 0.0])
+    moved = np.linalg.norm(turned - rest, axis=1) > 1e-6
+    iris = np.isin(emb.landmark_indices, np.arange(468, 478))
+    assert moved[iris].all() and not moved[~iris].any()
+    assert np.abs(turned[iris, 0] - rest[iris, 0]).min() > 1.5  # pixels, all to one side
+    assert len(set(np.sign(turned[iris, 0] - rest[iris, 0]))) == 1
+
+
 def test_fitter_jacobian_matches_finite_differences(flame):
     """The analytic Jacobian columns (translation, expression, depth scale, the response's
     noise directions) and the batched forward differences (rotations) agree with central
@@ -173,8 +189,8 @@ def test_calibrate_response_explains_mediapipe_on_avatar_renders():
 
 
 def test_calibrate_response_from_clips_tracked_in_video_mode():
-    """Clips of smooth known motion, tracked frame to frame by a video-mode MediaPipe that is
-    reset between clips (what the tracker node sees): the face is found throughout and the
+    """Clips of smooth known motion and gaze, tracked frame to frame by a video-mode MediaPipe
+    that is reset between clips (what the tracker node sees): the face is found throughout and the
     response explains part of the offsets; a clip length below 1 is refused."""
     pytest.importorskip("mediapipe")
     from rsatalker_core.render.renderer import AvatarRenderer
@@ -188,7 +204,8 @@ def test_calibrate_response_from_clips_tracked_in_video_mode():
         resets = []
         reset = lm.reset
         lm.reset = lambda: (resets.append(1), reset())  # count the real resets
-        resp, info = calibrate_response(renderer, lm, emb, n_samples=40, n_exp=10, ridge=1.0, sequence_length=10)
+        resp, info = calibrate_response(renderer, lm, emb, n_samples=40, n_exp=10, ridge=1.0, sequence_length=10,
+                                        gaze_max=0.3)
         assert len(resets) == 4
         with pytest.raises(TrackingError, match="sequence_length"):
             calibrate_response(renderer, lm, emb, n_samples=10, sequence_length=0)

@@ -437,15 +437,18 @@ class FlameModel(nn.Module):
                        self.J_regressor, self.parents, self.lbs_weights)
         return verts
 
-    def forward_motion(self, motion: Tensor, shape: Optional[Tensor] = None) -> Tensor:
+    def forward_motion(self, motion: Tensor, shape: Optional[Tensor] = None, eye_pose: Optional[Tensor] = None) -> Tensor:
         """Vertices for motion vectors ``[..., 56]`` = ``[exp 50 | jaw 3 | head 3]`` (radians).
 
         The head rotation is FLAME's global rotation (DualTalk ``pose[:, :3]``), the jaw
-        rotation FLAME's jaw joint (DualTalk ``pose[:, 3:]``); neck and eyes stay at rest.
+        rotation FLAME's jaw joint (DualTalk ``pose[:, 3:]``); the neck stays at rest, and
+        the eyes too unless ``eye_pose`` is given.
 
         Args:
             motion: ``[..., 56]`` (config.EXP_SLICE / JAW_SLICE / HEAD_SLICE).
             shape: ``[<= n_shape]`` or ``[..., <= n_shape]`` identity, broadcast over frames.
+            eye_pose: ``[6]`` or ``[..., 6]`` gaze, left eye | right eye axis-angle (radians,
+                FLAME order; ``FlameParams.eye_pose``), broadcast over frames; None: at rest.
 
         Returns:
             ``[..., 5023, 3]`` vertices, metres.
@@ -463,5 +466,8 @@ class FlameModel(nn.Module):
         m = motion.reshape(-1, MOTION_DIM).to(self.v_template)
         if shape is not None:
             shape = shape.to(self.v_template).expand(*lead, shape.shape[-1]).reshape(-1, shape.shape[-1])
-        verts = self.forward(m[:, EXP_SLICE], m[:, JAW_SLICE], global_pose=m[:, HEAD_SLICE], shape=shape)
+        if eye_pose is not None:
+            eye_pose = eye_pose.to(self.v_template).expand(*lead, 6).reshape(-1, 6)
+        verts = self.forward(m[:, EXP_SLICE], m[:, JAW_SLICE], global_pose=m[:, HEAD_SLICE], shape=shape,
+                             eye_pose=eye_pose)
         return verts.view(*lead, self.num_vertices, 3)

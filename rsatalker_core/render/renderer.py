@@ -45,6 +45,7 @@ def render_motion(
     offsets: Optional[Tensor] = None,  # [N, F, 3]
     backend: str = "auto",
     batch_frames: int = DEFAULT_BATCH_FRAMES,
+    eye_pose: Optional[Tensor] = None,  # [N, 6]
 ) -> Tensor:
     """Render ``N`` frames of FLAME motion, one camera each (differentiable).
 
@@ -66,6 +67,8 @@ def render_motion(
             = none. [N, F, 3]
         backend: rasterizer backend (``render.backend``).
         batch_frames: most frames per gsplat call (GPU memory bound; CPU backends ignore it).
+        eye_pose: gaze per frame, left | right eye axis-angle (radians); ``None`` = eyes at
+            rest (the motion model predicts no gaze; the face tracker does). [N, 6]
 
     Returns:
         ``rgb [N, H, W, 3]`` in [0, 1] up to rounding (not clamped: gradients pass everywhere).
@@ -77,7 +80,7 @@ def render_motion(
     """
     if motion.dim() != 2 or motion.shape[-1] != MOTION_DIM:
         raise ValueError(f"motion must be [N, {MOTION_DIM}], got {list(motion.shape)}")
-    verts = flame.forward_motion(motion).to(avatar.means_local.dtype)  # [N, V, 3]
+    verts = flame.forward_motion(motion, eye_pose=eye_pose).to(avatar.means_local.dtype)  # [N, V, 3]
     g = avatar(verts, flame.faces, offsets)
     bg = None if background is None else background.to(verts)[None]
     if motion.shape[0] == 0:
@@ -198,6 +201,7 @@ class AvatarRenderer:
         motion: np.ndarray,  # [56] or [T, 56]
         relationship: Union[RelationshipLike, Sequence[RelationshipLike]] = None,
         frame_index: Union[int, Sequence[int]] = 0,
+        eye_pose: Optional[np.ndarray] = None,  # [6] or [T, 6]
     ) -> np.ndarray:
         """Render FLAME motion to RGB through :func:`render_motion`.
 
@@ -209,13 +213,16 @@ class AvatarRenderer:
                 offsets, they are always applied for it.
             frame_index: index of the first frame since the clip / stream started, or one
                 index per frame; time ``t = index / 25`` s for the offsets.
+            eye_pose: ``[6]`` or ``[T, 6]`` gaze, left | right eye axis-angle (radians);
+                ``None`` = eyes at rest.
 
         Returns:
             ``[H, W, 3]`` or ``[T, H, W, 3]`` uint8 RGB.
 
         Raises:
             RelationshipError: an unknown relationship, or per-frame lists of another length.
-            ValueError: ``motion`` is not ``[56]`` / ``[T, 56]``.
+            ValueError: ``motion`` is not ``[56]`` / ``[T, 56]``, or ``eye_pose`` not ``[6]`` /
+                ``[T, 6]``.
         """
         m = np.asarray(motion, dtype=np.float32)
         single = m.ndim == 1
@@ -223,6 +230,12 @@ class AvatarRenderer:
             raise ValueError(f"motion must be [{MOTION_DIM}] or [T, {MOTION_DIM}], got {list(m.shape)}")
         m = torch.as_tensor(m.reshape(-1, MOTION_DIM), device=self.device)
         T = len(m)
+        eye = None
+        if eye_pose is not None:
+            e = np.asarray(eye_pose, dtype=np.float32)
+            if e.shape not in ((6,), (T, 6)) or not np.isfinite(e).all():
+                raise ValueError(f"eye_pose must be finite [6] or [{T}, 6], got {list(e.shape)}")
+            eye = torch.as_tensor(np.broadcast_to(e, (T, 6)).copy(), device=self.device)
         rels = list(relationship) if _is_per_frame(relationship) else [relationship] * T
         idx = (
             [int(frame_index) + i for i in range(T)] if np.ndim(frame_index) == 0 else [int(i) for i in frame_index]
@@ -242,6 +255,7 @@ class AvatarRenderer:
             rgb = render_motion(
                 self.flame, self.avatar, m[s : s + n], self.viewmat, self.K, self.cfg.render.width,
                 self.cfg.render.height, self.background, offsets, self.cfg.render.backend, batch_frames=step,
+                eye_pose=None if eye is None else eye[s : s + n],
             )
             frames.append((rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy())
         out = np.concatenate(frames)

@@ -68,11 +68,13 @@ def known_motion(
     return m, eye
 
 
-def render_and_landmark(renderer, motion: np.ndarray, yaws: Iterable[float], video: bool = True) -> Dict[float, tuple]:
-    """Render ``motion [T, 56]`` from the renderer's camera orbited by each yaw (degrees,
-    :func:`~rsatalker_core.render.camera.default_camera`) and run MediaPipe on the frames
-    (``video``: as a stream, as the tracker node does). The renderer's ``viewmat`` is
-    restored.
+def render_and_landmark(
+    renderer, motion: np.ndarray, yaws: Iterable[float], video: bool = True, eye_pose: Optional[np.ndarray] = None
+) -> Dict[float, tuple]:
+    """Render ``motion [T, 56]`` (and gaze ``eye_pose [T, 6]``, radians) from the renderer's
+    camera orbited by each yaw (degrees, :func:`~rsatalker_core.render.camera.default_camera`)
+    and run MediaPipe on the frames (``video``: as a stream, as the tracker node does). The
+    renderer's ``viewmat`` is restored.
 
     Returns:
         ``{yaw: (camera rotation [3, 3], [FaceLandmarks or None] * T)}``.
@@ -87,38 +89,47 @@ def render_and_landmark(renderer, motion: np.ndarray, yaws: Iterable[float], vid
             view = default_camera(renderer.cfg.render, view0.device, yaw_deg=float(yaw))[0][0]
             renderer.viewmat = view[None]
             with FaceLandmarker(video=video) as lm:
-                out[yaw] = (view[:3, :3].cpu().numpy().astype(np.float64), [lm(img) for img in renderer.render(motion)])
+                imgs = renderer.render(motion, eye_pose=eye_pose)
+                out[yaw] = (view[:3, :3].cpu().numpy().astype(np.float64), [lm(img) for img in imgs])
     finally:
         renderer.viewmat = view0
     return out
 
 
-def track(flame, embedding, camera_rotation: np.ndarray, landmarks: List, K: np.ndarray, **fitter_kwargs) -> np.ndarray:
-    """Fit each frame's landmarks in order (warm starts): ``[T, 56]`` motion estimates
-    (NaN rows where MediaPipe found no face)."""
+def track(
+    flame, embedding, camera_rotation: np.ndarray, landmarks: List, K: np.ndarray, **fitter_kwargs
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Fit each frame's landmarks in order (warm starts): ``(motion [T, 56], eye_pose [T, 6])``
+    estimates (NaN rows where MediaPipe found no face)."""
     from rsatalker_core.tracking.fit import LandmarkFitter
 
     fit = LandmarkFitter(flame, embedding, camera_rotation=camera_rotation, **fitter_kwargs)
     est = np.full((len(landmarks), MOTION_DIM), np.nan, np.float32)
+    eye = np.full((len(landmarks), 6), np.nan, np.float32)
     for i, lm in enumerate(landmarks):
         if lm is None:
             fit.reset()
         else:
-            est[i] = fit.fit(lm.points, K).motion
-    return est
+            r = fit.fit(lm.points, K)
+            est[i], eye[i] = r.motion, r.eye_pose
+    return est, eye
 
 
-def accuracy(est: np.ndarray, motion: np.ndarray) -> Mapping[str, float]:
+def accuracy(
+    est: np.ndarray, motion: np.ndarray, eye_est: Optional[np.ndarray] = None, eye: Optional[np.ndarray] = None
+) -> Mapping[str, float]:
     """Closed-loop figures of estimates ``est [T, 56]`` against the truth ``motion [T, 56]``
     (frames without a face left out): worst head-rotation error (degrees, over the three
     axes), worst jaw-opening error (radians), and the correlation and fitted slope (tracked
-    per true unit: 1 keeps the amplitude) of the jaw, the brows and the smile."""
+    per true unit: 1 keeps the amplitude) of the jaw, the brows and the smile. With gaze
+    ``eye_est, eye [T, 6]``: the lower correlation of the two eyes' pitch and of their yaw,
+    and the worst gaze error (radians)."""
     ok = np.isfinite(est).all(1)
     e, m = est[ok].astype(np.float64), motion[ok].astype(np.float64)
     r = lambda c: float(np.corrcoef(e[:, c], m[:, c])[0, 1])
     slope = lambda c: float(np.polyfit(m[:, c], e[:, c], 1)[0])
     j, b, s = JAW_OPEN, EXP_SLICE.start + BROWS, EXP_SLICE.start + SMILE
-    return {
+    out = {
         "tracked": float(ok.mean()),
         "head_deg": float(np.degrees(np.abs(e[:, HEAD_SLICE] - m[:, HEAD_SLICE])).max()),
         "jaw_rad": float(np.abs(e[:, j] - m[:, j]).max()),
@@ -129,6 +140,13 @@ def accuracy(est: np.ndarray, motion: np.ndarray) -> Mapping[str, float]:
         "smile_r": r(s),
         "smile_slope": slope(s),
     }
+    if eye_est is not None and eye is not None:
+        g, t = eye_est[ok].astype(np.float64), eye[ok].astype(np.float64)
+        rg = lambda c: float(np.corrcoef(g[:, c], t[:, c])[0, 1])
+        out["gaze_pitch_r"] = min(rg(0), rg(3))
+        out["gaze_yaw_r"] = min(rg(1), rg(4))
+        out["gaze_rad"] = float(np.abs(g - t)[:, [0, 1, 3, 4]].max())
+    return out
 
 
 def responses(response) -> Dict[str, Optional[object]]:

@@ -108,7 +108,7 @@ class LandmarkFitter:
             per radian, in squared residual units). ``exp_prior`` None: 0.5, or 0.1 with a
             ``response`` that has noise directions (they explain MediaPipe's slides, so the
             expression needs less pull toward 0: at 0.5 the tracked avatar's brows kept
-            about half their amplitude; docs/ros.md "Face tracker").
+            about a third of their amplitude; docs/ros.md "Face tracker").
         temporal_prior: weight of the pull toward the previous frame (per parameter).
         oval_weight: weight of face-oval landmarks (silhouette points) relative to 1.
         response: a :class:`~rsatalker_core.tracking.response.LandmarkResponse` (tracking
@@ -259,14 +259,18 @@ class LandmarkFitter:
         self._Rc = torch.as_tensor(np.asarray(R, dtype=np.float64).reshape(3, 3))
 
     @torch.no_grad()
-    def model_landmarks(self, motion: np.ndarray, translation: np.ndarray, K: np.ndarray) -> Tuple[np.ndarray, ...]:
-        """The model's landmarks for known parameters (eyes at rest, depth scale 1).
+    def model_landmarks(
+        self, motion: np.ndarray, translation: np.ndarray, K: np.ndarray, eye_pose: Optional[np.ndarray] = None
+    ) -> Tuple[np.ndarray, ...]:
+        """The model's landmarks for known parameters (depth scale 1).
 
         Args:
             motion: ``[56]`` ``[exp 50 | jaw 3 | head 3]`` (radians; the first ``n_exp``
                 expression coefficients are used).
             translation: ``[3]`` head translation in the camera frame, metres.
             K: ``[3, 3]`` intrinsics, pixels.
+            eye_pose: ``[6]`` gaze, left | right eye axis-angle (radians; the x and y
+                components, pitch and yaw, are used); None: eyes at rest.
 
         Returns:
             ``(points [L, 3] camera metres, pixels [L, 2], depth [L] MediaPipe-style pixels,
@@ -278,6 +282,9 @@ class LandmarkFitter:
         th[0, self._tr] = torch.as_tensor(np.asarray(translation, dtype=np.float64))
         th[0, self._jaw] = torch.as_tensor(m[JAW_SLICE])
         th[0, self._exp] = torch.as_tensor(m[EXP_SLICE][: self.n_exp])
+        if eye_pose is not None:
+            e = np.asarray(eye_pose, dtype=np.float64).reshape(6)
+            th[0, self._eye] = torch.as_tensor(e[[0, 1, 3, 4]])
         Kt = torch.as_tensor(np.asarray(K, dtype=np.float64))
         pts, Rv = self._forward(th)
         q = self._camera(th, pts)

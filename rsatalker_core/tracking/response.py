@@ -178,13 +178,15 @@ def calibrate_response(
     ridge: float = 1e-2,
     n_noise: int = 80,
     sequence_length: int = 1,
+    gaze_max: float = 0.0,
 ) -> Tuple[LandmarkResponse, Dict[str, float]]:
     """Measure an avatar's :class:`LandmarkResponse` from renders with known motion.
 
     Each sample renders the avatar with a random head rotation (each axis uniform in
     ``+-head_deg``), jaw opening (uniform in ``0..jaw_max`` radians), expression (every
-    coefficient normal with sd 0.3, plus three uniform in -2..2) and camera (orbiting the head
-    by a uniform yaw in ``+-camera_yaw_deg``). With ``sequence_length > 1`` the samples come
+    coefficient normal with sd 0.3, plus three uniform in -2..2), gaze (both eyes' pitch and
+    yaw uniform in ``+-gaze_max`` radians; 0: eyes at rest) and camera (orbiting the head by
+    a uniform yaw in ``+-camera_yaw_deg``). With ``sequence_length > 1`` the samples come
     in short clips instead, each a smooth (raised-cosine) move from one random motion to
     another under one camera, tracked from frame to frame by a video-mode ``landmarker``
     (:meth:`~rsatalker_core.tracking.landmarks.FaceLandmarker.reset` between clips): what the
@@ -228,13 +230,15 @@ def calibrate_response(
         raise TrackingError("clips (sequence_length > 1) need a video-mode landmarker (FaceLandmarker(video=True))")
     rng = np.random.default_rng(seed)
 
-    def draw():
-        m = np.zeros(MOTION_DIM, np.float32)
+    def draw():  # [56] motion | [6] gaze
+        m = np.zeros(MOTION_DIM + 6, np.float32)
         m[HEAD_SLICE] = np.radians(rng.uniform(-head_deg, head_deg, 3))
         m[50] = rng.uniform(0.0, jaw_max)
         psi = 0.3 * rng.standard_normal(n_exp)
         psi[rng.choice(n_exp, 3, replace=False)] = rng.uniform(-2.0, 2.0, 3)
         m[EXP_SLICE.start : EXP_SLICE.start + n_exp] = psi
+        if gaze_max > 0:  # both eyes alike (pitch, yaw)
+            m[MOTION_DIM : MOTION_DIM + 2] = m[MOTION_DIM + 3 : MOTION_DIM + 5] = rng.uniform(-gaze_max, gaze_max, 2)
         return m
 
     view0 = renderer.viewmat
@@ -253,15 +257,15 @@ def calibrate_response(
                 if n_seq > 1:
                     landmarker.reset()
             w = 0.5 - 0.5 * np.cos(np.pi * (k % n_seq) / (n_seq - 1)) if n_seq > 1 else 0.0
-            m = ((1.0 - w) * m_a + w * m_b).astype(np.float32)
+            m, eye = np.split(((1.0 - w) * m_a + w * m_b).astype(np.float32), [MOTION_DIM])
             psi = m[EXP_SLICE.start : EXP_SLICE.start + n_exp].astype(np.float64)
-            lm = landmarker(renderer.render(m))
+            lm = landmarker(renderer.render(m, eye_pose=eye if gaze_max > 0 else None))
             if lm is None:
                 continue
             v = view.cpu().numpy().astype(np.float64)
             Rc = v[:3, :3]
             fit.camera_rotation = Rc
-            q, _, pz, Rv = fit.model_landmarks(m, v[:3, 3], K)  # the known pose's landmark points
+            q, _, pz, Rv = fit.model_landmarks(m, v[:3, 3], K, eye_pose=eye)  # the known pose's landmark points
             obs = lm.points[ids].astype(np.float64)
             z = q[:, 2]
             d_cam = np.stack([  # MediaPipe's offsets from them, metres in the camera frame
