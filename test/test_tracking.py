@@ -11,7 +11,6 @@ from conftest import SHARED_DATA
 
 from rsatalker_core.config import load_config
 from rsatalker_core.head.flame import FlameModel
-from rsatalker_core.render.camera import default_camera
 from rsatalker_core.tracking.closed_loop import TEST_MOTION, accuracy, known_motion, render_and_landmark, responses, track
 from rsatalker_core.tracking.embedding import LandmarkEmbedding, embedding_for, load_embedding, save_embedding
 from rsatalker_core.tracking.fit import CAMERA_FACING_FACE, LandmarkFitter
