@@ -148,7 +148,7 @@ def test_noise_directions_keep_a_correlated_slide_out_of_the_expression(flame):
     emb = embedding_for(flame)
     resp = load_response("avatar")
     K = np.array([[727.0, 0, 128], [0, 727.0, 128], [0, 0, 1]])
-    plain = LandmarkResponse(resp.landmark_indices, resp.static, resp.exp, resp.jaw_exp)
+    plain = resp.without_noise()
     rng = np.random.default_rng(0)
     m = np.zeros(56, np.float32)
     m[53:56], m[50], m[1], m[3] = [0.1, -0.25, 0.05], 0.12, 1.0, 0.8

@@ -152,7 +152,4 @@ def accuracy(
 def responses(response) -> Dict[str, Optional[object]]:
     """The fit variants compared: ``{"response": response, "no noise": response without its
     noise directions, "plain": None}``."""
-    from rsatalker_core.tracking.response import LandmarkResponse
-
-    r = response
-    return {"response": r, "no noise": LandmarkResponse(r.landmark_indices, r.static, r.exp, r.jaw_exp), "plain": None}
+    return {"response": response, "no noise": response.without_noise(), "plain": None}

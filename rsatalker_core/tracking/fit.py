@@ -218,6 +218,7 @@ class LandmarkFitter:
         self._exp, self._eye = slice(9, 9 + E), slice(9 + E, 13 + E)
         self._zs = 13 + E
         self._nz = slice(14 + E, 14 + E + K)
+        self._rest_pts = self._forward(torch.zeros(1, self.P, dtype=dt))[0][0]  # [L, 3] world
         prior = np.zeros(self.P)
         if exp_prior is None:
             exp_prior = 0.1 if K else 0.5
@@ -225,6 +226,12 @@ class LandmarkFitter:
         prior[self._jaw] = [jaw_prior, 20 * jaw_prior, 20 * jaw_prior]  # the jaw mostly opens (x)
         prior[self._eye] = eye_prior
         prior[self._zs] = depth_scale_prior
+        if K:
+            # z ~ N(0, I) against residuals of sd noise_floor: in the fit's units (percent of
+            # the face's size) the prior weight is (noise_floor / size)^2
+            rest = self._rest_pts @ self._Rc.T
+            size = float((rest[:, :2].max(0).values - rest[:, :2].min(0).values).norm()) / 100.0
+            prior[self._nz] = float(noise_prior) * (response.noise_floor / size) ** 2
         self._prior = torch.as_tensor(prior)
         self._prior_diag = torch.diag(self._prior)
         self.temporal_prior = float(temporal_prior)
@@ -235,14 +242,6 @@ class LandmarkFitter:
         self.rel_tol = float(rel_tol)
         self.iters_warm, self.iters_cold = int(iters_warm), int(iters_cold)
         self._nonlinear = torch.as_tensor(list(range(0, 3)) + list(range(6, 9)) + list(range(9 + E, 13 + E)))
-        self._rest_pts = self._forward(torch.zeros(1, self.P, dtype=dt))[0][0]  # [L, 3] world
-        if K:
-            # z ~ N(0, I) against residuals of sd noise_floor: in the fit's units (percent of
-            # the face's size) the prior weight is (noise_floor / size)^2
-            rest = self._rest_pts @ self._Rc.T
-            size = float((rest[:, :2].max(0).values - rest[:, :2].min(0).values).norm()) / 100.0
-            self._prior[self._nz] = float(noise_prior) * (response.noise_floor / size) ** 2
-            self._prior_diag = torch.diag(self._prior)
         self.reset()
 
     def reset(self) -> None:

@@ -114,6 +114,10 @@ class LandmarkResponse:
                 f"{self.jaw_exp.shape}, {self.noise.shape}, {self.noise_floor}"
             )
 
+    def without_noise(self) -> "LandmarkResponse":
+        """The same response without its noise directions (``K = 0``)."""
+        return LandmarkResponse(self.landmark_indices, self.static, self.exp, self.jaw_exp, source=self.source)
+
     def aligned(self, landmark_indices: np.ndarray, n_exp: int) -> Tuple[np.ndarray, ...]:
         """``(static [13, L, 3], exp [L, 3, n_exp], jaw_exp [L, 3, n_exp], noise [L, 3, K])``
         for an embedding's landmark ids (zeros for landmarks or expression coefficients the
