@@ -62,6 +62,9 @@ def _plot(path: str, motion: np.ndarray, est: dict) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--plot", default=str(REPO / "benchmarks" / "results_tracker_accuracy.png"))
+    ap.add_argument("--avatar", default="", help="avatar checkpoint (default: the packaged default avatar)")
+    ap.add_argument("--embedding", default="", help="landmark embedding npz (default: the stand-in's)")
+    ap.add_argument("--response", default="avatar", help="landmark response npz (default: the default avatar's)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     try:
@@ -77,10 +80,11 @@ def main() -> int:
     from rsatalker_core.tracking.embedding import embedding_for
     from rsatalker_core.tracking.response import load_response
 
-    renderer = AvatarRenderer(load_config(None, {"device": "cpu"}))
+    renderer = AvatarRenderer(load_config(None, {"device": "cpu", **({"avatar.checkpoint": args.avatar}
+                                                                     if args.avatar else {})}))
     K = renderer.K[0].cpu().numpy()
-    emb = embedding_for(renderer.flame)
-    variants = responses(load_response("avatar"))
+    emb = embedding_for(renderer.flame, args.embedding)
+    variants = responses(load_response(args.response))
     t0 = time.time()
     print("# Face tracker accuracy in closed loop (benchmarks/bench_tracker_accuracy.py)\n")
     print(f"Default avatar rendered at {renderer.cfg.render.width} px with known motion, seen from camera yaw "

@@ -42,6 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--landmarks", type=float, nargs=10, metavar="XY",
                    help="for an image path: x y of pupil_left, pupil_right, mouth_corner_left, "
                         "mouth_corner_right, nose_tip (left = the subject's left, image right)")
+    p.add_argument("--portrait-jaw", type=float, default=None,
+                   help="jaw opening the photo shows, radians (default: the built-in portrait's own, else 0)")
+    p.add_argument("--portrait-expression", type=float, nargs="+", default=None, metavar="C",
+                   help="the photo's first expression coefficients (default: the built-in portrait's own)")
     p.add_argument("--out", default=DEFAULT_OUT, help="output .pt (default: the packaged asset)")
     p.add_argument("--iterations", type=int, default=AvatarFitConfig.iterations)
     p.add_argument("--max-gaussians", type=int, default=AvatarFitConfig.max_gaussians)
@@ -90,6 +94,8 @@ def main(argv=None) -> int:
     cfg = AvatarFitConfig(
         portrait=args.portrait,
         landmarks=[[args.landmarks[i], args.landmarks[i + 1]] for i in range(0, 10, 2)] if args.landmarks else [],
+        portrait_jaw=args.portrait_jaw,
+        portrait_expression=args.portrait_expression,
         render=render_cfg,
         iterations=args.iterations,
         max_gaussians=args.max_gaussians,

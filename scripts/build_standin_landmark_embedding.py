@@ -12,7 +12,7 @@ frames, each a smooth move between random known motions and gaze under a random 
 tracked by MediaPipe in video mode) and writes rsatalker_core/assets/standin_avatar_landmark_response.npz,
 used to track renders of the avatar (``--landmark-response avatar``). About 3 minutes.
 
-    python scripts/build_standin_landmark_embedding.py [--size 512] [--out PATH]
+    python scripts/build_standin_landmark_embedding.py [--avatar CKPT] [--size 512] [--out PATH]
         [--response-samples 6000] [--response-clip 10] [--response-gaze 0.3] [--response-out PATH]
 """
 
@@ -34,6 +34,8 @@ from rsatalker_core.tracking.response import AVATAR_RESPONSE_ASSET, calibrate_re
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--avatar", default="", help="Gaussian avatar checkpoint to render (default: the "
+                    "config's avatar.checkpoint, the packaged default avatar)")
     ap.add_argument("--size", type=int, default=512, help="render size, pixels")
     ap.add_argument("--out", default=os.path.join(package_root(), "assets", STANDIN_EMBEDDING_ASSET))
     ap.add_argument("--response-samples", type=int, default=6000,
@@ -46,7 +48,7 @@ def main() -> None:
                     help="largest gaze pitch / yaw of the renders, radians (0: eyes at rest)")
     ap.add_argument("--response-out", default=os.path.join(package_root(), "assets", AVATAR_RESPONSE_ASSET))
     args = ap.parse_args()
-    cfg = load_config(None, {"device": "cpu"})
+    cfg = load_config(None, {"device": "cpu", **({"avatar.checkpoint": args.avatar} if args.avatar else {})})
     cfg.render.width = cfg.render.height = args.size
     renderer = AvatarRenderer(cfg)
     if not renderer.flame.is_standin:

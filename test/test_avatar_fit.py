@@ -123,3 +123,60 @@ def test_shipped_default_avatar_loads_and_renders_a_face(flame):
     assert skin[0] > skin[1] > skin[2]
     mouth = (slice(38, 50), slice(24, 40))
     assert (jaw_open[mouth] - neutral[mouth]).abs().mean() > 0.03  # the jaw moves the face
+
+
+def test_portrait_motion_reads_the_config_and_the_built_in_portraits():
+    from rsatalker_core.avatar.fit import portrait_motion
+
+    m = portrait_motion(AvatarFitConfig(portrait="x.png", portrait_jaw=0.1, portrait_expression=[0.0, 1.5]))
+    assert m.shape == (1, 56) and float(m[0, 50]) == pytest.approx(0.1) and float(m[0, 1]) == 1.5
+    assert float(m.abs().sum()) == pytest.approx(1.6)
+    assert float(portrait_motion(AvatarFitConfig(portrait="x.png")).abs().sum()) == 0.0  # a path: neutral
+    astronaut = portrait_motion(AvatarFitConfig())  # the built-in default shows a smile, teeth apart
+    assert float(astronaut[0, 50]) > 0 and float(astronaut[0, 1]) > 0
+    assert float(portrait_motion(AvatarFitConfig(portrait_jaw=0.0, portrait_expression=[])).abs().sum()) == 0.0
+    with pytest.raises(ConfigError, match="coefficients"):
+        portrait_motion(AvatarFitConfig(portrait_expression=[0.0] * 51))
+    with pytest.raises(ConfigError, match="finite"):
+        portrait_motion(AvatarFitConfig(portrait_jaw=float("nan")))
+
+
+def test_a_portrait_with_the_mouth_open_fitted_in_its_pose_closes_the_mouth_at_rest(flame, tmp_path):
+    # A face whose mouth is open: a dark gap between two red lips. Fitted on the neutral
+    # mesh, the gap is painted onto the lips and shows at rest; fitted with the jaw open as
+    # in the photo, the gap falls into the mouth and the lips close over it at rest.
+    photo = np.full((200, 160, 3), 235, np.uint8)
+    cv2.ellipse(photo, (80, 100), (60, 80), 0, 0, 360, (150, 180, 225), -1)  # BGR skin
+    lm = np.array([[105, 80], [55, 80], [102, 140], [58, 140], [80, 110]], np.float64)
+    for x, y in lm[:2]:
+        cv2.circle(photo, (int(x), int(y)), 11, (40, 30, 20), -1)
+    cv2.ellipse(photo, (80, 146), (22, 10), 0, 0, 360, (60, 60, 230), -1)  # lips
+    cv2.ellipse(photo, (80, 146), (18, 5), 0, 0, 360, (0, 0, 0), -1)  # the open mouth
+    path = str(tmp_path / "open_mouth.png")
+    cv2.imwrite(path, photo)
+    W = H = 64
+    view, K = default_camera(RenderConfig(width=W, height=H))
+    dark = {}
+    for jaw in (0.0, 0.15):
+        cfg = AvatarFitConfig(portrait=path, landmarks=lm.tolist(), render=RenderConfig(width=W, height=H),
+                              max_gaussians=11000, iterations=5, portrait_jaw=jaw)
+        res = fit_avatar(flame, cfg)
+        assert res.info["portrait_jaw"] == pytest.approx(jaw)
+        with torch.no_grad():
+            g = res.avatar(flame.forward_motion(torch.zeros(1, 56)), flame.faces)
+            rest = rasterize(g["means"][0], g["quats"][0], g["scales"][0], g["opacities"], g["colors"],
+                             view, K, W, H, torch.ones(1, 3))[0][0]
+        uv, _ = project(flame.forward_motion(torch.zeros(1, 56))[0, [_lm("mouth_corner_left"),
+                                                                     _lm("mouth_corner_right")]].detach(), view[0], K[0])
+        x0, x1 = sorted(uv[:, 0].tolist())
+        y = int(uv[:, 1].mean())
+        box = rest[y - 3:y + 5, int(x0) + 2:int(x1) - 1]
+        dark[jaw] = float((box.mean(-1) < 0.1).float().mean())  # share of dark pixels at the mouth
+    print("dark share of the mouth at rest: neutral fit %.2f, posed fit %.2f" % (dark[0.0], dark[0.15]))
+    assert dark[0.0] > 0.08 and dark[0.15] < 0.3 * dark[0.0], dark  # measured: 0.15 and 0.00
+
+
+def _lm(name):
+    from rsatalker_core.head.standin import standin_landmarks
+
+    return standin_landmarks()[name]

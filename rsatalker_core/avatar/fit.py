@@ -7,8 +7,12 @@ portrait a Python package carries (docs/assets.md §5): scikit-image's ``data.as
 
 Steps (:func:`fit_avatar`):
 
-1. Pose the FLAME layer (the stand-in head unless an official model is configured) in
-   the neutral pose and view it with the default camera (:func:`default_camera`).
+1. Pose the FLAME layer (the stand-in head unless an official model is configured) as the
+   photo's face is posed (:func:`portrait_motion`: the jaw opening and expression the photo
+   shows, e.g. a smile with the teeth apart; neutral unless given) and view it with the
+   default camera (:func:`default_camera`). The Gaussians are bound to the triangles, so the
+   photo's lips are painted onto the lips and its teeth into the mouth, and the avatar at
+   rest has a closed, neutral mouth.
 2. Align the photo to the head: a similarity transform (scale, rotation, shift) maps the
    photo's pupils, mouth corners and nose tip onto the projections of the mesh's
    landmark vertices (least squares, OpenCV ``estimateAffinePartial2D``).
@@ -40,7 +44,7 @@ from torch import Tensor
 
 from rsatalker_core.metrics.image import ssim
 from rsatalker_core.avatar.gaussians import GaussianAvatar
-from rsatalker_core.config import RenderConfig
+from rsatalker_core.config import EXP_SLICE, JAW_SLICE, RenderConfig
 from rsatalker_core.errors import ConfigError
 from rsatalker_core.render import rasterize
 from rsatalker_core.render.camera import default_camera
@@ -54,6 +58,11 @@ _PORTRAITS: Dict[str, Dict] = {
     "astronaut": {
         "landmarks": [[247.0, 103.5], [206.5, 101.0], [246.0, 141.0], [202.5, 140.5], [225.0, 125.0]],
         "source": "scikit-image data.astronaut() (NASA, public domain)",
+        # The photo's pose: a smile (stand-in expression 1) with the teeth apart. Chosen among
+        # jaw 0.06 / 0.08 / 0.1 rad by the tracker's closed loop on the validation motion
+        # (docs/assets.md §5).
+        "jaw": 0.06,
+        "expression": [0.0, 1.0],
     },
     "grace_hopper": {
         "landmarks": [[303.5, 186.0], [221.5, 189.0], [287.0, 278.0], [223.0, 277.0], [266.0, 238.0]],
@@ -72,6 +81,11 @@ class AvatarFitConfig:
     portrait: str = "astronaut"
     # For a portrait given by path: pixel (x, y) of LANDMARK_NAMES, in that order.
     landmarks: List[List[float]] = field(default_factory=list)
+    # The face's pose in the photo (portrait_motion): jaw opening (radians, FLAME jaw
+    # axis-angle x) and the first expression coefficients. None: the built-in portrait's
+    # own (_PORTRAITS), else neutral.
+    portrait_jaw: Optional[float] = None
+    portrait_expression: Optional[List[float]] = None
     # For an official FLAME model: vertex index of each of LANDMARK_NAMES (the stand-in
     # head knows its own).
     mesh_landmarks: List[int] = field(default_factory=list)
@@ -138,6 +152,28 @@ def load_portrait(cfg: AvatarFitConfig) -> Tuple[np.ndarray, np.ndarray, str]:
             f"portrait {name}: landmarks must give (x, y) pixels of {', '.join(LANDMARK_NAMES)}, got shape {lm.shape}"
         )
     return rgb.astype(np.float32) / 255.0, lm, source
+
+
+def portrait_motion(cfg: AvatarFitConfig) -> Tensor:
+    """The motion ``[1, 56]`` the mesh takes to match the photo: jaw opening
+    ``cfg.portrait_jaw`` (radians) and expression ``cfg.portrait_expression`` (the first
+    coefficients), or the built-in portrait's own when those are None; zeros otherwise.
+
+    Raises:
+        ConfigError: more expression coefficients than the motion has, or a non-finite value.
+    """
+    known = _PORTRAITS.get(cfg.portrait, {})
+    jaw = cfg.portrait_jaw if cfg.portrait_jaw is not None else known.get("jaw", 0.0)
+    exp = cfg.portrait_expression if cfg.portrait_expression is not None else known.get("expression", [])
+    n_exp = EXP_SLICE.stop - EXP_SLICE.start
+    if len(exp) > n_exp:
+        raise ConfigError(f"portrait_expression has {len(exp)} coefficients, the motion has {n_exp}")
+    motion = torch.zeros(1, 56)
+    motion[0, JAW_SLICE.start] = float(jaw)
+    motion[0, EXP_SLICE.start:EXP_SLICE.start + len(exp)] = torch.as_tensor([float(e) for e in exp])
+    if not torch.isfinite(motion).all():
+        raise ConfigError(f"portrait pose must be finite: jaw {jaw}, expression {list(exp)}")
+    return motion
 
 
 def mesh_landmark_ids(flame, cfg: AvatarFitConfig) -> List[int]:
@@ -353,8 +389,9 @@ def fit_avatar(flame, cfg: AvatarFitConfig, progress: Optional[Callable[[int, fl
     np.random.seed(cfg.seed)
     W, H = cfg.render.width, cfg.render.height
     viewmat, K = (t[0] for t in default_camera(cfg.render))
+    pose = portrait_motion(cfg)
     with torch.no_grad():
-        verts = flame.forward_motion(torch.zeros(1, 56)).float()
+        verts = flame.forward_motion(pose).float()
     faces = flame.faces.long()
 
     image, lm_px, source = load_portrait(cfg)
@@ -405,5 +442,7 @@ def fit_avatar(flame, cfg: AvatarFitConfig, progress: Optional[Callable[[int, fl
         "seconds": time.perf_counter() - t0,
         "seconds_init": t_init,
         "fit_size": [W, H],
+        "portrait_jaw": float(pose[0, JAW_SLICE.start]),
+        "portrait_expression": [float(v) for v in pose[0, EXP_SLICE][:10]],
     }
     return FitResult(avatar, info, target, mask, losses)
