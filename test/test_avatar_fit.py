@@ -68,14 +68,20 @@ def test_a_few_fit_steps_lower_the_loss(flame):
     assert losses[-1] < 0.8 * losses[0]
 
 
-def test_fit_avatar_end_to_end_on_a_synthetic_portrait(flame, tmp_path):
-    # A "face": skin-coloured disc, dark eyes, red mouth, at known landmark pixels.
+def _synthetic_face():
+    """A "face" photo (BGR): skin-coloured disc and dark eyes at known landmark pixels
+    ``[5, 2]`` (LANDMARK_NAMES order); the caller draws the mouth."""
     photo = np.full((200, 160, 3), 235, np.uint8)
     cv2.ellipse(photo, (80, 100), (60, 80), 0, 0, 360, (150, 180, 225), -1)  # BGR skin
     lm = np.array([[105, 80], [55, 80], [102, 140], [58, 140], [80, 110]], np.float64)
     for x, y in lm[:2]:
         cv2.circle(photo, (int(x), int(y)), 11, (40, 30, 20), -1)
-    cv2.line(photo, (58, 140), (102, 140), (40, 40, 200), 5)
+    return photo, lm
+
+
+def test_fit_avatar_end_to_end_on_a_synthetic_portrait(flame, tmp_path):
+    photo, lm = _synthetic_face()
+    cv2.line(photo, (58, 140), (102, 140), (40, 40, 200), 5)  # a red mouth
     path = str(tmp_path / "face.png")
     cv2.imwrite(path, photo)
     cfg = AvatarFitConfig(portrait=path, landmarks=lm.tolist(), render=RenderConfig(width=48, height=48),
@@ -145,11 +151,7 @@ def test_a_portrait_with_the_mouth_open_fitted_in_its_pose_closes_the_mouth_at_r
     # A face whose mouth is open: a dark gap between two red lips. Fitted on the neutral
     # mesh, the gap is painted onto the lips and shows at rest; fitted with the jaw open as
     # in the photo, the gap falls into the mouth and the lips close over it at rest.
-    photo = np.full((200, 160, 3), 235, np.uint8)
-    cv2.ellipse(photo, (80, 100), (60, 80), 0, 0, 360, (150, 180, 225), -1)  # BGR skin
-    lm = np.array([[105, 80], [55, 80], [102, 140], [58, 140], [80, 110]], np.float64)
-    for x, y in lm[:2]:
-        cv2.circle(photo, (int(x), int(y)), 11, (40, 30, 20), -1)
+    photo, lm = _synthetic_face()
     cv2.ellipse(photo, (80, 146), (22, 10), 0, 0, 360, (60, 60, 230), -1)  # lips
     cv2.ellipse(photo, (80, 146), (18, 5), 0, 0, 360, (0, 0, 0), -1)  # the open mouth
     path = str(tmp_path / "open_mouth.png")
