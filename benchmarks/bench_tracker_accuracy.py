@@ -87,7 +87,8 @@ def main() -> int:
     variants = responses(load_response(args.response))
     t0 = time.time()
     print("# Face tracker accuracy in closed loop (benchmarks/bench_tracker_accuracy.py)\n")
-    print(f"Default avatar rendered at {renderer.cfg.render.width} px with known motion, seen from camera yaw "
+    name = f"Avatar `{Path(args.avatar).name}`" if args.avatar else "Default avatar"
+    print(f"{name} rendered at {renderer.cfg.render.width} px with known motion, seen from camera yaw "
           f"{' / '.join(f'{y:+.0f}' for y in YAWS)} degrees, tracked by MediaPipe (video mode) and the fit; "
           f"{platform.machine()}, stand-in head. Targets: head <= 3 deg, jaw <= 0.05 rad, expression r >= 0.8.\n")
     print("| motion | view | fit | head error, worst | jaw error, worst | jaw r / slope | brows r / slope | "

@@ -140,6 +140,8 @@ def test_portrait_motion_reads_the_config_and_the_built_in_portraits():
     assert float(portrait_motion(AvatarFitConfig(portrait="x.png")).abs().sum()) == 0.0  # a path: neutral
     astronaut = portrait_motion(AvatarFitConfig())  # the built-in default shows a smile, teeth apart
     assert float(astronaut[0, 50]) > 0 and float(astronaut[0, 1]) > 0
+    on_flame = portrait_motion(AvatarFitConfig(), standin=False)  # its smile is the stand-in's expression 1
+    assert float(on_flame[0, 50]) == float(astronaut[0, 50]) and float(on_flame[0, :50].abs().sum()) == 0.0
     assert float(portrait_motion(AvatarFitConfig(portrait_jaw=0.0, portrait_expression=[])).abs().sum()) == 0.0
     with pytest.raises(ConfigError, match="coefficients"):
         portrait_motion(AvatarFitConfig(portrait_expression=[0.0] * 51))

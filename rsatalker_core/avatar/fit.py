@@ -44,7 +44,7 @@ from torch import Tensor
 
 from rsatalker_core.metrics.image import ssim
 from rsatalker_core.avatar.gaussians import GaussianAvatar
-from rsatalker_core.config import EXP_SLICE, JAW_SLICE, RenderConfig
+from rsatalker_core.config import EXP_SLICE, JAW_SLICE, MOTION_DIM, RenderConfig
 from rsatalker_core.errors import ConfigError
 from rsatalker_core.render import rasterize
 from rsatalker_core.render.camera import default_camera
@@ -154,21 +154,25 @@ def load_portrait(cfg: AvatarFitConfig) -> Tuple[np.ndarray, np.ndarray, str]:
     return rgb.astype(np.float32) / 255.0, lm, source
 
 
-def portrait_motion(cfg: AvatarFitConfig) -> Tensor:
+def portrait_motion(cfg: AvatarFitConfig, standin: bool = True) -> Tensor:
     """The motion ``[1, 56]`` the mesh takes to match the photo: jaw opening
     ``cfg.portrait_jaw`` (radians) and expression ``cfg.portrait_expression`` (the first
     coefficients), or the built-in portrait's own when those are None; zeros otherwise.
+    A built-in portrait's expression is the stand-in head's (expression 1 is its smile), so
+    it applies only when ``standin``; on an official FLAME give ``portrait_expression``.
 
     Raises:
         ConfigError: more expression coefficients than the motion has, or a non-finite value.
     """
     known = _PORTRAITS.get(cfg.portrait, {})
     jaw = cfg.portrait_jaw if cfg.portrait_jaw is not None else known.get("jaw", 0.0)
-    exp = cfg.portrait_expression if cfg.portrait_expression is not None else known.get("expression", [])
+    exp = cfg.portrait_expression
+    if exp is None:
+        exp = known.get("expression", []) if standin else []
     n_exp = EXP_SLICE.stop - EXP_SLICE.start
     if len(exp) > n_exp:
         raise ConfigError(f"portrait_expression has {len(exp)} coefficients, the motion has {n_exp}")
-    motion = torch.zeros(1, 56)
+    motion = torch.zeros(1, MOTION_DIM)
     motion[0, JAW_SLICE.start] = float(jaw)
     motion[0, EXP_SLICE.start:EXP_SLICE.start + len(exp)] = torch.as_tensor([float(e) for e in exp])
     if not torch.isfinite(motion).all():
@@ -389,7 +393,7 @@ def fit_avatar(flame, cfg: AvatarFitConfig, progress: Optional[Callable[[int, fl
     np.random.seed(cfg.seed)
     W, H = cfg.render.width, cfg.render.height
     viewmat, K = (t[0] for t in default_camera(cfg.render))
-    pose = portrait_motion(cfg)
+    pose = portrait_motion(cfg, standin=bool(getattr(flame, "is_standin", False)))
     with torch.no_grad():
         verts = flame.forward_motion(pose).float()
     faces = flame.faces.long()
