@@ -342,9 +342,14 @@ class LandmarkFitter:
         ``q [B, L, 3]`` with skinning rotations ``Rv [B, L, 3, 3]``: each point moved by its
         embedding's depth offset along the head's backward axis, its depth about the mean
         depth, in pixels at that depth (``fx dz / z_mean``)."""
-        z = q[..., 2] - self._dz * (Rv[..., :, 2] * self._Rc[2]).sum(-1)
+        z = self._offset_depth(q, Rv)
         zm = z.mean(-1, keepdim=True).clamp_min(1e-3)
         return K[0, 0] * (z / zm - 1.0)
+
+    def _offset_depth(self, q: Tensor, Rv: Tensor) -> Tensor:
+        """Camera depth ``[B, L]`` (metres) of the landmark points ``q [B, L, 3]`` moved by
+        the embedding's depth offsets along the head's backward axis (skinning ``Rv``)."""
+        return q[..., 2] - self._dz * (Rv[..., :, 2] * self._Rc[2]).sum(-1)
 
     def _project(self, th: Tensor, K: Tensor) -> Tensor:
         """Pixels ``[B, L, 2]`` of the landmarks for parameters ``th [B, P]``."""
@@ -354,9 +359,13 @@ class LandmarkFitter:
         """Weighted residuals ``[B, 3L]`` in percent of the face size: ``2L`` image
         residuals, then ``L`` depth residuals (times ``zw``: 0 without depth)."""
         pts, Rv = self._forward(th)
-        q = self._camera(th, pts)
-        r2 = ((self._pixels(q, K) - obs[:, :2]) / scale).flatten(1) * self._lw
-        rz = ((1.0 + th[:, self._zs, None]) * obs[:, 2] - self._depth(q, Rv, K)) / scale * (self._lwz * zw)
+        return self._weighted_residuals(th, self._camera(th, pts), Rv, K, obs, scale, zw)
+
+    def _weighted_residuals(self, th: Tensor, q: Tensor, Rv: Tensor, K: Tensor, obs: Tensor, scale: Tensor,
+                            zw: float) -> Tensor:
+        """:meth:`_residuals` of camera points ``q [B, L, 3]`` with skinning ``Rv``."""
+        r2 = ((self._pixels(q, K) - obs[:, :2]) * (self._lw / scale).view(-1, 2)).flatten(1)  # [B, 2L]
+        rz = ((1.0 + th[:, self._zs, None]) * obs[:, 2] - self._depth(q, Rv, K)) * (self._lwz * zw / scale)  # [B, L]
         return torch.cat([r2, rz], 1)
 
     def _residual_fn(self, th: Tensor, K: Tensor, obs: Tensor, scale: Tensor, zw: float) -> Tensor:
@@ -373,12 +382,9 @@ class LandmarkFitter:
         batch[torch.arange(1, len(nl) + 1), nl] += eps
         pts, Rv = self._forward(batch, same_exp=True)
         q = self._camera(batch, pts)
-        px = self._pixels(q, K)  # [B, L, 2]
+        r = self._weighted_residuals(batch, q, Rv, K, obs, scale, zw)  # [B, M]
         w = (self._lw / scale).view(-1, 2)  # [L, 2]
         wz = self._lwz * zw / scale  # [L]
-        r2 = ((px - obs[:, :2]) * w).flatten(1)  # [B, 2L]
-        rz = ((1.0 + batch[:, self._zs, None]) * obs[:, 2] - self._depth(q, Rv, K)) * wz  # [B, L]
-        r = torch.cat([r2, rz], 1)  # [B, M]
         Jm = r.new_zeros(r.shape[1], self.P)
         Jm[:, nl] = ((r[1:] - r[0]) / eps).T
         q0 = q[0]
@@ -392,19 +398,24 @@ class LandmarkFitter:
         dq = dq * w[..., None]
         Jm[: 2 * L, self._tr] = dq.reshape(-1, 3)
         # depth (of the offset points, self._depth): d(fx (z_i / zm - 1)) = fx (dz_i - (z_i / zm) mean(dz)) / zm
-        z = q0[:, 2] - self._dz * (Rv[0, :, :, 2] * self._Rc[2]).sum(-1)
+        z = self._offset_depth(q0, Rv[0])
         zm = z.mean()
         Jm[2 * L :, 5] = -wz * K[0, 0] * (1.0 - z / zm) / zm
         RcRv = self._Rc @ Rv[0]  # [L, 3, 3]
+        dpx = dq @ RcRv  # [L, 2, 3] d pixel / d rest-frame offset
+        dzw = -(wz * K[0, 0] / zm)[:, None]  # [L, 1]
+
+        def rest_offsets(basis: Tensor) -> Tuple[Tensor, Tensor]:
+            """Image and depth rows ``[2L, C]``, ``[L, C]`` of parameters that move the
+            landmarks by rest-frame offsets ``basis [L, 3, C]`` (expression, noise)."""
+            dz = torch.bmm(RcRv[:, 2:], basis)[:, 0]  # [L, C]
+            return torch.bmm(dpx, basis).reshape(2 * L, -1), dzw * (dz - (z / zm)[:, None] * dz.mean(0))
+
         sd = self._sd if self._rje is None else self._sd + th[6] * self._rje
-        Jm[: 2 * L, self._exp] = torch.bmm(dq @ RcRv, sd).reshape(-1, self.n_exp)
-        dz = torch.bmm(RcRv[:, 2:], sd)[:, 0]  # [L, E]
-        Jm[2 * L :, self._exp] = -(wz * K[0, 0] / zm)[:, None] * (dz - (z / zm)[:, None] * dz.mean(0))
+        Jm[: 2 * L, self._exp], Jm[2 * L :, self._exp] = rest_offsets(sd)
         Jm[2 * L :, self._zs] = wz * obs[:, 2]
-        if self.n_noise:  # rest-frame offsets, like the expression's
-            Jm[: 2 * L, self._nz] = torch.bmm(dq @ RcRv, self._nb).reshape(-1, self.n_noise)
-            dzn = torch.bmm(RcRv[:, 2:], self._nb)[:, 0]  # [L, K]
-            Jm[2 * L :, self._nz] = -(wz * K[0, 0] / zm)[:, None] * (dzn - (z / zm)[:, None] * dzn.mean(0))
+        if self.n_noise:
+            Jm[: 2 * L, self._nz], Jm[2 * L :, self._nz] = rest_offsets(self._nb)
         return r[0], Jm
 
     # ---- fitting ------------------------------------------------------------------------
