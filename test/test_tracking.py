@@ -11,7 +11,7 @@ from conftest import SHARED_DATA
 
 from rsatalker_core.config import load_config
 from rsatalker_core.head.flame import FlameModel
-from rsatalker_core.tracking.closed_loop import TEST_MOTION, accuracy, known_motion, render_and_landmark, responses, track
+from rsatalker_core.tracking.closed_loop import TEST_MOTION, VALIDATION_MOTION, accuracy, known_motion, render_and_landmark, responses, track
 from rsatalker_core.tracking.embedding import LandmarkEmbedding, embedding_for, load_embedding, save_embedding
 from rsatalker_core.tracking.fit import CAMERA_FACING_FACE, LandmarkFitter
 from rsatalker_core.tracking.landmarks import TrackingError, select_face
@@ -146,6 +146,30 @@ def test_tracker_closed_loop_on_rendered_avatar(avatar_renderer):
     # pitch readable from the front (r 0.71 against 0.43)
     assert max(stats[y, "response"]["head_deg"] for y in views) < max(stats[y, "no noise"]["head_deg"] for y in views)
     assert stats[0.0, "response"]["gaze_pitch_r"] > stats[0.0, "no noise"]["gaze_pitch_r"] + 0.2
+
+
+@pytest.mark.xfail(strict=True, reason="known gap (issue 10 open): on the validation motion seen from +20 degrees "
+                   "the head turns 35-40 degrees from the camera and pitches up, and MediaPipe's reading of the "
+                   "stand-in avatar there spreads the smile and brows over other expression coefficients "
+                   "(benchmarks/results_tracker_accuracy.md); strict, so the fix shows as an XPASS")
+def test_tracker_closed_loop_validation_motion_from_the_side(avatar_renderer):
+    """The same targets as :func:`test_tracker_closed_loop_on_rendered_avatar` on the
+    validation motion (other frequencies and phases, same ranges) from camera yaw +20
+    degrees. Measured: head 3.3 deg, jaw 0.078 rad, brows r 0.65, smile r 0.53."""
+    pytest.importorskip("mediapipe")
+    from rsatalker_core.tracking.response import load_response
+
+    renderer = avatar_renderer
+    m, eye = known_motion(**VALIDATION_MOTION)
+    (Rc, lms), = render_and_landmark(renderer, m, (20.0,), eye_pose=eye).values()
+    assert all(x is not None for x in lms), "MediaPipe lost the face"
+    est, eye_est = track(renderer.flame, embedding_for(renderer.flame), Rc, lms, renderer.K[0].numpy(),
+                         response=load_response("avatar"))
+    a = accuracy(est, m, eye_est, eye)
+    print(f"validation, view +20: head {a['head_deg']:.1f} deg, jaw {a['jaw_rad']:.3f} rad, brows r "
+          f"{a['brows_r']:.2f}, smile r {a['smile_r']:.2f}")
+    assert a["head_deg"] < 3.0 and a["jaw_rad"] < 0.05, a
+    assert a["brows_r"] >= 0.8 and a["smile_r"] >= 0.8, a
 
 
 def test_closed_loop_accuracy_figures():
