@@ -11,7 +11,9 @@ from conftest import SHARED_DATA
 
 from rsatalker_core.config import load_config
 from rsatalker_core.head.flame import FlameModel
-from rsatalker_core.tracking.closed_loop import TEST_MOTION, VALIDATION_MOTION, accuracy, known_motion, render_and_landmark, responses, track
+from rsatalker_core.tracking.closed_loop import (
+    TEST_MOTION, VALIDATION_MOTION, accuracy, known_motion, render_and_landmark, responses, track,
+)
 from rsatalker_core.tracking.embedding import LandmarkEmbedding, embedding_for, load_embedding, save_embedding
 from rsatalker_core.tracking.fit import CAMERA_FACING_FACE, LandmarkFitter
 from rsatalker_core.tracking.landmarks import TrackingError, select_face
@@ -148,7 +150,11 @@ def test_tracker_closed_loop_on_rendered_avatar(avatar_renderer):
     assert stats[0.0, "response"]["gaze_pitch_r"] > stats[0.0, "no noise"]["gaze_pitch_r"] + 0.2
 
 
-@pytest.mark.xfail(strict=True, reason="known gap (issue 10 open): on the validation motion seen from +20 degrees "
+class _KnownGap(AssertionError):
+    """A closed-loop target missed where the known gap is (only this counts as the expected failure)."""
+
+
+@pytest.mark.xfail(strict=True, raises=_KnownGap, reason="known gap (issue 10 open): on the validation motion seen from +20 degrees "
                    "the head turns 35-40 degrees from the camera and pitches up, and MediaPipe's reading of the "
                    "stand-in avatar there spreads the smile and brows over other expression coefficients "
                    "(benchmarks/results_tracker_accuracy.md); strict, so the fix shows as an XPASS")
@@ -168,8 +174,9 @@ def test_tracker_closed_loop_validation_motion_from_the_side(avatar_renderer):
     a = accuracy(est, m, eye_est, eye)
     print(f"validation, view +20: head {a['head_deg']:.1f} deg, jaw {a['jaw_rad']:.3f} rad, brows r "
           f"{a['brows_r']:.2f}, smile r {a['smile_r']:.2f}")
-    assert a["head_deg"] < 3.0 and a["jaw_rad"] < 0.05, a
-    assert a["brows_r"] >= 0.8 and a["smile_r"] >= 0.8, a
+    assert a["tracked"] == 1.0 and a["jaw_r"] > 0.9, a  # a real failure, not the known gap
+    if not (a["head_deg"] < 3.0 and a["jaw_rad"] < 0.05 and a["brows_r"] >= 0.8 and a["smile_r"] >= 0.8):
+        raise _KnownGap(a)
 
 
 def test_closed_loop_accuracy_figures():
