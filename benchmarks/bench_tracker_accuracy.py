@@ -65,6 +65,8 @@ def main() -> int:
     ap.add_argument("--avatar", default="", help="avatar checkpoint (default: the packaged default avatar)")
     ap.add_argument("--embedding", default="", help="landmark embedding npz (default: the stand-in's)")
     ap.add_argument("--response", default="avatar", help="landmark response npz (default: the default avatar's)")
+    ap.add_argument("--flame-model", default="", help="FLAME model file (.pkl / .npz) the avatar is bound to "
+                    "(default: the stand-in head); give --avatar, --embedding and --response for it too")
     args = ap.parse_args()
     torch.set_num_threads(2)
     try:
@@ -75,22 +77,34 @@ def main() -> int:
     from rsatalker_core.config import load_config
     from rsatalker_core.render.renderer import AvatarRenderer
     from rsatalker_core.tracking.closed_loop import (
-        TEST_MOTION, VALIDATION_MOTION, accuracy, known_motion, render_and_landmark, responses, track,
+        BROWS, SMILE, TEST_MOTION, VALIDATION_MOTION, accuracy, known_motion, render_and_landmark, responses, track,
     )
+    from rsatalker_core.errors import RsatalkerError
     from rsatalker_core.tracking.embedding import embedding_for
     from rsatalker_core.tracking.response import load_response
 
-    renderer = AvatarRenderer(load_config(None, {"device": "cpu", **({"avatar.checkpoint": args.avatar}
-                                                                     if args.avatar else {})}))
+    overrides = {"device": "cpu"}
+    if args.avatar:
+        overrides["avatar.checkpoint"] = args.avatar
+    if args.flame_model:
+        overrides["flame.model_path"] = args.flame_model
+    try:
+        renderer = AvatarRenderer(load_config(None, overrides))
+        emb = embedding_for(renderer.flame, args.embedding)
+        variants = responses(load_response(args.response))
+    except RsatalkerError as exc:  # a missing file, an embedding or avatar for another mesh
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     K = renderer.K[0].cpu().numpy()
-    emb = embedding_for(renderer.flame, args.embedding)
-    variants = responses(load_response(args.response))
     t0 = time.time()
     print("# Face tracker accuracy in closed loop (benchmarks/bench_tracker_accuracy.py)\n")
     name = f"Avatar `{Path(args.avatar).name}`" if args.avatar else "Default avatar"
+    head = "stand-in head" if renderer.flame.is_standin else (
+        f"FLAME `{Path(renderer.flame.source).name}` (smile and brows are the stand-in's names of expression "
+        f"coefficients {SMILE} and {BROWS}, moved alike here)")
     print(f"{name} rendered at {renderer.cfg.render.width} px with known motion, seen from camera yaw "
           f"{' / '.join(f'{y:+.0f}' for y in YAWS)} degrees, tracked by MediaPipe (video mode) and the fit; "
-          f"{platform.machine()}, stand-in head. Targets: head <= 3 deg, jaw <= 0.05 rad, expression r >= 0.8.\n")
+          f"{platform.machine()}, {head}. Targets: head <= 3 deg, jaw <= 0.05 rad, expression r >= 0.8.\n")
     print("| motion | view | fit | head error, worst | jaw error, worst | jaw r / slope | brows r / slope | "
           "smile r / slope | gaze r yaw / pitch |")
     print("|---|---|---|---|---|---|---|---|---|")

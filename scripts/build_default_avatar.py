@@ -7,6 +7,8 @@ Usage (from the repository root, in the project venv):
     python scripts/build_default_avatar.py                       # the shipped asset
     python scripts/build_default_avatar.py --portrait grace_hopper --out out/gh.pt
     python scripts/build_default_avatar.py --preview-dir /tmp    # also write PNG renders
+    python scripts/build_default_avatar.py --flame-model generic_model.pkl \
+        --mesh-landmarks P_L P_R M_L M_R NOSE --out out/flame_avatar.pt  # on the official FLAME
 
 Needs scikit-image (portrait "astronaut", the default) or matplotlib ("grace_hopper") and
 the project's SSIM (rsatalker_core.metrics.image). Seeded and deterministic on one machine; about 3 minutes on 2 CPU cores.
@@ -29,6 +31,7 @@ sys.path.insert(0, REPO)
 
 from rsatalker_core.avatar.fit import AvatarFitConfig, fit_avatar  # noqa: E402
 from rsatalker_core.config import FlameConfig, RenderConfig  # noqa: E402
+from rsatalker_core.errors import ConfigError, RsatalkerError  # noqa: E402
 from rsatalker_core.head.flame import FlameModel  # noqa: E402
 from rsatalker_core.render import rasterize  # noqa: E402
 from rsatalker_core.render.camera import default_camera  # noqa: E402
@@ -46,6 +49,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="jaw opening the photo shows, radians (default: the built-in portrait's own, else 0)")
     p.add_argument("--portrait-expression", type=float, nargs="+", default=None, metavar="C",
                    help="the photo's first expression coefficients (default: the built-in portrait's own)")
+    p.add_argument("--flame-model", default="",
+                   help="FLAME model file (.pkl / .npz) to fit on (default: the stand-in head; then give --out, "
+                        "the packaged asset is the stand-in's)")
+    p.add_argument("--mesh-landmarks", type=int, nargs=5, metavar="V", default=None,
+                   help="with --flame-model: vertex ids of pupil_left, pupil_right, mouth_corner_left, "
+                        "mouth_corner_right, nose_tip on its mesh")
     p.add_argument("--out", default=DEFAULT_OUT, help="output .pt (default: the packaged asset)")
     p.add_argument("--iterations", type=int, default=AvatarFitConfig.iterations)
     p.add_argument("--max-gaussians", type=int, default=AvatarFitConfig.max_gaussians)
@@ -87,6 +96,8 @@ def write_previews(avatar, flame, render_cfg: RenderConfig, target, out_dir: str
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.flame_model and os.path.abspath(args.out) == os.path.abspath(DEFAULT_OUT):
+        raise SystemExit("error: --flame-model needs --out (the packaged default avatar is the stand-in's)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -96,20 +107,28 @@ def main(argv=None) -> int:
         landmarks=[[args.landmarks[i], args.landmarks[i + 1]] for i in range(0, 10, 2)] if args.landmarks else [],
         portrait_jaw=args.portrait_jaw,
         portrait_expression=args.portrait_expression,
+        mesh_landmarks=list(args.mesh_landmarks or []),
         render=render_cfg,
         iterations=args.iterations,
         max_gaussians=args.max_gaussians,
         seed=args.seed,
     )
-    flame = FlameModel(FlameConfig())
+    try:
+        flame = FlameModel(FlameConfig(model_path=args.flame_model))
+    except RsatalkerError as exc:  # a missing or unreadable FLAME file
+        raise SystemExit(f"error: {exc}") from exc
     bar = tqdm(total=cfg.iterations, desc="fit", unit="step")
 
     def progress(step: int, loss: float) -> None:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
 
-    result = fit_avatar(flame, cfg, progress)
-    bar.close()
+    try:
+        result = fit_avatar(flame, cfg, progress)
+    except ConfigError as exc:  # e.g. an official FLAME without --mesh-landmarks
+        raise SystemExit(f"error: {exc}") from exc
+    finally:
+        bar.close()
     info = dict(result.info, seed=args.seed, builder="scripts/build_default_avatar.py")
     result.avatar.save(args.out, extra=info)
     if args.preview_dir:

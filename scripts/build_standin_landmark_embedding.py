@@ -14,6 +14,13 @@ used to track renders of the avatar (``--landmark-response avatar``). About 3 mi
 
     python scripts/build_standin_landmark_embedding.py [--avatar CKPT] [--size 512] [--out PATH]
         [--response-samples 6000] [--response-clip 10] [--response-gaze 0.3] [--response-out PATH]
+
+On the official FLAME (or any head model whose embedding exists) only the response is
+calibrated, for an avatar fitted on that model (scripts/build_default_avatar.py --flame-model):
+
+    python scripts/build_standin_landmark_embedding.py --flame-model generic_model.pkl \
+        --embedding mediapipe_landmark_embedding.npz --avatar out/flame_avatar.pt \
+        --response-out out/flame_avatar_response.npz
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import os
 import numpy as np
 
 from rsatalker_core.config import load_config, package_root
+from rsatalker_core.errors import RsatalkerError
 from rsatalker_core.render.renderer import AvatarRenderer
 from rsatalker_core.tracking.embedding import (
     STANDIN_EMBEDDING_ASSET, build_embedding_from_renders, calibrate_depth_offsets, embedding_for, save_embedding,
@@ -32,10 +40,15 @@ from rsatalker_core.tracking.landmarks import FaceLandmarker
 from rsatalker_core.tracking.response import AVATAR_RESPONSE_ASSET, calibrate_response, save_response
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--avatar", default="", help="Gaussian avatar checkpoint to render (default: the "
                     "config's avatar.checkpoint, the packaged default avatar)")
+    ap.add_argument("--flame-model", default="", help="FLAME model file (.pkl / .npz) the avatar is bound to "
+                    "(default: the config's, the stand-in head)")
+    ap.add_argument("--embedding", default="", help="use this landmark embedding npz (e.g. FLAME's "
+                    "mediapipe_landmark_embedding.npz) instead of building the stand-in's: only the response "
+                    "is calibrated (needed with an official FLAME)")
     ap.add_argument("--size", type=int, default=512, help="render size, pixels")
     ap.add_argument("--out", default=os.path.join(package_root(), "assets", STANDIN_EMBEDDING_ASSET))
     ap.add_argument("--response-samples", type=int, default=6000,
@@ -47,35 +60,60 @@ def main() -> None:
     ap.add_argument("--response-gaze", type=float, default=0.3,
                     help="largest gaze pitch / yaw of the renders, radians (0: eyes at rest)")
     ap.add_argument("--response-out", default=os.path.join(package_root(), "assets", AVATAR_RESPONSE_ASSET))
-    args = ap.parse_args()
-    cfg = load_config(None, {"device": "cpu", **({"avatar.checkpoint": args.avatar} if args.avatar else {})})
-    cfg.render.width = cfg.render.height = args.size
-    renderer = AvatarRenderer(cfg)
-    if not renderer.flame.is_standin:
-        raise SystemExit("error: the config's FLAME is not the stand-in; use FLAME's own embedding file")
+    args = ap.parse_args(argv)
+    overrides = {"device": "cpu"}
+    if args.avatar:
+        overrides["avatar.checkpoint"] = args.avatar
+    if args.flame_model:
+        overrides["flame.model_path"] = args.flame_model
+    try:
+        cfg = load_config(None, overrides)
+        cfg.render.width = cfg.render.height = args.size
+        renderer = AvatarRenderer(cfg) if not args.embedding else None
+    except RsatalkerError as exc:  # a missing FLAME file or avatar checkpoint
+        raise SystemExit(f"error: {exc}") from exc
+    if args.embedding:
+        embedding_path = args.embedding
+    else:
+        embedding_path = args.out
+        if not renderer.flame.is_standin:
+            raise SystemExit("error: the FLAME model is not the stand-in: give its own embedding file with "
+                             "--embedding (FLAME publishes mediapipe_landmark_embedding.npz)")
+        build_embedding(renderer, args.out)
+    if args.response_samples > 0:
+        cfg.render.width = cfg.render.height = args.response_size
+        try:
+            renderer = AvatarRenderer(cfg)
+            embedding = embedding_for(renderer.flame, embedding_path)
+        except RsatalkerError as exc:
+            raise SystemExit(f"error: {exc}") from exc
+        if not renderer.flame.is_standin and os.path.abspath(args.response_out) == os.path.abspath(
+                ap.get_default("response_out")):
+            raise SystemExit("error: give --response-out: the packaged response is the stand-in default avatar's")
+        with FaceLandmarker(video=args.response_clip > 1, min_detection_confidence=0.3) as lm:
+            resp, info = calibrate_response(renderer, lm, embedding, n_samples=args.response_samples,
+                                            sequence_length=args.response_clip, gaze_max=args.response_gaze)
+        save_response(args.response_out, resp, note=np.array(
+            f"How MediaPipe reads the avatar {args.avatar or 'default'} on the head model "
+            f"{renderer.flame.source} (scripts/build_standin_landmark_embedding.py)"))
+        print(f"wrote {args.response_out}: {int(info['samples'])} renders; landmark offsets "
+              f"{info['rms_before_mm']:.2f} mm RMS, {info['rms_after_mm']:.2f} mm after the response, "
+              f"{info['noise_floor_mm']:.2f} mm beside its {resp.noise.shape[2]} noise directions")
+
+
+def build_embedding(renderer, out: str) -> None:
+    """Build the stand-in's embedding from renders of ``renderer``'s avatar and write it to ``out``."""
     with FaceLandmarker(video=False, min_detection_confidence=0.3) as lm:
         emb, info = build_embedding_from_renders(renderer, lm)
         emb.depth_offset = calibrate_depth_offsets(renderer, lm, emb)
     spread = info["spread"]
-    save_embedding(args.out, emb, note=np.array(
+    save_embedding(out, emb, note=np.array(
         "MediaPipe FaceMesh landmarks on the rsatalker stand-in head, from renders of the default "
         "avatar (scripts/build_standin_landmark_embedding.py)"))
     kept = np.isin(np.arange(len(spread)), emb.landmark_indices)
-    print(f"wrote {args.out}: {len(emb)} of 478 landmarks; median hit spread of kept "
+    print(f"wrote {out}: {len(emb)} of 478 landmarks; median hit spread of kept "
           f"{1000 * np.nanmedian(spread[kept]):.2f} mm, max {1000 * np.nanmax(spread[kept]):.2f} mm; "
           f"depth offsets median |.| {1000 * np.median(np.abs(emb.depth_offset)):.1f} mm")
-    if args.response_samples > 0:
-        cfg.render.width = cfg.render.height = args.response_size
-        renderer = AvatarRenderer(cfg)
-        with FaceLandmarker(video=args.response_clip > 1, min_detection_confidence=0.3) as lm:
-            resp, info = calibrate_response(renderer, lm, embedding_for(renderer.flame, args.out),
-                                            n_samples=args.response_samples, sequence_length=args.response_clip,
-                                            gaze_max=args.response_gaze)
-        save_response(args.response_out, resp, note=np.array(
-            "How MediaPipe reads the rsatalker default avatar (scripts/build_standin_landmark_embedding.py)"))
-        print(f"wrote {args.response_out}: {int(info['samples'])} renders; landmark offsets "
-              f"{info['rms_before_mm']:.2f} mm RMS, {info['rms_after_mm']:.2f} mm after the response, "
-              f"{info['noise_floor_mm']:.2f} mm beside its {resp.noise.shape[2]} noise directions")
 
 
 if __name__ == "__main__":
