@@ -74,22 +74,17 @@ def main() -> int:
     except ImportError:
         print("mediapipe is not installed", file=sys.stderr)
         return 1
-    from rsatalker_core.config import load_config
     from rsatalker_core.render.renderer import AvatarRenderer
     from rsatalker_core.tracking.closed_loop import (
-        BROWS, SMILE, TEST_MOTION, VALIDATION_MOTION, accuracy, known_motion, render_and_landmark, responses, track,
+        BROWS, SMILE, TEST_MOTION, VALIDATION_MOTION, accuracy, known_motion, render_and_landmark, responses,
+        tool_config, track,
     )
     from rsatalker_core.errors import RsatalkerError
     from rsatalker_core.tracking.embedding import embedding_for
     from rsatalker_core.tracking.response import load_response
 
-    overrides = {"device": "cpu"}
-    if args.avatar:
-        overrides["avatar.checkpoint"] = args.avatar
-    if args.flame_model:
-        overrides["flame.model_path"] = args.flame_model
     try:
-        renderer = AvatarRenderer(load_config(None, overrides))
+        renderer = AvatarRenderer(tool_config(args.avatar, args.flame_model))
         emb = embedding_for(renderer.flame, args.embedding)
         variants = responses(load_response(args.response))
     except RsatalkerError as exc:  # a missing file, an embedding or avatar for another mesh

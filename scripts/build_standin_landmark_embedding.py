@@ -30,9 +30,10 @@ import os
 
 import numpy as np
 
-from rsatalker_core.config import load_config, package_root
+from rsatalker_core.config import package_root
 from rsatalker_core.errors import RsatalkerError
 from rsatalker_core.render.renderer import AvatarRenderer
+from rsatalker_core.tracking.closed_loop import tool_config
 from rsatalker_core.tracking.embedding import (
     STANDIN_EMBEDDING_ASSET, build_embedding_from_renders, calibrate_depth_offsets, embedding_for, save_embedding,
 )
@@ -61,13 +62,8 @@ def main(argv=None) -> None:
                     help="largest gaze pitch / yaw of the renders, radians (0: eyes at rest)")
     ap.add_argument("--response-out", default=os.path.join(package_root(), "assets", AVATAR_RESPONSE_ASSET))
     args = ap.parse_args(argv)
-    overrides = {"device": "cpu"}
-    if args.avatar:
-        overrides["avatar.checkpoint"] = args.avatar
-    if args.flame_model:
-        overrides["flame.model_path"] = args.flame_model
     try:
-        cfg = load_config(None, overrides)
+        cfg = tool_config(args.avatar, args.flame_model)
         cfg.render.width = cfg.render.height = args.size
         renderer = AvatarRenderer(cfg) if not args.embedding else None
     except RsatalkerError as exc:  # a missing FLAME file or avatar checkpoint

@@ -19,7 +19,7 @@ import numpy as np
 from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, MOTION_DIM
 
 __all__ = ["known_motion", "TEST_MOTION", "VALIDATION_MOTION", "render_and_landmark", "track", "accuracy",
-           "responses", "SMILE", "BROWS", "JAW_OPEN"]
+           "responses", "tool_config", "SMILE", "BROWS", "JAW_OPEN"]
 
 #: Expression coefficient of the stand-in head's smile and brow raise, and the motion column
 #: of the jaw's opening (FLAME jaw axis-angle x).
@@ -66,6 +66,24 @@ def known_motion(
     eye[:, 1] = 0.3 * np.cos(2 * np.pi * 0.2 * t)  # yaw
     eye[:, 3:] = eye[:, :3]
     return m, eye
+
+
+def tool_config(avatar: str = "", flame_model: str = ""):
+    """The configuration the closed-loop tools render with (scripts/build_standin_landmark_embedding.py,
+    benchmarks/bench_tracker_accuracy.py): the defaults on the CPU, with an avatar checkpoint
+    and a FLAME model file when given (empty: the packaged default avatar, the config's head).
+
+    Raises:
+        ConfigError: see :func:`rsatalker_core.config.load_config`.
+    """
+    from rsatalker_core.config import load_config
+
+    overrides = {"device": "cpu"}
+    if avatar:
+        overrides["avatar.checkpoint"] = avatar
+    if flame_model:
+        overrides["flame.model_path"] = flame_model
+    return load_config(None, overrides)
 
 
 def render_and_landmark(

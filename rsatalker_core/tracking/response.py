@@ -258,6 +258,9 @@ def calibrate_response(
                 yaw = rng.uniform(-camera_yaw_deg, camera_yaw_deg)
                 view = default_camera(renderer.cfg.render, view0.device, yaw_deg=yaw)[0][0]
                 renderer.viewmat = view[None]
+                v = view.cpu().numpy().astype(np.float64)
+                Rc = v[:3, :3]
+                fit.camera_rotation = Rc
                 if n_seq > 1:
                     landmarker.reset()
             w = 0.5 - 0.5 * np.cos(np.pi * (k % n_seq) / (n_seq - 1)) if n_seq > 1 else 0.0
@@ -266,9 +269,6 @@ def calibrate_response(
             lm = landmarker(renderer.render(m, eye_pose=eye if gaze_max > 0 else None))
             if lm is None:
                 continue
-            v = view.cpu().numpy().astype(np.float64)
-            Rc = v[:3, :3]
-            fit.camera_rotation = Rc
             q, _, pz, Rv = fit.model_landmarks(m, v[:3, 3], K, eye_pose=eye)  # the known pose's landmark points
             obs = lm.points[ids].astype(np.float64)
             z = q[:, 2]
