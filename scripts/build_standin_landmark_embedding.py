@@ -9,11 +9,14 @@ rsatalker_core/assets/standin_mediapipe_embedding.npz in FLAME's embedding layou
 Then measures how MediaPipe reads the default avatar's painted face
 (rsatalker_core.tracking.response.calibrate_response, 6000 renders at 256 px in clips of 10
 frames, each a smooth move between random known motions and gaze under a random view,
-tracked by MediaPipe in video mode) and writes rsatalker_core/assets/standin_avatar_landmark_response.npz,
-used to track renders of the avatar (``--landmark-response avatar``). About 3 minutes.
+tracked by MediaPipe in video mode), learns its read-out of the fitted jaw, head rotation
+and gaze from the fit's out-of-fold estimates on the same clips (rsatalker_core.tracking.readout,
+5 folds), and writes rsatalker_core/assets/standin_avatar_landmark_response.npz, used to track
+renders of the avatar (``--landmark-response avatar``). About 6 minutes on 2 CPU cores.
 
     python scripts/build_standin_landmark_embedding.py [--avatar CKPT] [--size 512] [--out PATH]
-        [--response-samples 6000] [--response-clip 10] [--response-gaze 0.3] [--response-out PATH]
+        [--response-samples 6000] [--response-clip 10] [--response-gaze 0.3] [--readout-folds 5]
+        [--response-out PATH]
 
 On the official FLAME (or any head model whose embedding exists) only the response is
 calibrated, for an avatar fitted on that model (scripts/build_default_avatar.py --flame-model):
@@ -60,6 +63,8 @@ def main(argv=None) -> None:
                          "(1: unrelated still images)")
     ap.add_argument("--response-gaze", type=float, default=0.3,
                     help="largest gaze pitch / yaw of the renders, radians (0: eyes at rest)")
+    ap.add_argument("--readout-folds", type=int, default=5,
+                    help="folds of the out-of-fold fits the response's read-out is learned from (0: no read-out)")
     ap.add_argument("--response-out", default=os.path.join(package_root(), "assets", AVATAR_RESPONSE_ASSET))
     args = ap.parse_args(argv)
     try:
@@ -86,15 +91,23 @@ def main(argv=None) -> None:
         if not renderer.flame.is_standin and os.path.abspath(args.response_out) == os.path.abspath(
                 ap.get_default("response_out")):
             raise SystemExit("error: give --response-out: the packaged response is the stand-in default avatar's")
-        with FaceLandmarker(video=args.response_clip > 1, min_detection_confidence=0.3) as lm:
-            resp, info = calibrate_response(renderer, lm, embedding, n_samples=args.response_samples,
-                                            sequence_length=args.response_clip, gaze_max=args.response_gaze)
+        try:
+            with FaceLandmarker(video=args.response_clip > 1, min_detection_confidence=0.3) as lm:
+                resp, info = calibrate_response(renderer, lm, embedding, n_samples=args.response_samples,
+                                                sequence_length=args.response_clip, gaze_max=args.response_gaze,
+                                                readout_folds=args.readout_folds)
+        except RsatalkerError as exc:  # e.g. --readout-folds beyond the clips
+            raise SystemExit(f"error: {exc}") from exc
         save_response(args.response_out, resp, note=np.array(
             f"How MediaPipe reads the avatar {args.avatar or 'default'} on the head model "
             f"{renderer.flame.source} (scripts/build_standin_landmark_embedding.py)"))
         print(f"wrote {args.response_out}: {int(info['samples'])} renders; landmark offsets "
               f"{info['rms_before_mm']:.2f} mm RMS, {info['rms_after_mm']:.2f} mm after the response, "
               f"{info['noise_floor_mm']:.2f} mm beside its {resp.noise.shape[2]} noise directions")
+        if resp.readout is not None:
+            print(f"read-out ({args.readout_folds} folds): out-of-fold jaw error {info['readout_jaw_rms_before']:.3f} -> "
+                  f"{info['readout_jaw_rms_after']:.3f} rad RMS, head {info['readout_head_rms_deg_before']:.2f} -> "
+                  f"{info['readout_head_rms_deg_after']:.2f} deg RMS")
 
 
 def build_embedding(renderer, out: str) -> None:

@@ -66,3 +66,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def small_avatar_renderer():
+    """The default avatar's renderer on the CPU at 192x192 px: small real renders for the
+    landmark-response calibrations (calls that change its ``viewmat`` restore it)."""
+    from rsatalker_core.config import load_config
+    from rsatalker_core.render.renderer import AvatarRenderer
+
+    cfg = load_config(None, {"device": "cpu"})
+    cfg.render.width = cfg.render.height = 192
+    return AvatarRenderer(cfg)

@@ -59,10 +59,14 @@ def test_response_on_a_flame_file_with_its_embedding(flame_file, tmp_path):
     with pytest.raises(SystemExit, match="--response-out"):  # never over the packaged response
         tool.main(["--flame-model", flame_file, "--embedding", embedding, "--response-samples", "20"])
     out = str(tmp_path / "response.npz")
+    with pytest.raises(SystemExit, match="readout_folds"):  # 4 clips can't be split in 5 folds: a clean error
+        tool.main(["--flame-model", flame_file, "--embedding", embedding, "--response-samples", "40",
+                   "--response-out", out])
     tool.main(["--flame-model", flame_file, "--embedding", embedding, "--response-samples", "40",
-               "--response-out", out])
+               "--readout-folds", "0", "--response-out", out])
     resp = load_response(out)
     assert np.array_equal(np.sort(resp.landmark_indices), np.sort(load_embedding(embedding).landmark_indices))
     assert resp.noise.shape[2] > 0 and np.isfinite(resp.static).all()
+    assert resp.readout is None  # --readout-folds 0
     with np.load(out) as d:
         assert flame_file in str(d["note"])  # the file says which head model it was calibrated on

@@ -113,8 +113,9 @@ def test_tracker_closed_loop_on_rendered_avatar(avatar_renderer):
     """MediaPipe + fit on 256x256 renders of the default avatar with known motion (jaw
     0..0.2 rad, head rotation up to 20 degrees, smile, brows, gaze) seen from camera yaw 0 and
     +-20 degrees, tracked with the avatar's landmark response (how MediaPipe reads its
-    painted face, :mod:`rsatalker_core.tracking.response`), with and without its noise
-    directions, and without it. Figures: docs/ros.md "Face tracker",
+    painted face, :mod:`rsatalker_core.tracking.response`) and its read-out of jaw, head
+    and gaze (:mod:`rsatalker_core.tracking.readout`), without the read-out, without the noise
+    directions, and without a response. Figures: docs/ros.md "Face tracker",
     benchmarks/results_tracker_accuracy.md."""
     pytest.importorskip("mediapipe")
     from rsatalker_core.tracking.response import load_response
@@ -136,18 +137,24 @@ def test_tracker_closed_loop_on_rendered_avatar(avatar_renderer):
     for yaw in views:
         a = stats[yaw, "response"]
         # the issue's targets: head within 3 degrees, jaw within 0.05 rad, expression r >= 0.8.
-        # Measured (benchmarks/results_tracker_accuracy.md): head 1.3 / 1.4 / 2.9 deg, jaw
-        # 0.048 / 0.035 / 0.044 rad (r 0.99), brows r 0.82 / 0.85 / 0.91, smile r 0.83 / 0.88 /
-        # 0.80, gaze yaw r 0.98 / 0.95 / 0.89. Asserted with a small margin for MediaPipe's
-        # numerics on other CPUs.
-        assert a["head_deg"] < 3.2 and a["jaw_rad"] < 0.055 and a["jaw_r"] >= 0.95, (yaw, a)
+        # Measured (benchmarks/results_tracker_accuracy.md): head 1.4 / 1.1 / 2.7 deg, jaw
+        # 0.027 / 0.026 / 0.030 rad (r 0.99), brows r 0.82 / 0.85 / 0.91, smile r 0.83 / 0.88 /
+        # 0.80, gaze yaw r 0.98 / 0.98 / 0.91. The expression with a small margin for
+        # MediaPipe's numerics on other CPUs.
+        assert a["head_deg"] < 3.0 and a["jaw_rad"] < 0.05 and a["jaw_r"] >= 0.95, (yaw, a)
         assert a["brows_r"] >= 0.75 and a["smile_r"] >= 0.75, (yaw, a)
         assert a["gaze_yaw_r"] >= 0.8, (yaw, a)
         assert a["jaw_rad"] < 0.5 * stats[yaw, "plain"]["jaw_rad"]  # the response is what makes the jaw readable
+    worst = lambda name, key: max(stats[y, name][key] for y in views)
+    # the read-out (learned on random calibration clips, not on this motion) keeps the jaw's
+    # amplitude (slope 0.72-0.85 without it) and about halves its worst error (0.048 rad)
+    assert worst("response", "jaw_rad") < 0.8 * worst("no read-out", "jaw_rad")
+    assert all(abs(stats[y, "response"]["jaw_slope"] - 1) < abs(stats[y, "no read-out"]["jaw_slope"] - 1)
+               for y in views)
     # the noise directions keep the head nearer (4.3 degrees without them, at -20) and the gaze
     # pitch readable from the front (r 0.71 against 0.43)
-    assert max(stats[y, "response"]["head_deg"] for y in views) < max(stats[y, "no noise"]["head_deg"] for y in views)
-    assert stats[0.0, "response"]["gaze_pitch_r"] > stats[0.0, "no noise"]["gaze_pitch_r"] + 0.2
+    assert worst("no read-out", "head_deg") < worst("no noise", "head_deg")
+    assert stats[0.0, "no read-out"]["gaze_pitch_r"] > stats[0.0, "no noise"]["gaze_pitch_r"] + 0.2
 
 
 class _KnownGap(AssertionError):
@@ -161,7 +168,8 @@ class _KnownGap(AssertionError):
 def test_tracker_closed_loop_validation_motion_from_the_side(avatar_renderer):
     """The same targets as :func:`test_tracker_closed_loop_on_rendered_avatar` on the
     validation motion (other frequencies and phases, same ranges) from camera yaw +20
-    degrees. Measured: head 3.3 deg, jaw 0.078 rad, brows r 0.65, smile r 0.53."""
+    degrees. Measured: head 2.3 deg and jaw 0.029 rad (they hold: a miss fails the test),
+    brows r 0.65 and smile r 0.53 (the known gap)."""
     pytest.importorskip("mediapipe")
     from rsatalker_core.tracking.response import load_response
 
@@ -174,8 +182,9 @@ def test_tracker_closed_loop_validation_motion_from_the_side(avatar_renderer):
     a = accuracy(est, m, eye_est, eye)
     print(f"validation, view +20: head {a['head_deg']:.1f} deg, jaw {a['jaw_rad']:.3f} rad, brows r "
           f"{a['brows_r']:.2f}, smile r {a['smile_r']:.2f}")
-    assert a["tracked"] == 1.0 and a["jaw_r"] > 0.9, a  # a real failure, not the known gap
-    if not (a["head_deg"] < 3.0 and a["jaw_rad"] < 0.05 and a["brows_r"] >= 0.8 and a["smile_r"] >= 0.8):
+    # a lost face, or head or jaw off target, is a real failure, not the known gap
+    assert a["tracked"] == 1.0 and a["head_deg"] < 3.0 and a["jaw_rad"] < 0.05, a
+    if not (a["brows_r"] >= 0.8 and a["smile_r"] >= 0.8):
         raise _KnownGap(a)
 
 

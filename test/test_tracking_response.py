@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from rsatalker_core.config import load_config
 from rsatalker_core.head.flame import FlameModel
 from rsatalker_core.tracking.embedding import (
     LandmarkEmbedding, embedding_for, load_embedding, save_embedding,
@@ -165,16 +164,13 @@ def test_noise_directions_keep_a_correlated_slide_out_of_the_expression(flame):
             est = LandmarkFitter(flame, emb, response=r).fit(full, K, iterations=40).motion
             errs[name].append(np.abs(est[:50] - m[:50]).mean() + np.abs(est[50] - m[50]))
     assert np.mean(errs["noise"]) < 0.5 * np.mean(errs["plain"]), errs
-def test_calibrate_response_explains_mediapipe_on_avatar_renders():
+def test_calibrate_response_explains_mediapipe_on_avatar_renders(small_avatar_renderer):
     """A small calibration on real renders: the response explains part of MediaPipe's
     landmark offsets (in-sample), and the viewmat is restored."""
     pytest.importorskip("mediapipe")
-    from rsatalker_core.render.renderer import AvatarRenderer
     from rsatalker_core.tracking.landmarks import FaceLandmarker
 
-    cfg = load_config(None, {"device": "cpu"})
-    cfg.render.width = cfg.render.height = 192
-    renderer = AvatarRenderer(cfg)
+    renderer = small_avatar_renderer
     view = renderer.viewmat.clone()
     with FaceLandmarker(video=False, min_detection_confidence=0.3) as lm:
         resp, info = calibrate_response(renderer, lm, embedding_for(renderer.flame), n_samples=40, n_exp=10, ridge=1.0)
@@ -188,17 +184,14 @@ def test_calibrate_response_explains_mediapipe_on_avatar_renders():
     assert info["noise_floor_mm"] == pytest.approx(1000 * resp.noise_floor)
 
 
-def test_calibrate_response_from_clips_tracked_in_video_mode():
+def test_calibrate_response_from_clips_tracked_in_video_mode(small_avatar_renderer):
     """Clips of smooth known motion and gaze, tracked frame to frame by a video-mode MediaPipe
     that is reset between clips (what the tracker node sees): the face is found throughout and the
     response explains part of the offsets; a clip length below 1 is refused."""
     pytest.importorskip("mediapipe")
-    from rsatalker_core.render.renderer import AvatarRenderer
     from rsatalker_core.tracking.landmarks import FaceLandmarker
 
-    cfg = load_config(None, {"device": "cpu"})
-    cfg.render.width = cfg.render.height = 192
-    renderer = AvatarRenderer(cfg)
+    renderer = small_avatar_renderer
     emb = embedding_for(renderer.flame)
     with FaceLandmarker(video=True, min_detection_confidence=0.3) as lm:
         resets = []

@@ -34,7 +34,10 @@ renders of that avatar, never real people). Its noise directions add ``K`` laten
 coefficients ``z`` (rest-frame offsets ``noise @ z``, prior weight
 ``noise_prior (noise_floor / face size)^2``): a factor-analysis model of MediaPipe's errors,
 which are correlated across landmarks (a lip contour slides as a whole), so that such a slide
-is explained as noise rather than read as jaw or expression.
+is explained as noise rather than read as jaw or expression. A response's
+:class:`~rsatalker_core.tracking.readout.PoseReadout` then corrects each result's jaw
+opening, head rotation and gaze for the bias the fit keeps on that avatar (the warm start
+stays the fit's own solution).
 
 Solver: Levenberg-Marquardt (Gauss-Newton with a damping term) on residuals in percent of
 the face's size; Jacobians analytic for translation, expression, the depth scale and the
@@ -83,6 +86,8 @@ class FitResult:
         rms_px: root-mean-square landmark residual, pixels.
         rms_rel: the same in percent of the face size.
         iterations: solver iterations run.
+        params: ``[P]`` the solver's parameter vector (the warm start; before a response's
+            read-out, which only ``motion`` and ``eye_pose`` carry).
     """
 
     motion: np.ndarray
@@ -126,7 +131,8 @@ class LandmarkFitter:
             fraction of it (the frame has converged; saves the remaining iterations).
 
     Raises:
-        TrackingError: ``n_exp`` larger than the FLAME layer's, or an embedding for another mesh.
+        TrackingError: ``n_exp`` larger than the FLAME layer's, an embedding for another mesh,
+            or a response whose read-out was learned for another ``n_exp``.
     """
 
     def __init__(
@@ -185,6 +191,10 @@ class LandmarkFitter:
         # An appearance's response (rest-frame landmark offsets that depend on jaw,
         # expression and view; none by default): :mod:`rsatalker_core.tracking.response`.
         self.response = response
+        self._readout = response.readout if response is not None else None
+        if self._readout is not None and self._readout.n_exp != E:
+            raise TrackingError(f"the response's read-out was learned for n_exp {self._readout.n_exp}, not {E}: fit "
+                                f"with n_exp={self._readout.n_exp} or use response.without_readout()")
         self._rs = self._rje = None
         self.n_noise = K = 0
         if response is not None:
@@ -531,6 +541,8 @@ class LandmarkFitter:
         motion[HEAD_SLICE] = t[self._rot]
         e = t[self._eye]
         eye = np.array([e[0], e[1], 0.0, e[2], e[3], 0.0], np.float32)
+        if self._readout is not None:  # the response's correction (module docstring, "Appearance")
+            motion, eye = self._readout.apply(motion, eye, self._Rc.numpy())
         return FitResult(motion, eye, t[self._tr].astype(np.float32), rms_px, rms_rel, iters, params=t.copy())
 
     @torch.no_grad()

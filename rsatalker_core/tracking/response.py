@@ -25,6 +25,9 @@ along which the fit solves for latent coefficients with a Gaussian prior (factor
 and camera views (ridge regression of the landmark offsets on the features). It describes
 the *avatar's* appearance: use it to track videos of the avatar (the closed-loop test,
 re-tracking rendered videos), never for real people, whom the plain embedding serves.
+With ``readout_folds`` it also learns the response's
+:class:`~rsatalker_core.tracking.readout.PoseReadout`, a correction of the fitted jaw, head
+rotation and gaze for the bias the fit keeps on that avatar.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from rsatalker_core.tracking.landmarks import NUM_LANDMARKS, TrackingError
+from rsatalker_core.tracking.readout import PoseReadout, fit_readout
 
 #: Number of static features (:func:`static_features`).
 N_STATIC = 13
@@ -80,6 +84,9 @@ class LandmarkResponse:
             model, so that such slides are not read as expression.
         noise_floor: metres, the RMS left after the ``K`` directions (the isotropic part).
         source: where it came from.
+        readout: the :class:`~rsatalker_core.tracking.readout.PoseReadout` learned with this
+            response and the fit's default settings (None: the fit's values are kept);
+            :class:`~rsatalker_core.tracking.fit.LandmarkFitter` applies it to each result.
     """
 
     landmark_indices: np.ndarray
@@ -89,6 +96,7 @@ class LandmarkResponse:
     noise: Optional[np.ndarray] = None
     noise_floor: float = 0.0
     source: str = ""
+    readout: Optional[PoseReadout] = None
 
     def __post_init__(self):
         self.landmark_indices = np.asarray(self.landmark_indices, dtype=np.int64).reshape(-1)
@@ -115,8 +123,14 @@ class LandmarkResponse:
             )
 
     def without_noise(self) -> "LandmarkResponse":
-        """The same response without its noise directions (``K = 0``)."""
+        """The same response without its noise directions (``K = 0``) and without the
+        read-out (learned for the fit with them)."""
         return LandmarkResponse(self.landmark_indices, self.static, self.exp, self.jaw_exp, source=self.source)
+
+    def without_readout(self) -> "LandmarkResponse":
+        """The same response without its :attr:`readout` (the fit's values kept)."""
+        return LandmarkResponse(self.landmark_indices, self.static, self.exp, self.jaw_exp, noise=self.noise,
+                                noise_floor=self.noise_floor, source=self.source)
 
     def aligned(self, landmark_indices: np.ndarray, n_exp: int) -> Tuple[np.ndarray, ...]:
         """``(static [13, L, 3], exp [L, 3, n_exp], jaw_exp [L, 3, n_exp], noise [L, 3, K])``
@@ -139,7 +153,9 @@ class LandmarkResponse:
 
 def save_response(path: str, resp: LandmarkResponse, **extra) -> None:
     """Write ``resp`` as an npz (``landmark_indices``, ``static``, ``exp``, ``jaw_exp``,
-    ``noise``, ``noise_floor``)."""
+    ``noise``, ``noise_floor`` and, with a read-out, ``readout_weights``, ``readout_n_exp``)."""
+    if resp.readout is not None:
+        extra.update(readout_weights=resp.readout.weights, readout_n_exp=np.int64(resp.readout.n_exp))
     np.savez(path, landmark_indices=resp.landmark_indices, static=resp.static, exp=resp.exp,
              jaw_exp=resp.jaw_exp, noise=resp.noise, noise_floor=np.float64(resp.noise_floor), **extra)
 
@@ -163,8 +179,16 @@ def load_response(path: str) -> LandmarkResponse:
                 raise TrackingError(f"{path}: landmark response lacks {', '.join(missing)}")
             noise = d["noise"] if "noise" in d.files else None  # optional (older files lack it)
             floor = float(d["noise_floor"]) if "noise_floor" in d.files else 0.0
+            readout = None  # optional (older files lack it)
+            if "readout_weights" in d.files:
+                if "readout_n_exp" not in d.files:
+                    raise TrackingError(f"{path}: readout_weights without readout_n_exp")
+                try:
+                    readout = PoseReadout(d["readout_weights"], int(d["readout_n_exp"]))
+                except TrackingError as exc:
+                    raise TrackingError(f"{path}: {exc}") from exc
             return LandmarkResponse(d["landmark_indices"], d["static"], d["exp"], d["jaw_exp"], noise=noise,
-                                    noise_floor=floor, source=path)
+                                    noise_floor=floor, source=path, readout=readout)
     except (OSError, ValueError) as exc:
         raise TrackingError(f"{path}: not a readable landmark response npz ({exc})") from exc
 
@@ -183,6 +207,8 @@ def calibrate_response(
     n_noise: int = 80,
     sequence_length: int = 1,
     gaze_max: float = 0.0,
+    readout_folds: int = 0,
+    readout_ridge: float = 1e-2,
 ) -> Tuple[LandmarkResponse, Dict[str, float]]:
     """Measure an avatar's :class:`LandmarkResponse` from renders with known motion.
 
@@ -203,6 +229,12 @@ def calibrate_response(
     The first ``n_noise`` principal components of what is left become the response's
     ``noise`` directions (:class:`LandmarkResponse`), the rest its ``noise_floor``.
 
+    With ``readout_folds >= 2`` the samples' clips are split into that many folds; each fold's
+    clips are tracked frame by frame (warm starts, the fit's default settings) with a response
+    calibrated on the other folds, and the response's
+    :class:`~rsatalker_core.tracking.readout.PoseReadout` is regressed on these out-of-fold
+    estimates (:func:`~rsatalker_core.tracking.readout.fit_readout`, ridge ``readout_ridge``).
+
     Args:
         renderer: an :class:`~rsatalker_core.render.renderer.AvatarRenderer` (its
             ``viewmat`` is changed during the call, to its config's camera orbited by the
@@ -214,11 +246,15 @@ def calibrate_response(
     Returns:
         ``(response, {"samples": used, "rms_before_mm", "rms_after_mm", "noise_floor_mm"})``:
         the landmark offsets' RMS without and with the response, over the samples, and what
-        is left beside the noise directions.
+        is left beside the noise directions; with a read-out also the RMS jaw-opening
+        (radians) and head-rotation (degrees) errors of the out-of-fold fits without and
+        with it (``readout_jaw_rms_before``, ``readout_jaw_rms_after``,
+        ``readout_head_rms_deg_before``, ``readout_head_rms_deg_after``).
 
     Raises:
         TrackingError: MediaPipe found a face in fewer than half the renders;
-            ``sequence_length < 1``, or clips with a still-image landmarker.
+            ``sequence_length < 1``, clips with a still-image landmarker, ``readout_folds``
+            of 1 or more than the clips, or too few samples for the read-out.
     """
     import torch
 
@@ -232,6 +268,9 @@ def calibrate_response(
     n_seq = int(sequence_length)
     if n_seq > 1 and not getattr(landmarker, "video", True):
         raise TrackingError("clips (sequence_length > 1) need a video-mode landmarker (FaceLandmarker(video=True))")
+    n_clips = -(-int(n_samples) // n_seq)
+    if int(readout_folds) == 1 or int(readout_folds) > n_clips:
+        raise TrackingError(f"readout_folds must be 0 (no read-out) or 2..{n_clips} (the clips), got {readout_folds}")
     rng = np.random.default_rng(seed)
 
     def draw():  # [56] motion | [6] gaze
@@ -250,6 +289,7 @@ def calibrate_response(
     fit = LandmarkFitter(renderer.flame, embedding, n_exp=n_exp)
     ids = embedding.landmark_indices
     feats, deltas = [], []
+    seen = []  # per used sample: (clip, sample, landmarks [478, 3], camera rotation, motion [56], gaze [6])
     try:
         for k in range(int(n_samples)):
             if k % n_seq == 0:  # a new clip (every sample when n_seq == 1)
@@ -282,11 +322,27 @@ def calibrate_response(
             f = Rc @ head[:, 2]  # the face's forward axis, camera frame
             feats.append(np.concatenate([static_features(np.array([m[50]], np.float64), f[None])[0], psi, m[50] * psi]))
             deltas.append(d_rest.reshape(-1))
+            seen.append((k // n_seq, k, lm.points, Rc, m, eye))
     finally:
         renderer.viewmat = view0
     if len(feats) < max(1, n_samples // 2):
         raise TrackingError(f"MediaPipe found the avatar in {len(feats)} of {n_samples} renders")
     X, Y = np.stack(feats), np.stack(deltas)  # [N, 13 + 2E], [N, 3L]
+    resp, res = _regress(X, Y, ids, n_exp, ridge, n_noise)
+    rms = lambda a: float(1000 * np.sqrt((a**2).mean()))
+    info = {"samples": float(len(X)), "rms_before_mm": rms(Y), "rms_after_mm": rms(res),
+            "noise_floor_mm": 1000 * resp.noise_floor}
+    if int(readout_folds) >= 2:
+        resp.readout, ro = _calibrate_readout(renderer.flame, embedding, X, Y, seen, K, n_exp, ridge, n_noise,
+                                              int(readout_folds), readout_ridge)
+        info.update({"readout_" + k: v for k, v in ro.items() if k != "samples"})
+    return resp, info
+
+
+def _regress(X: np.ndarray, Y: np.ndarray, ids: np.ndarray, n_exp: int, ridge: float,
+             n_noise: int) -> Tuple[LandmarkResponse, np.ndarray]:
+    """The response regressed from features ``X [N, 13 + 2E]`` and rest-frame offsets
+    ``Y [N, 3L]`` (:func:`calibrate_response`), and what it leaves ``[N, 3L]``."""
     reg = ridge * np.eye(X.shape[1])
     reg[0, 0] = 0.0  # the constant offset is not shrunk
     B = np.linalg.solve(X.T @ X + len(X) * reg, X.T @ Y)  # [13 + 2E, 3L]
@@ -299,6 +355,32 @@ def calibrate_response(
     B = B.reshape(-1, L, 3)
     resp = LandmarkResponse(ids, B[:S], B[S : S + E].transpose(1, 2, 0), B[S + E :].transpose(1, 2, 0),
                             noise=noise, noise_floor=floor, source="calibrated")
-    rms = lambda a: float(1000 * np.sqrt((a**2).mean()))
-    return resp, {"samples": float(len(X)), "rms_before_mm": rms(Y), "rms_after_mm": rms(res),
-                  "noise_floor_mm": 1000 * floor}
+    return resp, res
+
+
+def _calibrate_readout(flame, embedding, X, Y, seen, K, n_exp, ridge, n_noise, folds, readout_ridge):
+    """Track each fold's clips with a response regressed on the other folds and fit the
+    read-out on these estimates (:func:`calibrate_response`, ``readout_folds``)."""
+    from rsatalker_core.tracking.fit import LandmarkFitter
+
+    clip = np.array([s[0] for s in seen])
+    fold = clip % folds
+    est = np.full((len(seen), 56), np.nan)
+    eye_est = np.full((len(seen), 6), np.nan)
+    for k in range(folds):
+        held = np.flatnonzero(fold == k)
+        if len(held) == 0 or len(held) == len(seen):
+            raise TrackingError(f"read-out fold {k} holds {len(held)} of {len(seen)} samples")
+        resp_k, _ = _regress(X[fold != k], Y[fold != k], embedding.landmark_indices, n_exp, ridge, n_noise)
+        fit, last = None, (None, None)
+        for i in held:
+            c, j, pts, Rc, _, _ = seen[i]
+            if c != last[0]:  # a new clip: a cold start under its camera
+                fit = LandmarkFitter(flame, embedding, n_exp=n_exp, camera_rotation=Rc, response=resp_k)
+            elif j != last[1] + 1:  # MediaPipe missed the frame before: as track() does
+                fit.reset()
+            last = (c, j)
+            r = fit.fit(pts, K)
+            est[i], eye_est[i] = r.motion, r.eye_pose
+    motion, eye, Rcs = (np.stack([s[i] for s in seen]) for i in (4, 5, 3))
+    return fit_readout(est, eye_est, motion, eye, Rcs, n_exp, readout_ridge)
