@@ -7,16 +7,18 @@ MediaPipe's relative depth puts each landmark (calibrate_depth_offsets). Writes
 rsatalker_core/assets/standin_mediapipe_embedding.npz in FLAME's embedding layout.
 
 Then measures how MediaPipe reads the default avatar's painted face
-(rsatalker_core.tracking.response.calibrate_response, 6000 renders at 256 px in clips of 10
+(rsatalker_core.tracking.response.calibrate_response, 48000 renders at 256 px in clips of 10
 frames, each a smooth move between random known motions and gaze under a random view,
-tracked by MediaPipe in video mode), learns its read-out of the fitted jaw, head rotation
-and gaze from the fit's out-of-fold estimates on the same clips (rsatalker_core.tracking.readout,
-5 folds), and writes rsatalker_core/assets/standin_avatar_landmark_response.npz, used to track
-renders of the avatar (``--landmark-response avatar``). About 6 minutes on 2 CPU cores.
+tracked by MediaPipe in video mode), learns its read-outs (rsatalker_core.tracking.readout:
+the fitted jaw, head rotation and gaze corrected from the fit's out-of-fold estimates on the
+same clips, 5 folds; the expression read from the landmarks), and writes
+rsatalker_core/assets/standin_avatar_landmark_response.npz, used to track renders of the
+avatar (``--landmark-response avatar``). About 50 minutes on 2 CPU cores (the response
+alone, with ``--embedding``: 45).
 
     python scripts/build_standin_landmark_embedding.py [--avatar CKPT] [--size 512] [--out PATH]
-        [--response-samples 6000] [--response-clip 10] [--response-gaze 0.3] [--readout-folds 5]
-        [--response-out PATH]
+        [--response-samples 48000] [--response-clip 10] [--response-gaze 0.3] [--readout-folds 5]
+        [--no-expression-readout] [--response-out PATH]
 
 On the official FLAME (or any head model whose embedding exists) only the response is
 calibrated, for an avatar fitted on that model (scripts/build_default_avatar.py --flame-model):
@@ -55,7 +57,7 @@ def main(argv=None) -> None:
                     "is calibrated (needed with an official FLAME)")
     ap.add_argument("--size", type=int, default=512, help="render size, pixels")
     ap.add_argument("--out", default=os.path.join(package_root(), "assets", STANDIN_EMBEDDING_ASSET))
-    ap.add_argument("--response-samples", type=int, default=6000,
+    ap.add_argument("--response-samples", type=int, default=48000,
                     help="renders for the avatar's landmark response (0: do not build it)")
     ap.add_argument("--response-size", type=int, default=256, help="their size, pixels")
     ap.add_argument("--response-clip", type=int, default=10,
@@ -64,7 +66,9 @@ def main(argv=None) -> None:
     ap.add_argument("--response-gaze", type=float, default=0.3,
                     help="largest gaze pitch / yaw of the renders, radians (0: eyes at rest)")
     ap.add_argument("--readout-folds", type=int, default=5,
-                    help="folds of the out-of-fold fits the response's read-out is learned from (0: no read-out)")
+                    help="folds of the out-of-fold fits the response's pose read-out is learned from (0: none)")
+    ap.add_argument("--expression-readout", action=argparse.BooleanOptionalAction, default=True,
+                    help="learn the response's expression read-out from the landmarks (needs tens of thousands of samples)")
     ap.add_argument("--response-out", default=os.path.join(package_root(), "assets", AVATAR_RESPONSE_ASSET))
     args = ap.parse_args(argv)
     try:
@@ -95,7 +99,8 @@ def main(argv=None) -> None:
             with FaceLandmarker(video=args.response_clip > 1, min_detection_confidence=0.3) as lm:
                 resp, info = calibrate_response(renderer, lm, embedding, n_samples=args.response_samples,
                                                 sequence_length=args.response_clip, gaze_max=args.response_gaze,
-                                                readout_folds=args.readout_folds)
+                                                readout_folds=args.readout_folds,
+                                                expression_readout=args.expression_readout)
         except RsatalkerError as exc:  # e.g. --readout-folds beyond the clips
             raise SystemExit(f"error: {exc}") from exc
         save_response(args.response_out, resp, note=np.array(
@@ -104,10 +109,13 @@ def main(argv=None) -> None:
         print(f"wrote {args.response_out}: {int(info['samples'])} renders; landmark offsets "
               f"{info['rms_before_mm']:.2f} mm RMS, {info['rms_after_mm']:.2f} mm after the response, "
               f"{info['noise_floor_mm']:.2f} mm beside its {resp.noise.shape[2]} noise directions")
-        if resp.readout is not None:
-            print(f"read-out ({args.readout_folds} folds): out-of-fold jaw error {info['readout_jaw_rms_before']:.3f} -> "
+        if resp.pose_readout is not None:
+            print(f"pose read-out ({args.readout_folds} folds): out-of-fold jaw error {info['readout_jaw_rms_before']:.3f} -> "
                   f"{info['readout_jaw_rms_after']:.3f} rad RMS, head {info['readout_head_rms_deg_before']:.2f} -> "
                   f"{info['readout_head_rms_deg_after']:.2f} deg RMS")
+        if resp.expression_readout is not None:
+            print(f"expression read-out: in-sample r {info['expression_r_min']:.2f} .. median "
+                  f"{info['expression_r_median']:.2f} over the {resp.expression_readout.n_exp} coefficients")
 
 
 def build_embedding(renderer, out: str) -> None:

@@ -63,10 +63,10 @@ def test_response_on_a_flame_file_with_its_embedding(flame_file, tmp_path):
         tool.main(["--flame-model", flame_file, "--embedding", embedding, "--response-samples", "40",
                    "--response-out", out])
     tool.main(["--flame-model", flame_file, "--embedding", embedding, "--response-samples", "40",
-               "--readout-folds", "0", "--response-out", out])
+               "--readout-folds", "0", "--no-expression-readout", "--response-out", out])
     resp = load_response(out)
     assert np.array_equal(np.sort(resp.landmark_indices), np.sort(load_embedding(embedding).landmark_indices))
     assert resp.noise.shape[2] > 0 and np.isfinite(resp.static).all()
-    assert resp.readout is None  # --readout-folds 0
+    assert resp.pose_readout is None and resp.expression_readout is None  # --readout-folds 0, --no-expression-readout
     with np.load(out) as d:
         assert flame_file in str(d["note"])  # the file says which head model it was calibrated on

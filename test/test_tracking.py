@@ -113,10 +113,10 @@ def test_tracker_closed_loop_on_rendered_avatar(avatar_renderer):
     """MediaPipe + fit on 256x256 renders of the default avatar with known motion (jaw
     0..0.2 rad, head rotation up to 20 degrees, smile, brows, gaze) seen from camera yaw 0 and
     +-20 degrees, tracked with the avatar's landmark response (how MediaPipe reads its
-    painted face, :mod:`rsatalker_core.tracking.response`) and its read-out of jaw, head
-    and gaze (:mod:`rsatalker_core.tracking.readout`), without the read-out, without the noise
-    directions, and without a response. Figures: docs/ros.md "Face tracker",
-    benchmarks/results_tracker_accuracy.md."""
+    painted face, :mod:`rsatalker_core.tracking.response`) and its read-outs of jaw, head,
+    gaze and expression (:mod:`rsatalker_core.tracking.readout`), without the read-outs,
+    without the noise directions, and without a response. Figures: docs/ros.md "Face
+    tracker", benchmarks/results_tracker_accuracy.md."""
     pytest.importorskip("mediapipe")
     from rsatalker_core.tracking.response import load_response
 
@@ -135,57 +135,47 @@ def test_tracker_closed_loop_on_rendered_avatar(avatar_renderer):
                   f"(r {a['jaw_r']:.2f}), brow r {a['brows_r']:.2f}, smile r {a['smile_r']:.2f}, gaze r yaw "
                   f"{a['gaze_yaw_r']:.2f} pitch {a['gaze_pitch_r']:.2f}")
     for yaw in views:
+        # the issue's targets: head within 3 degrees, jaw within 0.05 rad, expression r >= 0.8
+        # (measured: benchmarks/results_tracker_accuracy.md, "test" rows)
         a = stats[yaw, "response"]
-        # the issue's targets: head within 3 degrees, jaw within 0.05 rad, expression r >= 0.8.
-        # Measured (benchmarks/results_tracker_accuracy.md): head 1.4 / 1.1 / 2.7 deg, jaw
-        # 0.027 / 0.026 / 0.030 rad (r 0.99), brows r 0.82 / 0.85 / 0.91, smile r 0.83 / 0.88 /
-        # 0.80, gaze yaw r 0.98 / 0.98 / 0.91. The expression with a small margin for
-        # MediaPipe's numerics on other CPUs.
         assert a["head_deg"] < 3.0 and a["jaw_rad"] < 0.05 and a["jaw_r"] >= 0.95, (yaw, a)
-        assert a["brows_r"] >= 0.75 and a["smile_r"] >= 0.75, (yaw, a)
-        assert a["gaze_yaw_r"] >= 0.8, (yaw, a)
+        assert a["brows_r"] >= 0.8 and a["smile_r"] >= 0.8, (yaw, a)
+        assert a["gaze_yaw_r"] >= 0.8 and a["gaze_pitch_r"] >= 0.7, (yaw, a)
         assert a["jaw_rad"] < 0.5 * stats[yaw, "plain"]["jaw_rad"]  # the response is what makes the jaw readable
     worst = lambda name, key: max(stats[y, name][key] for y in views)
-    # the read-out (learned on random calibration clips, not on this motion) keeps the jaw's
-    # amplitude (slope 0.72-0.85 without it) and about halves its worst error (0.048 rad)
+    least = lambda name, key: min(stats[y, name][key] for y in views)
+    # the read-outs (learned on random calibration clips, not on this motion): the jaw keeps
+    # its amplitude and about halves its worst error; the smile read from the landmarks is
+    # read better from the worst view than the fit reads it
     assert worst("response", "jaw_rad") < 0.8 * worst("no read-out", "jaw_rad")
     assert all(abs(stats[y, "response"]["jaw_slope"] - 1) < abs(stats[y, "no read-out"]["jaw_slope"] - 1)
                for y in views)
-    # the noise directions keep the head nearer (4.3 degrees without them, at -20) and the gaze
-    # pitch readable from the front (r 0.71 against 0.43)
+    assert least("response", "smile_r") > least("no read-out", "smile_r")
+    # the noise directions keep the head nearer and the brows readable from every view
     assert worst("no read-out", "head_deg") < worst("no noise", "head_deg")
-    assert stats[0.0, "no read-out"]["gaze_pitch_r"] > stats[0.0, "no noise"]["gaze_pitch_r"] + 0.2
+    assert least("no read-out", "brows_r") > least("no noise", "brows_r") + 0.2
 
 
-class _KnownGap(AssertionError):
-    """A closed-loop target missed where the known gap is (only this counts as the expected failure)."""
-
-
-@pytest.mark.xfail(strict=True, raises=_KnownGap, reason="known gap (issue 10 open): on the validation motion seen from +20 degrees "
-                   "the head turns 35-40 degrees from the camera and pitches up, and MediaPipe's reading of the "
-                   "stand-in avatar there spreads the smile and brows over other expression coefficients "
-                   "(benchmarks/results_tracker_accuracy.md); strict, so the fix shows as an XPASS")
-def test_tracker_closed_loop_validation_motion_from_the_side(avatar_renderer):
+def test_tracker_closed_loop_validation_motion(avatar_renderer):
     """The same targets as :func:`test_tracker_closed_loop_on_rendered_avatar` on the
-    validation motion (other frequencies and phases, same ranges) from camera yaw +20
-    degrees. Measured: head 2.3 deg and jaw 0.029 rad (they hold: a miss fails the test),
-    brows r 0.65 and smile r 0.53 (the known gap)."""
+    validation motion (4 s, other frequencies and phases, same ranges) from camera yaw 0 and
+    +-20 degrees. From +20 degrees its head turns 35-40 degrees from the camera while pitched
+    up 8-12 degrees, where the fit alone reads the smile at r 0.41 and the brows at 0.61 and
+    the expression read-out is what meets the targets (benchmarks/results_tracker_accuracy.md)."""
     pytest.importorskip("mediapipe")
     from rsatalker_core.tracking.response import load_response
 
     renderer = avatar_renderer
     m, eye = known_motion(**VALIDATION_MOTION)
-    (Rc, lms), = render_and_landmark(renderer, m, (20.0,), eye_pose=eye).values()
-    assert all(x is not None for x in lms), "MediaPipe lost the face"
-    est, eye_est = track(renderer.flame, embedding_for(renderer.flame), Rc, lms, renderer.K[0].numpy(),
-                         response=load_response("avatar"))
-    a = accuracy(est, m, eye_est, eye)
-    print(f"validation, view +20: head {a['head_deg']:.1f} deg, jaw {a['jaw_rad']:.3f} rad, brows r "
-          f"{a['brows_r']:.2f}, smile r {a['smile_r']:.2f}")
-    # a lost face, or head or jaw off target, is a real failure, not the known gap
-    assert a["tracked"] == 1.0 and a["head_deg"] < 3.0 and a["jaw_rad"] < 0.05, a
-    if not (a["brows_r"] >= 0.8 and a["smile_r"] >= 0.8):
-        raise _KnownGap(a)
+    emb, resp = embedding_for(renderer.flame), load_response("avatar")
+    for yaw, (Rc, lms) in render_and_landmark(renderer, m, (0.0, 20.0, -20.0), eye_pose=eye).items():
+        assert all(x is not None for x in lms), f"view {yaw}: MediaPipe lost the face"
+        est, eye_est = track(renderer.flame, emb, Rc, lms, renderer.K[0].numpy(), response=resp)
+        a = accuracy(est, m, eye_est, eye)
+        print(f"validation, view {yaw:+.0f}: head {a['head_deg']:.1f} deg, jaw {a['jaw_rad']:.3f} rad, brows r "
+              f"{a['brows_r']:.2f}, smile r {a['smile_r']:.2f}, gaze r yaw {a['gaze_yaw_r']:.2f}")
+        assert a["head_deg"] < 3.0 and a["jaw_rad"] < 0.05 and a["jaw_r"] >= 0.95, (yaw, a)
+        assert a["brows_r"] >= 0.8 and a["smile_r"] >= 0.8 and a["gaze_yaw_r"] >= 0.8, (yaw, a)
 
 
 def test_closed_loop_accuracy_figures():

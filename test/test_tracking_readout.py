@@ -1,6 +1,7 @@
-"""The response's read-out of the fitted jaw, head rotation and gaze
-(rsatalker_core.tracking.readout): features, regression, files, the fitter applying it,
-and its calibration from out-of-fold fits on real renders of the default avatar."""
+"""The response's read-outs (rsatalker_core.tracking.readout): the pose read-out of the
+fitted jaw, head rotation and gaze and the expression read-out from aligned landmarks;
+features, regressions, files, the fitter applying them, and the pose read-out's calibration
+from out-of-fold fits on real renders of the default avatar."""
 
 import numpy as np
 import pytest
@@ -10,7 +11,10 @@ from rsatalker_core.render.camera import default_camera
 from rsatalker_core.tracking.embedding import embedding_for
 from rsatalker_core.tracking.fit import CAMERA_FACING_FACE, LandmarkFitter
 from rsatalker_core.tracking.landmarks import TrackingError
-from rsatalker_core.tracking.readout import N_CORRECTED, N_VIEW, PoseReadout, fit_readout, readout_features
+from rsatalker_core.tracking.readout import (
+    N_CORRECTED, N_VIEW, STABLE_LANDMARKS, PoseReadout, align_landmarks, fit_expression_readout, fit_readout,
+    readout_features,
+)
 from rsatalker_core.tracking.response import load_response, save_response
 
 
@@ -92,12 +96,12 @@ def test_readout_in_the_response_file_and_the_fitter(tmp_path):
     resp = load_response("avatar").without_readout()
     w = np.zeros((N_VIEW * 59, N_CORRECTED))
     w[0, 0] = 0.1  # constant feature -> jaw opening
-    resp.readout = PoseReadout(w, 50)
+    resp.pose_readout = PoseReadout(w, 50)
     p = tmp_path / "r.npz"
     save_response(str(p), resp)
     got = load_response(str(p))
-    np.testing.assert_array_equal(got.readout.weights, w)
-    assert load_response(str(p)).without_readout().readout is None and got.without_noise().readout is None
+    np.testing.assert_array_equal(got.pose_readout.weights, w)
+    assert got.without_readout().pose_readout is None and got.without_noise().pose_readout is None
     K = np.array([[727.0, 0, 128], [0, 727.0, 128], [0, 0, 1]])
     m = np.zeros(56, np.float32)
     m[50], m[54] = 0.1, 0.2
@@ -114,11 +118,11 @@ def test_readout_in_the_response_file_and_the_fitter(tmp_path):
     with pytest.raises(TrackingError, match="n_exp 50"):
         LandmarkFitter(flame, emb, n_exp=13, response=got)
     d = dict(np.load(p))
-    np.savez(tmp_path / "bad.npz", **{**d, "readout_weights": w[:10]})
+    np.savez(tmp_path / "bad.npz", **{**d, "pose_readout_weights": w[:10]})
     with pytest.raises(TrackingError, match="bad.npz.*read-out"):
         load_response(str(tmp_path / "bad.npz"))
-    np.savez(tmp_path / "half.npz", **{k: v for k, v in d.items() if k != "readout_n_exp"})
-    with pytest.raises(TrackingError, match="readout_n_exp"):
+    np.savez(tmp_path / "half.npz", **{k: v for k, v in d.items() if k != "pose_readout_n_exp"})
+    with pytest.raises(TrackingError, match="pose_readout_n_exp"):
         load_response(str(tmp_path / "half.npz"))
 
 
@@ -138,7 +142,7 @@ def test_calibrate_response_learns_a_readout_out_of_fold(small_avatar_renderer):
                 calibrate_response(renderer, lm, emb, n_samples=40, sequence_length=10, readout_folds=folds)
         resp, info = calibrate_response(renderer, lm, emb, n_samples=150, n_exp=10, ridge=1.0, sequence_length=10,
                                         gaze_max=0.3, readout_folds=3)
-    assert resp.readout is not None and resp.readout.n_exp == 10
+    assert resp.pose_readout is not None and resp.pose_readout.n_exp == 10 and resp.expression_readout is None
     assert info["readout_jaw_rms_after"] < info["readout_jaw_rms_before"]
     # the fitter applies it: the same landmarks read with and without it differ by its correction
     K = renderer.K[0].numpy()
@@ -148,6 +152,95 @@ def test_calibrate_response_learns_a_readout_out_of_fold(small_avatar_renderer):
         pts = still(renderer.render(m)).points
     a = LandmarkFitter(renderer.flame, emb, n_exp=10, response=resp).fit(pts, K)
     b = LandmarkFitter(renderer.flame, emb, n_exp=10, response=resp.without_readout()).fit(pts, K)
-    want, _ = resp.readout.apply(b.motion, b.eye_pose, CAMERA_FACING_FACE)
+    want, _ = resp.pose_readout.apply(b.motion, b.eye_pose, CAMERA_FACING_FACE)
     np.testing.assert_allclose(a.motion, want, atol=1e-6)
     assert abs(a.motion[50] - b.motion[50]) > 1e-4
+
+
+def _similar(points, rng):
+    """``points [B, 478, 3]`` each turned by a random rotation (up to 40 degrees about y),
+    scaled and moved: what MediaPipe's pixel frame does to one face."""
+    from scipy.spatial.transform import Rotation
+
+    out = []
+    for p in points:
+        R = Rotation.from_euler("yxz", [rng.uniform(-40, 40), rng.uniform(-15, 15), rng.uniform(-10, 10)],
+                                degrees=True).as_matrix()
+        out.append(rng.uniform(60, 120) * p @ R.T + rng.uniform(50, 200, 3))
+    return np.stack(out)
+
+
+def test_align_landmarks_undoes_a_similarity():
+    """Landmarks turned, scaled and moved align back onto the template they came from."""
+    rng = np.random.default_rng(1)
+    template = rng.standard_normal((478, 3))
+    template = (template - template[STABLE_LANDMARKS].mean(0))
+    template /= np.sqrt((template[STABLE_LANDMARKS] ** 2).sum(1).mean())
+    aligned, R = align_landmarks(_similar(template[None].repeat(4, 0), rng), template)
+    np.testing.assert_allclose(aligned, template[None].repeat(4, 0), atol=1e-9)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0)
+
+
+def test_expression_readout_reads_a_linear_face_under_any_view():
+    """A face whose landmarks move linearly with 5 coefficients (plus 0.002 noise), seen under
+    random similarities: the read-out learned on 600 samples reads held-out coefficients
+    (r > 0.99) whatever the view; one too few samples or a bad shape is refused."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((478, 3))
+    basis = 0.05 * rng.standard_normal((5, 478, 3))
+    basis[:, STABLE_LANDMARKS] = 0  # the stable landmarks hold still, as on a face
+
+    def faces(n):
+        psi = rng.standard_normal((n, 5))
+        pts = base + np.einsum("nk,kli->nli", psi, basis) + 0.002 * rng.standard_normal((n, 478, 3))
+        return _similar(pts, rng), psi
+
+    pts, psi = faces(600)
+    ro, info = fit_expression_readout(pts, psi, ridge=1e-6, chunk=128)
+    assert ro.n_exp == 5 and info["samples"] == 600 and info["r_min"] > 0.99
+    test_pts, test_psi = faces(100)
+    got = ro.predict(test_pts)
+    assert min(np.corrcoef(got[:, k], test_psi[:, k])[0, 1] for k in range(5)) > 0.99
+    np.testing.assert_allclose(ro.predict(test_pts[0]), got[0])  # one frame
+    with pytest.raises(TrackingError, match="N >= 100"):
+        fit_expression_readout(pts[:99], psi[:99])
+    with pytest.raises(TrackingError, match="478, 3"):
+        fit_expression_readout(pts[:, :, :2], psi)
+
+
+def test_expression_readout_in_the_file_and_the_fitter(tmp_path):
+    """Saved with the response and loaded back; the fitter's expression is the read-out's
+    reading of the landmarks (with MediaPipe's depth), and the fit's own without depth; a file
+    missing one of its arrays is refused."""
+    flame = FlameModel()
+    emb = embedding_for(flame)
+    rng = np.random.default_rng(2)
+    resp = load_response("avatar").without_readout()
+    K = np.array([[727.0, 0, 128], [0, 727.0, 128], [0, 0, 1]])
+    fit = LandmarkFitter(flame, emb)
+    frames = []  # mesh landmarks of random smiles and brows (all 478 rows filled)
+    for _ in range(120):
+        m = np.zeros(56, np.float32)
+        m[[1, 3]] = rng.uniform(0, 1.5, 2)
+        _, px, z, _ = fit.model_landmarks(m, [0.0, 0.02, 0.75], K)
+        p = rng.normal(128, 20, (478, 3))
+        p[emb.landmark_indices, :2], p[emb.landmark_indices, 2] = px, z
+        frames.append((p, m[:50]))
+    resp.expression_readout, _ = fit_expression_readout(np.stack([p for p, _ in frames]),
+                                                        np.stack([m for _, m in frames]), ridge=1e-3)
+    path = tmp_path / "r.npz"
+    save_response(str(path), resp)
+    got = load_response(str(path))
+    assert got.expression_readout.n_exp == 50 and got.without_readout().expression_readout is None
+    p = frames[0][0]
+    a = LandmarkFitter(flame, emb, response=got).fit(p, K)
+    np.testing.assert_allclose(a.motion[:50], got.expression_readout.predict(p), atol=1e-5)
+    b = LandmarkFitter(flame, emb, response=got.without_readout()).fit(p, K)
+    np.testing.assert_array_equal(a.params, b.params)  # the fit itself is the same
+    flat = LandmarkFitter(flame, emb, response=got).fit(p[:, :2], K)  # no depth: the fit's own expression
+    np.testing.assert_allclose(flat.motion[:50], LandmarkFitter(flame, emb, response=got.without_readout())
+                               .fit(p[:, :2], K).motion[:50], atol=1e-6)
+    d = dict(np.load(path))
+    np.savez(tmp_path / "half.npz", **{k: v for k, v in d.items() if k != "expression_readout_offset"})
+    with pytest.raises(TrackingError, match="half.npz.*expression_readout_offset"):
+        load_response(str(tmp_path / "half.npz"))

@@ -34,10 +34,13 @@ renders of that avatar, never real people). Its noise directions add ``K`` laten
 coefficients ``z`` (rest-frame offsets ``noise @ z``, prior weight
 ``noise_prior (noise_floor / face size)^2``): a factor-analysis model of MediaPipe's errors,
 which are correlated across landmarks (a lip contour slides as a whole), so that such a slide
-is explained as noise rather than read as jaw or expression. A response's
-:class:`~rsatalker_core.tracking.readout.PoseReadout` then corrects each result's jaw
-opening, head rotation and gaze for the bias the fit keeps on that avatar (the warm start
-stays the fit's own solution).
+is explained as noise rather than read as jaw or expression. A response's read-outs
+(:mod:`~rsatalker_core.tracking.readout`) then correct each result: its
+:class:`~rsatalker_core.tracking.readout.PoseReadout` the jaw opening, head rotation and gaze
+for the bias the fit keeps on that avatar, its
+:class:`~rsatalker_core.tracking.readout.ExpressionReadout` the expression, read straight from
+the landmarks (only when they carry MediaPipe's depth). The warm start stays the fit's own
+solution.
 
 Solver: Levenberg-Marquardt (Gauss-Newton with a damping term) on residuals in percent of
 the face's size; Jacobians analytic for translation, expression, the depth scale and the
@@ -59,7 +62,7 @@ from torch import Tensor
 from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, JAW_SLICE, MOTION_DIM
 from rsatalker_core.head.flame import batch_rodrigues
 from rsatalker_core.tracking.embedding import LandmarkEmbedding
-from rsatalker_core.tracking.landmarks import FACE_OVAL, IRIS_CENTRES, TrackingError
+from rsatalker_core.tracking.landmarks import FACE_OVAL, IRIS_CENTRES, NUM_LANDMARKS, TrackingError
 from rsatalker_core.tracking.response import N_STATIC, LandmarkResponse, static_features
 
 __all__ = ["FitResult", "LandmarkFitter", "CAMERA_FACING_FACE", "default_intrinsics"]
@@ -132,7 +135,7 @@ class LandmarkFitter:
 
     Raises:
         TrackingError: ``n_exp`` larger than the FLAME layer's, an embedding for another mesh,
-            or a response whose read-out was learned for another ``n_exp``.
+            or a response whose read-outs were learned for another ``n_exp``.
     """
 
     def __init__(
@@ -191,10 +194,12 @@ class LandmarkFitter:
         # An appearance's response (rest-frame landmark offsets that depend on jaw,
         # expression and view; none by default): :mod:`rsatalker_core.tracking.response`.
         self.response = response
-        self._readout = response.readout if response is not None else None
-        if self._readout is not None and self._readout.n_exp != E:
-            raise TrackingError(f"the response's read-out was learned for n_exp {self._readout.n_exp}, not {E}: fit "
-                                f"with n_exp={self._readout.n_exp} or use response.without_readout()")
+        self._pose_readout = response.pose_readout if response is not None else None
+        self._exp_readout = response.expression_readout if response is not None else None
+        for ro in (self._pose_readout, self._exp_readout):
+            if ro is not None and ro.n_exp != E:
+                raise TrackingError(f"the response's read-outs were learned for n_exp {ro.n_exp}, not {E}: fit with "
+                                    f"n_exp={ro.n_exp} or use response.without_readout()")
         self._rs = self._rje = None
         self.n_noise = K = 0
         if response is not None:
@@ -525,7 +530,7 @@ class LandmarkFitter:
         L = obs.shape[0]
         err = (r[: 2 * L].view(-1, 2) * scale / self._lw.view(-1, 2)).norm(dim=1)  # pixels
         rms_px = float(err.pow(2).mean().sqrt())
-        return self._result(th, rms_px, rms_px / float(scale), done)
+        return self._result(th, rms_px, rms_px / float(scale), done, pts[:, :3] if has_depth else None)
 
     def _cost(self, r: Tensor, th: Tensor, prior: Tensor, prev: Optional[Tensor]) -> float:
         c = float(r @ r + (prior * th * th).sum())
@@ -533,7 +538,8 @@ class LandmarkFitter:
             c += self.temporal_prior * float(((th - prev) ** 2).sum())
         return c
 
-    def _result(self, th: Tensor, rms_px: float, rms_rel: float, iters: int) -> FitResult:
+    def _result(self, th: Tensor, rms_px: float, rms_rel: float, iters: int,
+                points: Optional[np.ndarray] = None) -> FitResult:
         t = th.detach().numpy()
         motion = np.zeros(MOTION_DIM, np.float32)
         motion[EXP_SLICE.start : EXP_SLICE.start + self.n_exp] = t[self._exp]
@@ -541,8 +547,11 @@ class LandmarkFitter:
         motion[HEAD_SLICE] = t[self._rot]
         e = t[self._eye]
         eye = np.array([e[0], e[1], 0.0, e[2], e[3], 0.0], np.float32)
-        if self._readout is not None:  # the response's correction (module docstring, "Appearance")
-            motion, eye = self._readout.apply(motion, eye, self._Rc.numpy())
+        # the response's read-outs (module docstring, "Appearance"); the pose's reads the fit's expression
+        if self._pose_readout is not None:
+            motion, eye = self._pose_readout.apply(motion, eye, self._Rc.numpy())
+        if self._exp_readout is not None and points is not None and points.shape[0] == NUM_LANDMARKS:
+            motion[EXP_SLICE.start : EXP_SLICE.start + self.n_exp] = self._exp_readout.predict(points)
         return FitResult(motion, eye, t[self._tr].astype(np.float32), rms_px, rms_rel, iters, params=t.copy())
 
     @torch.no_grad()

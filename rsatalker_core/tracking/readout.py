@@ -1,4 +1,4 @@
-"""Read-out of a fit's jaw, head rotation and gaze for one avatar appearance (docs/ros.md "Face tracker").
+"""Read-outs of the tracked motion for one avatar appearance (docs/ros.md "Face tracker").
 
 The :class:`~rsatalker_core.tracking.response.LandmarkResponse` models how MediaPipe reads an
 avatar's painted face, but not all of it: what it leaves biases the fit in ways that depend
@@ -18,11 +18,26 @@ where ``theta`` is the fit's estimate, ``f`` the face's forward axis in camera c
 expression, jaw, pose and gaze changes smoothly with the view. ``W`` is a ridge regression of
 the true minus the fitted values, on estimates that the fit makes *out of fold* (with a
 response calibrated without the clips it tracks), so the read-out learns the bias the fit has
-on renders it was not calibrated on. Expression coefficients are left as fitted: learned
-read-outs of them did not carry over from the random calibration motion to the closed-loop
-motions (docs/ros.md "Face tracker").
+on renders it was not calibrated on.
 
-Like the response it describes one avatar: use it for renders of that avatar only.
+The expression is read differently. Seen 35-40 degrees from the side, MediaPipe's landmarks
+move with a smile by about as much as its own errors, and the fit spreads the smile and the
+brows over other coefficients; corrections of the fitted coefficients did not carry over from
+the calibration's random expressions. An :class:`ExpressionReadout` instead reads the
+expression coefficients straight from MediaPipe's landmarks, a discriminative linear model
+like the landmark regressors of face trackers:
+
+    ``psi = ([a, a f_x, a f_y, s(f)] / scale) @ W + psi_0``
+
+with ``a`` the ``[478 x 3]`` landmarks similarity-aligned (rotation, scale, translation;
+Procrustes on :data:`STABLE_LANDMARKS`, which hardly move with the expression) to a template
+and flattened, minus their mean, and ``f`` the template's forward axis in the image frame
+from that alignment. ``W`` is a ridge regression of the true expression coefficients on
+these features over all calibration renders (it does not use the fit, so no folds are
+needed). It replaces the fitted expression; the fit's own coefficients still drive its warm
+start and the pose read-out.
+
+Like the response they describe one avatar: use them for renders of that avatar only.
 """
 
 from __future__ import annotations
@@ -35,7 +50,8 @@ import numpy as np
 from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, MOTION_DIM
 from rsatalker_core.tracking.landmarks import TrackingError
 
-__all__ = ["readout_features", "PoseReadout", "fit_readout", "N_VIEW", "N_CORRECTED", "GAZE_COLUMNS"]
+__all__ = ["readout_features", "PoseReadout", "fit_readout", "N_VIEW", "N_CORRECTED", "GAZE_COLUMNS",
+           "STABLE_LANDMARKS", "align_landmarks", "ExpressionReadout", "fit_expression_readout"]
 
 #: View terms ``s(f)`` per feature block (module docstring).
 N_VIEW = 6
@@ -163,3 +179,137 @@ def fit_readout(
             "head_rms_deg_after": float(np.degrees(rms(left[:, 1:4])))}
     return PoseReadout(W, n_exp), info
 
+
+#: MediaPipe FaceMesh landmarks that hardly move with the expression (forehead, nose bridge
+#: and tip, eye corners, temples, upper brow roots): the :func:`align_landmarks` basis.
+STABLE_LANDMARKS = [10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 33, 133, 362, 263, 234, 454, 127, 356, 70, 300, 107, 336]
+
+
+def _centred(points: np.ndarray) -> np.ndarray:
+    """``[B, 478, 3]`` landmarks moved and scaled so that :data:`STABLE_LANDMARKS` have zero
+    mean and unit RMS distance from it."""
+    x = points - points[:, STABLE_LANDMARKS].mean(1, keepdims=True)
+    return x / np.sqrt((x[:, STABLE_LANDMARKS] ** 2).sum(2).mean(1))[:, None, None]
+
+
+def align_landmarks(points: np.ndarray, template: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Similarity-align MediaPipe landmarks to a template (Procrustes on :data:`STABLE_LANDMARKS`).
+
+    Args:
+        points: ``[B, 478, 3]`` x, y (pixels) and relative depth (pixels).
+        template: ``[478, 3]`` landmarks in the aligned frame (centred and unit-scaled as
+            the result).
+
+    Returns:
+        ``(aligned [B, 478, 3], rotations [B, 3, 3])``: ``aligned = centred(points) @ R``.
+    """
+    x = _centred(np.asarray(points, dtype=np.float64))
+    u, _, vt = np.linalg.svd(np.einsum("bli,lj->bij", x[:, STABLE_LANDMARKS], template[STABLE_LANDMARKS]))
+    d = np.ones((len(x), 3))
+    d[:, 2] = np.sign(np.linalg.det(u @ vt))  # a rotation, not a reflection
+    R = np.einsum("bij,bj,bjk->bik", u, d, vt)
+    return np.einsum("bli,bij->blj", x, R), R
+
+
+def _expression_features(aligned: np.ndarray, R: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``[B, 3 * 1434 + 6]`` features ``[a, a f_x, a f_y, s(f)]`` (module docstring)."""
+    a = aligned.reshape(len(aligned), -1) - mean
+    fx, fy = R[:, 0, 2], R[:, 1, 2]
+    s = np.stack([np.ones_like(fx), fx, fy, fx * fx, fy * fy, fx * fy], 1)
+    return np.concatenate([a, a * fx[:, None], a * fy[:, None], s], 1)
+
+
+@dataclass
+class ExpressionReadout:
+    """Expression coefficients read from aligned MediaPipe landmarks (module docstring).
+
+    Attributes:
+        template: ``[478, 3]`` the alignment's template.
+        mean: ``[1434]`` the aligned landmarks' mean over the calibration.
+        scale: ``[4308]`` each feature's standard deviation over the calibration.
+        weights: ``[4308, E]`` coefficients per scaled feature.
+        offset: ``[E]`` the calibration's mean expression.
+    """
+
+    template: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+
+    def __post_init__(self):
+        self.template = np.asarray(self.template, dtype=np.float64)
+        self.mean = np.asarray(self.mean, dtype=np.float64).reshape(-1)
+        self.scale = np.asarray(self.scale, dtype=np.float64).reshape(-1)
+        self.weights = np.asarray(self.weights, dtype=np.float64)
+        self.offset = np.asarray(self.offset, dtype=np.float64).reshape(-1)
+        n = 3 * self.template.size + N_VIEW
+        ok = (self.template.shape == (478, 3) and self.mean.shape == (self.template.size,)
+              and self.scale.shape == (n,) and (self.scale > 0).all() and self.weights.ndim == 2
+              and self.weights.shape[0] == n and self.offset.shape == (self.weights.shape[1],)
+              and all(np.isfinite(a).all() for a in (self.template, self.mean, self.scale, self.weights, self.offset)))
+        if not ok:
+            raise TrackingError(f"expression read-out: need finite template [478, 3], mean [1434], positive scale "
+                                f"[{n}], weights [{n}, E] and offset [E]; got {self.template.shape}, "
+                                f"{self.mean.shape}, {self.scale.shape}, {self.weights.shape}, {self.offset.shape}")
+
+    @property
+    def n_exp(self) -> int:
+        """Expression coefficients it reads."""
+        return int(self.weights.shape[1])
+
+    def predict(self, points: np.ndarray) -> np.ndarray:
+        """``[B, E]`` expression coefficients of landmarks ``points [B, 478, 3]`` (pixels, with
+        MediaPipe's relative depth) or ``[E]`` for one ``[478, 3]`` frame."""
+        p = np.asarray(points, dtype=np.float64)
+        one = p.ndim == 2
+        aligned, R = align_landmarks(p[None] if one else p, self.template)
+        out = (_expression_features(aligned, R, self.mean) / self.scale) @ self.weights + self.offset
+        return out[0] if one else out
+
+
+def fit_expression_readout(
+    points: np.ndarray, expression: np.ndarray, ridge: float = 1e-5, chunk: int = 2000
+) -> Tuple[ExpressionReadout, dict]:
+    """Ridge regression of expression coefficients on aligned landmarks (module docstring).
+
+    Args:
+        points: ``[N, 478, 3]`` MediaPipe landmarks of renders with known expression.
+        expression: ``[N, E]`` their true expression coefficients.
+        ridge: ridge weight on the unit-scaled features, relative to ``N``.
+        chunk: samples per block of the normal equations (bounds the memory).
+
+    Returns:
+        ``(readout, {"samples", "r_min", "r_median"})``: the in-sample correlation of the read
+        coefficients with the truth (smallest and median over the coefficients).
+
+    Raises:
+        TrackingError: points not ``[N, 478, 3]``, or fewer samples than 100.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    y = np.asarray(expression, dtype=np.float64)
+    if pts.ndim != 3 or pts.shape[1:] != (478, 3) or len(y) != len(pts) or len(pts) < 100:
+        raise TrackingError(f"expression read-out: need points [N >= 100, 478, 3] and expression [N, E], got "
+                            f"{pts.shape} and {y.shape}")
+
+    def blocks(template):  # the aligned landmarks, a chunk at a time
+        for i in range(0, len(pts), chunk):
+            yield i, align_landmarks(pts[i : i + chunk], template)
+
+    template = _centred(pts[:1])[0]
+    for _ in range(2):  # the mean aligned shape, from the first frame's
+        template = _centred((sum(a.sum(0) for _, (a, _) in blocks(template)) / len(pts))[None])[0]
+    mean = sum(a.reshape(len(a), -1).sum(0) for _, (a, _) in blocks(template)) / len(pts)
+    n = 3 * template.size + N_VIEW
+    scale = np.sqrt(sum((_expression_features(a, R, mean) ** 2).sum(0) for _, (a, R) in blocks(template)) / len(pts))
+    scale[scale == 0] = 1.0
+    FtF, Fty, y0 = np.zeros((n, n)), np.zeros((n, y.shape[1])), y.mean(0)
+    for i, (a, R) in blocks(template):
+        F = _expression_features(a, R, mean) / scale
+        FtF += F.T @ F
+        Fty += F.T @ (y[i : i + chunk] - y0)
+    W = np.linalg.solve(FtF + ridge * len(pts) * np.eye(n), Fty)
+    readout = ExpressionReadout(template, mean, scale, W, y0)
+    pred = np.concatenate([readout.predict(pts[i : i + chunk]) for i in range(0, len(pts), chunk)])
+    r = [np.corrcoef(pred[:, k], y[:, k])[0, 1] for k in range(y.shape[1]) if y[:, k].std() > 0]
+    return readout, {"samples": float(len(pts)), "r_min": float(np.min(r)), "r_median": float(np.median(r))}

@@ -25,9 +25,11 @@ along which the fit solves for latent coefficients with a Gaussian prior (factor
 and camera views (ridge regression of the landmark offsets on the features). It describes
 the *avatar's* appearance: use it to track videos of the avatar (the closed-loop test,
 re-tracking rendered videos), never for real people, whom the plain embedding serves.
-With ``readout_folds`` it also learns the response's
-:class:`~rsatalker_core.tracking.readout.PoseReadout`, a correction of the fitted jaw, head
-rotation and gaze for the bias the fit keeps on that avatar.
+It can also learn the response's read-outs (:mod:`~rsatalker_core.tracking.readout`): a
+:class:`~rsatalker_core.tracking.readout.PoseReadout` that corrects the fitted jaw, head
+rotation and gaze for the bias the fit keeps on that avatar (``readout_folds``), and an
+:class:`~rsatalker_core.tracking.readout.ExpressionReadout` that reads the expression
+straight from the landmarks (``expression_readout``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from rsatalker_core.tracking.landmarks import NUM_LANDMARKS, TrackingError
-from rsatalker_core.tracking.readout import PoseReadout, fit_readout
+from rsatalker_core.tracking.readout import ExpressionReadout, PoseReadout, fit_expression_readout, fit_readout
 
 #: Number of static features (:func:`static_features`).
 N_STATIC = 13
@@ -50,6 +52,8 @@ __all__ = ["static_features", "LandmarkResponse", "calibrate_response", "load_re
 #: The default avatar's response, under ``rsatalker_core/assets/``
 #: (``scripts/build_standin_landmark_embedding.py`` writes it).
 AVATAR_RESPONSE_ASSET = "standin_avatar_landmark_response.npz"
+#: Fields of an :class:`~rsatalker_core.tracking.readout.ExpressionReadout` in a response file.
+_EXPRESSION_KEYS = ("template", "mean", "scale", "weights", "offset")
 
 
 def static_features(j, f):
@@ -84,9 +88,12 @@ class LandmarkResponse:
             model, so that such slides are not read as expression.
         noise_floor: metres, the RMS left after the ``K`` directions (the isotropic part).
         source: where it came from.
-        readout: the :class:`~rsatalker_core.tracking.readout.PoseReadout` learned with this
-            response and the fit's default settings (None: the fit's values are kept);
-            :class:`~rsatalker_core.tracking.fit.LandmarkFitter` applies it to each result.
+        pose_readout: the :class:`~rsatalker_core.tracking.readout.PoseReadout` learned with
+            this response and the fit's default settings (None: the fit's jaw, head rotation
+            and gaze are kept).
+        expression_readout: the :class:`~rsatalker_core.tracking.readout.ExpressionReadout`
+            of this appearance (None: the fit's expression is kept).
+            :class:`~rsatalker_core.tracking.fit.LandmarkFitter` applies both to each result.
     """
 
     landmark_indices: np.ndarray
@@ -96,7 +103,8 @@ class LandmarkResponse:
     noise: Optional[np.ndarray] = None
     noise_floor: float = 0.0
     source: str = ""
-    readout: Optional[PoseReadout] = None
+    pose_readout: Optional[PoseReadout] = None
+    expression_readout: Optional[ExpressionReadout] = None
 
     def __post_init__(self):
         self.landmark_indices = np.asarray(self.landmark_indices, dtype=np.int64).reshape(-1)
@@ -124,11 +132,11 @@ class LandmarkResponse:
 
     def without_noise(self) -> "LandmarkResponse":
         """The same response without its noise directions (``K = 0``) and without the
-        read-out (learned for the fit with them)."""
+        read-outs (learned for the fit with them)."""
         return LandmarkResponse(self.landmark_indices, self.static, self.exp, self.jaw_exp, source=self.source)
 
     def without_readout(self) -> "LandmarkResponse":
-        """The same response without its :attr:`readout` (the fit's values kept)."""
+        """The same response without its read-outs (the fit's values kept)."""
         return LandmarkResponse(self.landmark_indices, self.static, self.exp, self.jaw_exp, noise=self.noise,
                                 noise_floor=self.noise_floor, source=self.source)
 
@@ -153,9 +161,14 @@ class LandmarkResponse:
 
 def save_response(path: str, resp: LandmarkResponse, **extra) -> None:
     """Write ``resp`` as an npz (``landmark_indices``, ``static``, ``exp``, ``jaw_exp``,
-    ``noise``, ``noise_floor`` and, with a read-out, ``readout_weights``, ``readout_n_exp``)."""
-    if resp.readout is not None:
-        extra.update(readout_weights=resp.readout.weights, readout_n_exp=np.int64(resp.readout.n_exp))
+    ``noise``, ``noise_floor`` and, with read-outs, ``pose_readout_weights``,
+    ``pose_readout_n_exp`` and ``expression_readout_{template,mean,scale,weights,offset}``)."""
+    if resp.pose_readout is not None:
+        extra.update(pose_readout_weights=resp.pose_readout.weights,
+                     pose_readout_n_exp=np.int64(resp.pose_readout.n_exp))
+    if resp.expression_readout is not None:
+        extra.update({f"expression_readout_{k}": getattr(resp.expression_readout, k).astype(np.float32)
+                      for k in _EXPRESSION_KEYS})
     np.savez(path, landmark_indices=resp.landmark_indices, static=resp.static, exp=resp.exp,
              jaw_exp=resp.jaw_exp, noise=resp.noise, noise_floor=np.float64(resp.noise_floor), **extra)
 
@@ -179,16 +192,22 @@ def load_response(path: str) -> LandmarkResponse:
                 raise TrackingError(f"{path}: landmark response lacks {', '.join(missing)}")
             noise = d["noise"] if "noise" in d.files else None  # optional (older files lack it)
             floor = float(d["noise_floor"]) if "noise_floor" in d.files else 0.0
-            readout = None  # optional (older files lack it)
-            if "readout_weights" in d.files:
-                if "readout_n_exp" not in d.files:
-                    raise TrackingError(f"{path}: readout_weights without readout_n_exp")
-                try:
-                    readout = PoseReadout(d["readout_weights"], int(d["readout_n_exp"]))
-                except TrackingError as exc:
-                    raise TrackingError(f"{path}: {exc}") from exc
+            pose = expression = None  # optional (older files lack them)
+            try:
+                if "pose_readout_weights" in d.files:
+                    if "pose_readout_n_exp" not in d.files:
+                        raise TrackingError("pose_readout_weights without pose_readout_n_exp")
+                    pose = PoseReadout(d["pose_readout_weights"], int(d["pose_readout_n_exp"]))
+                keys = [f"expression_readout_{k}" for k in _EXPRESSION_KEYS]
+                if any(k in d.files for k in keys):
+                    missing = [k for k in keys if k not in d.files]
+                    if missing:
+                        raise TrackingError(f"expression read-out lacks {', '.join(missing)}")
+                    expression = ExpressionReadout(*(d[k] for k in keys))
+            except TrackingError as exc:
+                raise TrackingError(f"{path}: {exc}") from exc
             return LandmarkResponse(d["landmark_indices"], d["static"], d["exp"], d["jaw_exp"], noise=noise,
-                                    noise_floor=floor, source=path, readout=readout)
+                                    noise_floor=floor, source=path, pose_readout=pose, expression_readout=expression)
     except (OSError, ValueError) as exc:
         raise TrackingError(f"{path}: not a readable landmark response npz ({exc})") from exc
 
@@ -209,6 +228,8 @@ def calibrate_response(
     gaze_max: float = 0.0,
     readout_folds: int = 0,
     readout_ridge: float = 1e-2,
+    expression_readout: bool = False,
+    expression_ridge: float = 1e-5,
 ) -> Tuple[LandmarkResponse, Dict[str, float]]:
     """Measure an avatar's :class:`LandmarkResponse` from renders with known motion.
 
@@ -234,6 +255,10 @@ def calibrate_response(
     calibrated on the other folds, and the response's
     :class:`~rsatalker_core.tracking.readout.PoseReadout` is regressed on these out-of-fold
     estimates (:func:`~rsatalker_core.tracking.readout.fit_readout`, ridge ``readout_ridge``).
+    With ``expression_readout`` the response's
+    :class:`~rsatalker_core.tracking.readout.ExpressionReadout` is regressed on all samples'
+    landmarks (:func:`~rsatalker_core.tracking.readout.fit_expression_readout`, ridge
+    ``expression_ridge``; it reads 4308 features: the default avatar's is learned from 48000).
 
     Args:
         renderer: an :class:`~rsatalker_core.render.renderer.AvatarRenderer` (its
@@ -249,12 +274,14 @@ def calibrate_response(
         is left beside the noise directions; with a read-out also the RMS jaw-opening
         (radians) and head-rotation (degrees) errors of the out-of-fold fits without and
         with it (``readout_jaw_rms_before``, ``readout_jaw_rms_after``,
-        ``readout_head_rms_deg_before``, ``readout_head_rms_deg_after``).
+        ``readout_head_rms_deg_before``, ``readout_head_rms_deg_after``); with the expression
+        read-out the in-sample correlation of its coefficients with the truth, smallest and
+        median over the coefficients (``expression_r_min``, ``expression_r_median``).
 
     Raises:
         TrackingError: MediaPipe found a face in fewer than half the renders;
             ``sequence_length < 1``, clips with a still-image landmarker, ``readout_folds``
-            of 1 or more than the clips, or too few samples for the read-out.
+            of 1 or more than the clips, or too few samples for a read-out.
     """
     import torch
 
@@ -333,9 +360,14 @@ def calibrate_response(
     info = {"samples": float(len(X)), "rms_before_mm": rms(Y), "rms_after_mm": rms(res),
             "noise_floor_mm": 1000 * resp.noise_floor}
     if int(readout_folds) >= 2:
-        resp.readout, ro = _calibrate_readout(renderer.flame, embedding, X, Y, seen, K, n_exp, ridge, n_noise,
+        resp.pose_readout, ro = _calibrate_readout(renderer.flame, embedding, X, Y, seen, K, n_exp, ridge, n_noise,
                                               int(readout_folds), readout_ridge)
         info.update({"readout_" + k: v for k, v in ro.items() if k != "samples"})
+    if expression_readout:
+        pts = np.stack([s[2] for s in seen])
+        psi = np.stack([s[4][EXP_SLICE][:n_exp] for s in seen])
+        resp.expression_readout, eo = fit_expression_readout(pts, psi, ridge=expression_ridge)
+        info.update(expression_r_min=eo["r_min"], expression_r_median=eo["r_median"])
     return resp, info
 
 
