@@ -6,9 +6,9 @@ prints a table against the targets (head rotation within 3 degrees, jaw within 0
 expression correlation >= 0.8) for two motions: the test's (test/test_tracking.py) and a
 validation motion on which the fit's settings were chosen
 (rsatalker_core.tracking.closed_loop). Four fit variants: with the avatar's landmark
-response and its read-out, the response without the read-out, without its noise directions
-(nor read-out), and no response. Also writes a plot of the truth against the tracked jaw,
-smile, brows and head yaw, with and without the read-out.
+response and its read-outs, the response without the read-outs, without its noise directions
+(nor read-outs), and no response. Also writes a plot of the truth against the tracked jaw,
+smile, brows and head yaw, with and without the read-outs.
 
     python benchmarks/bench_tracker_accuracy.py [--plot benchmarks/results_tracker_accuracy.png] \\
         > benchmarks/results_tracker_accuracy.md
@@ -47,7 +47,7 @@ def _plot(path: str, motion: np.ndarray, est: dict) -> None:
             ax = axes[i, j]
             ax.plot(t, s * motion[:, c], "k-", lw=2, label="truth")
             ax.plot(t, s * est[yaw, "response"][:, c], "C0-", label="response")
-            ax.plot(t, s * est[yaw, "no read-out"][:, c], "C1--", lw=1, label="without the read-out")
+            ax.plot(t, s * est[yaw, "no read-out"][:, c], "C1--", lw=1, label="without the read-outs")
             if i == 0:
                 ax.set_title(name)
             if j == 0:

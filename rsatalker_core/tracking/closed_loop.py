@@ -169,7 +169,7 @@ def accuracy(
 
 def responses(response) -> Dict[str, Optional[object]]:
     """The fit variants compared: ``{"response": response, "no read-out": response without
-    its read-out, "no noise": response without its noise directions (nor read-out),
+    its read-outs, "no noise": response without its noise directions (nor read-outs),
     "plain": None}``."""
     return {"response": response, "no read-out": response.without_readout(), "no noise": response.without_noise(),
             "plain": None}

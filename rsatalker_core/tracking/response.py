@@ -281,7 +281,7 @@ def calibrate_response(
     Raises:
         TrackingError: MediaPipe found a face in fewer than half the renders;
             ``sequence_length < 1``, clips with a still-image landmarker, ``readout_folds``
-            of 1 or more than the clips, or too few samples for a read-out.
+            negative, 1 or more than the clips, or too few samples for a read-out.
     """
     import torch
 
@@ -296,7 +296,7 @@ def calibrate_response(
     if n_seq > 1 and not getattr(landmarker, "video", True):
         raise TrackingError("clips (sequence_length > 1) need a video-mode landmarker (FaceLandmarker(video=True))")
     n_clips = -(-int(n_samples) // n_seq)
-    if int(readout_folds) == 1 or int(readout_folds) > n_clips:
+    if int(readout_folds) < 0 or int(readout_folds) == 1 or int(readout_folds) > n_clips:
         raise TrackingError(f"readout_folds must be 0 (no read-out) or 2..{n_clips} (the clips), got {readout_folds}")
     rng = np.random.default_rng(seed)
 
