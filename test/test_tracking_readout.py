@@ -137,7 +137,7 @@ def test_calibrate_response_learns_a_readout_out_of_fold(small_avatar_renderer):
     renderer = small_avatar_renderer
     emb = embedding_for(renderer.flame)
     with FaceLandmarker(video=True, min_detection_confidence=0.3) as lm:
-        for folds in (1, 5):
+        for folds in (-1, 1, 5):
             with pytest.raises(TrackingError, match="readout_folds"):
                 calibrate_response(renderer, lm, emb, n_samples=40, sequence_length=10, readout_folds=folds)
         resp, info = calibrate_response(renderer, lm, emb, n_samples=150, n_exp=10, ridge=1.0, sequence_length=10,
