@@ -50,7 +50,7 @@ import numpy as np
 from rsatalker_core.config import EXP_SLICE, HEAD_SLICE, MOTION_DIM
 from rsatalker_core.tracking.landmarks import TrackingError
 
-__all__ = ["readout_features", "PoseReadout", "fit_readout", "N_VIEW", "N_CORRECTED", "GAZE_COLUMNS",
+__all__ = ["view_terms", "readout_features", "PoseReadout", "fit_readout", "N_VIEW", "N_CORRECTED", "GAZE_COLUMNS",
            "STABLE_LANDMARKS", "align_landmarks", "ExpressionReadout", "fit_expression_readout"]
 
 #: View terms ``s(f)`` per feature block (module docstring).
@@ -76,6 +76,13 @@ def _forward_axes(head: np.ndarray, camera_rotation: np.ndarray) -> np.ndarray:
     return np.einsum("bij,bj->bi", Rc, Rh[:, :, 2])
 
 
+def view_terms(f: np.ndarray) -> np.ndarray:
+    """``[B, 6]`` view terms ``s(f) = [1, f_x, f_y, f_x^2, f_y^2, f_x f_y]`` of forward axes
+    ``f [B, >=2]`` (the face's, in the camera or image frame; module docstring)."""
+    fx, fy = f[:, 0], f[:, 1]
+    return np.stack([np.ones_like(fx), fx, fy, fx * fx, fy * fy, fx * fy], 1)
+
+
 def readout_features(motion: np.ndarray, eye_pose: np.ndarray, camera_rotation: np.ndarray, n_exp: int) -> np.ndarray:
     """``[B, 6 (n_exp + 9)]`` read-out features ``s(f) (x) b(theta)`` (module docstring).
 
@@ -88,9 +95,7 @@ def readout_features(motion: np.ndarray, eye_pose: np.ndarray, camera_rotation: 
     """
     m = np.asarray(motion, dtype=np.float64).reshape(-1, MOTION_DIM)
     g = np.asarray(eye_pose, dtype=np.float64).reshape(-1, 6)
-    f = _forward_axes(m[:, HEAD_SLICE], camera_rotation)
-    fx, fy = f[:, 0], f[:, 1]
-    s = np.stack([np.ones_like(fx), fx, fy, fx * fx, fy * fy, fx * fy], 1)  # [B, 6]
+    s = view_terms(_forward_axes(m[:, HEAD_SLICE], camera_rotation))  # [B, 6]
     b = np.concatenate([np.ones((len(m), 1)), m[:, EXP_SLICE][:, : int(n_exp)], m[:, _JAW_OPEN : _JAW_OPEN + 1],
                         m[:, HEAD_SLICE], g[:, GAZE_COLUMNS]], 1)  # [B, n_exp + 9]
     return (s[:, :, None] * b[:, None, :]).reshape(len(m), -1)
@@ -214,9 +219,8 @@ def align_landmarks(points: np.ndarray, template: np.ndarray) -> Tuple[np.ndarra
 def _expression_features(aligned: np.ndarray, R: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """``[B, 3 * 1434 + 6]`` features ``[a, a f_x, a f_y, s(f)]`` (module docstring)."""
     a = aligned.reshape(len(aligned), -1) - mean
-    fx, fy = R[:, 0, 2], R[:, 1, 2]
-    s = np.stack([np.ones_like(fx), fx, fy, fx * fx, fy * fy, fx * fy], 1)
-    return np.concatenate([a, a * fx[:, None], a * fy[:, None], s], 1)
+    s = view_terms(R[:, :, 2])  # the template's forward axis in the image frame
+    return np.concatenate([a, a * s[:, 1:2], a * s[:, 2:3], s], 1)
 
 
 @dataclass

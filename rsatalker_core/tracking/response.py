@@ -316,7 +316,7 @@ def calibrate_response(
     fit = LandmarkFitter(renderer.flame, embedding, n_exp=n_exp)
     ids = embedding.landmark_indices
     feats, deltas = [], []
-    seen = []  # per used sample: (clip, sample, landmarks [478, 3], camera rotation, motion [56], gaze [6])
+    seen = []  # per used sample: (clip, frame in it, FaceLandmarks, camera rotation, motion [56], gaze [6])
     try:
         for k in range(int(n_samples)):
             if k % n_seq == 0:  # a new clip (every sample when n_seq == 1)
@@ -349,7 +349,7 @@ def calibrate_response(
             f = Rc @ head[:, 2]  # the face's forward axis, camera frame
             feats.append(np.concatenate([static_features(np.array([m[50]], np.float64), f[None])[0], psi, m[50] * psi]))
             deltas.append(d_rest.reshape(-1))
-            seen.append((k // n_seq, k, lm.points, Rc, m, eye))
+            seen.append((k // n_seq, k % n_seq, lm, Rc, m, eye))
     finally:
         renderer.viewmat = view0
     if len(feats) < max(1, n_samples // 2):
@@ -364,7 +364,7 @@ def calibrate_response(
                                               int(readout_folds), readout_ridge)
         info.update({"readout_" + k: v for k, v in ro.items() if k != "samples"})
     if expression_readout:
-        pts = np.stack([s[2] for s in seen])
+        pts = np.stack([s[2].points for s in seen])
         psi = np.stack([s[4][EXP_SLICE][:n_exp] for s in seen])
         resp.expression_readout, eo = fit_expression_readout(pts, psi, ridge=expression_ridge)
         info.update(expression_r_min=eo["r_min"], expression_r_median=eo["r_median"])
@@ -391,9 +391,10 @@ def _regress(X: np.ndarray, Y: np.ndarray, ids: np.ndarray, n_exp: int, ridge: f
 
 
 def _calibrate_readout(flame, embedding, X, Y, seen, K, n_exp, ridge, n_noise, folds, readout_ridge):
-    """Track each fold's clips with a response regressed on the other folds and fit the
-    read-out on these estimates (:func:`calibrate_response`, ``readout_folds``)."""
-    from rsatalker_core.tracking.fit import LandmarkFitter
+    """Track each fold's clips (:func:`~rsatalker_core.tracking.closed_loop.track`) with a
+    response regressed on the other folds and fit the read-out on these estimates
+    (:func:`calibrate_response`, ``readout_folds``)."""
+    from rsatalker_core.tracking.closed_loop import track
 
     clip = np.array([s[0] for s in seen])
     fold = clip % folds
@@ -404,15 +405,13 @@ def _calibrate_readout(flame, embedding, X, Y, seen, K, n_exp, ridge, n_noise, f
         if len(held) == 0 or len(held) == len(seen):
             raise TrackingError(f"read-out fold {k} holds {len(held)} of {len(seen)} samples")
         resp_k, _ = _regress(X[fold != k], Y[fold != k], embedding.landmark_indices, n_exp, ridge, n_noise)
-        fit, last = None, (None, None)
-        for i in held:
-            c, j, pts, Rc, _, _ = seen[i]
-            if c != last[0]:  # a new clip: a cold start under its camera
-                fit = LandmarkFitter(flame, embedding, n_exp=n_exp, camera_rotation=Rc, response=resp_k)
-            elif j != last[1] + 1:  # MediaPipe missed the frame before: as track() does
-                fit.reset()
-            last = (c, j)
-            r = fit.fit(pts, K)
-            est[i], eye_est[i] = r.motion, r.eye_pose
+        for c in np.unique(clip[held]):
+            rows = np.flatnonzero(clip == c)
+            frames = [None] * (seen[rows[-1]][1] + 1)  # None where MediaPipe missed the frame
+            for i in rows:
+                frames[seen[i][1]] = seen[i][2]
+            e, g = track(flame, embedding, seen[rows[0]][3], frames, K, n_exp=n_exp, response=resp_k)
+            at = [seen[i][1] for i in rows]
+            est[rows], eye_est[rows] = e[at], g[at]
     motion, eye, Rcs = (np.stack([s[i] for s in seen]) for i in (4, 5, 3))
     return fit_readout(est, eye_est, motion, eye, Rcs, n_exp, readout_ridge)
